@@ -1,0 +1,294 @@
+//! Children (Node's `ChildProcess`): `fork`, messages, signals, events.
+
+use crate::bindings::hive::process::child_process as wit;
+use crate::bindings::hive::process::types::ChildEventKind;
+use crate::bindings::wasi::io::streams::{InputStream, OutputStream};
+use crate::event_loop;
+use crate::{Error, ErrorInfo, ExitStatus, IntoMessage, Message};
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+/// Options for [`fork`] (Node's `fork` options).
+#[derive(Debug, Clone)]
+pub struct ForkOptions {
+    /// Replace the child's environment (default: inherit this process's).
+    pub env: Option<Vec<(String, String)>>,
+    /// Arguments before the module path in the child's argv.
+    pub exec_argv: Vec<String>,
+    /// Pipe the child's stdio to this process instead of sharing it.
+    pub silent: bool,
+    /// Give the child this process's preopened directories (default true).
+    pub inherit_dirs: bool,
+    /// Kill the child with `kill_signal` after this many milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// The signal for `timeout_ms` (default `SIGTERM`).
+    pub kill_signal: Option<String>,
+}
+
+impl Default for ForkOptions {
+    fn default() -> Self {
+        ForkOptions {
+            env: None,
+            exec_argv: Vec::new(),
+            silent: false,
+            inherit_dirs: true,
+            timeout_ms: None,
+            kill_signal: None,
+        }
+    }
+}
+
+/// An event of one child, in Node's order.
+#[derive(Debug, Clone)]
+pub enum ChildEvent {
+    Spawn,
+    Message(Message),
+    Disconnect,
+    Exit(ExitStatus),
+    Close(ExitStatus),
+    Error(ErrorInfo),
+}
+
+impl From<ChildEventKind> for ChildEvent {
+    fn from(kind: ChildEventKind) -> Self {
+        match kind {
+            ChildEventKind::Spawn => ChildEvent::Spawn,
+            ChildEventKind::Message(m) => ChildEvent::Message(m.into()),
+            ChildEventKind::Disconnect => ChildEvent::Disconnect,
+            ChildEventKind::Exit(s) => ChildEvent::Exit(s),
+            ChildEventKind::Close(s) => ChildEvent::Close(s),
+            ChildEventKind::Error(e) => ChildEvent::Error(e),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Listeners {
+    spawn: Vec<Box<dyn FnMut()>>,
+    message: Vec<Box<dyn FnMut(Message)>>,
+    disconnect: Vec<Box<dyn FnMut()>>,
+    exit: Vec<Box<dyn FnMut(Option<i32>, Option<String>)>>,
+    close: Vec<Box<dyn FnMut(Option<i32>, Option<String>)>>,
+    error: Vec<Box<dyn FnMut(&ErrorInfo)>>,
+}
+
+pub(crate) struct ChildInner {
+    handle: wit::Child,
+    id: u32,
+    listeners: RefCell<Listeners>,
+    pending_messages: RefCell<VecDeque<Message>>,
+    closed: RefCell<bool>,
+}
+
+/// A child process. Cloning gives another handle to the same child.
+#[derive(Clone)]
+pub struct Child(Rc<ChildInner>);
+
+/// Forks `module` (a `.wasm` path) with `args` (Node's `child_process.fork`).
+///
+/// Returns at once; the child then emits `spawn`, or `error` + `close` if
+/// the module cannot be started. Fails synchronously only for invalid
+/// arguments or the process limit.
+pub fn fork(module: &str, args: &[&str], options: ForkOptions) -> Result<Child, Error> {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let wit_options = wit::ForkOptions {
+        env: options.env,
+        exec_argv: options.exec_argv,
+        silent: options.silent,
+        inherit_dirs: options.inherit_dirs,
+        timeout_ms: options.timeout_ms,
+        kill_signal: options.kill_signal,
+    };
+    let handle = wit::fork(module, &args, &wit_options)?;
+    let id = handle.id();
+    let inner = Rc::new(ChildInner {
+        handle,
+        id,
+        listeners: RefCell::default(),
+        pending_messages: RefCell::default(),
+        closed: RefCell::new(false),
+    });
+    event_loop::with(|l| l.children.insert(id, inner.clone()));
+    Ok(Child(inner))
+}
+
+macro_rules! take_call_restore {
+    ($self:expr, $field:ident, |$f:ident| $call:expr) => {{
+        let mut taken = std::mem::take(&mut $self.listeners.borrow_mut().$field);
+        for $f in &mut taken {
+            $call;
+        }
+        let mut listeners = $self.listeners.borrow_mut();
+        taken.append(&mut listeners.$field);
+        listeners.$field = taken;
+    }};
+}
+
+impl ChildInner {
+    /// Delivers one event to this child's listeners.
+    pub(crate) fn dispatch(self: &Rc<Self>, event: ChildEvent) {
+        match event {
+            ChildEvent::Spawn => take_call_restore!(self, spawn, |f| f()),
+            ChildEvent::Message(msg) => {
+                if self.listeners.borrow().message.is_empty() {
+                    self.pending_messages.borrow_mut().push_back(msg);
+                } else {
+                    take_call_restore!(self, message, |f| f(msg.clone()))
+                }
+            }
+            ChildEvent::Disconnect => take_call_restore!(self, disconnect, |f| f()),
+            ChildEvent::Exit(s) => take_call_restore!(self, exit, |f| f(s.code, s.signal.clone())),
+            ChildEvent::Close(s) => {
+                *self.closed.borrow_mut() = true;
+                event_loop::with(|l| l.children.remove(&self.id));
+                take_call_restore!(self, close, |f| f(s.code, s.signal.clone()))
+            }
+            ChildEvent::Error(e) => {
+                if self.listeners.borrow().error.is_empty() {
+                    // Node: an 'error' event without a listener is thrown.
+                    eprintln!("Uncaught Error: {} ({})", e.message, e.code);
+                    crate::process::exit(1);
+                }
+                take_call_restore!(self, error, |f| f(&e))
+            }
+        }
+    }
+}
+
+impl Child {
+    /// The id events carry: the pid once spawned.
+    pub fn id(&self) -> u32 {
+        self.0.id
+    }
+
+    /// The pid, `None` if spawning failed.
+    pub fn pid(&self) -> Option<u32> {
+        self.0.handle.pid()
+    }
+
+    /// Sends a message. `Ok(false)` is backpressure (queued, receiver behind).
+    pub fn send(&self, msg: impl IntoMessage) -> Result<bool, Error> {
+        Ok(self.0.handle.send(&msg.into_message().into())?)
+    }
+
+    /// Closes the channel; both sides see `disconnect`.
+    pub fn disconnect(&self) -> Result<(), Error> {
+        Ok(self.0.handle.disconnect()?)
+    }
+
+    /// Whether the channel is open.
+    pub fn connected(&self) -> bool {
+        self.0.handle.connected()
+    }
+
+    /// Sends a signal (`"SIGTERM"`, `"SIGKILL"`, ...). `Ok(false)` once exited.
+    pub fn kill(&self, signal: &str) -> Result<bool, Error> {
+        Ok(self.0.handle.kill(signal)?)
+    }
+
+    /// Whether a `kill` delivered a signal.
+    pub fn killed(&self) -> bool {
+        self.0.handle.killed()
+    }
+
+    /// How the child ended, once it has.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        self.0.handle.exit_status()
+    }
+
+    pub fn on_spawn(&self, f: impl FnMut() + 'static) {
+        self.0.listeners.borrow_mut().spawn.push(Box::new(f));
+    }
+
+    /// Calls `f` for each message; messages that arrived before the first
+    /// listener are replayed on the next turn of the loop (as Node does).
+    pub fn on_message(&self, f: impl FnMut(Message) + 'static) {
+        self.0.listeners.borrow_mut().message.push(Box::new(f));
+        let inner = self.0.clone();
+        event_loop::with(|l| {
+            l.deferred.push_back(Box::new(move || {
+                while let Some(msg) = inner.pending_messages.borrow_mut().pop_front() {
+                    inner.dispatch(ChildEvent::Message(msg));
+                }
+            }))
+        });
+    }
+
+    pub fn on_disconnect(&self, f: impl FnMut() + 'static) {
+        self.0.listeners.borrow_mut().disconnect.push(Box::new(f));
+    }
+
+    /// `f(code, signal)` when the child exits.
+    pub fn on_exit(&self, f: impl FnMut(Option<i32>, Option<String>) + 'static) {
+        self.0.listeners.borrow_mut().exit.push(Box::new(f));
+    }
+
+    /// `f(code, signal)` after exit once stdio and the channel are closed.
+    pub fn on_close(&self, f: impl FnMut(Option<i32>, Option<String>) + 'static) {
+        self.0.listeners.borrow_mut().close.push(Box::new(f));
+    }
+
+    pub fn on_error(&self, f: impl FnMut(&ErrorInfo) + 'static) {
+        self.0.listeners.borrow_mut().error.push(Box::new(f));
+    }
+
+    /// Takes this child's next event, blocking; `None` after `close`. The
+    /// event is not dispatched to listeners.
+    pub fn next_event(&self) -> Option<ChildEvent> {
+        let event: ChildEvent = self.0.handle.next_event()?.into();
+        if matches!(event, ChildEvent::Close(_)) {
+            *self.0.closed.borrow_mut() = true;
+            event_loop::with(|l| l.children.remove(&self.0.id));
+        }
+        Some(event)
+    }
+
+    /// Blocks until the child's next message; `None` once it closed. Other
+    /// events taken meanwhile are dispatched to their listeners.
+    pub fn recv(&self) -> Option<Message> {
+        if let Some(msg) = self.0.pending_messages.borrow_mut().pop_front() {
+            return Some(msg);
+        }
+        loop {
+            let event: ChildEvent = self.0.handle.next_event()?.into();
+            match event {
+                ChildEvent::Message(msg) => return Some(msg),
+                other => self.0.dispatch(other),
+            }
+        }
+    }
+
+    /// Blocks until the child closed and returns how it exited. Events
+    /// taken meanwhile are dispatched to their listeners.
+    pub fn wait(&self) -> ExitStatus {
+        loop {
+            if *self.0.closed.borrow() {
+                break;
+            }
+            match self.0.handle.next_event() {
+                Some(kind) => self.0.dispatch(kind.into()),
+                None => break,
+            }
+        }
+        self.exit_status().unwrap_or(ExitStatus {
+            code: None,
+            signal: None,
+        })
+    }
+
+    /// The child's stdin when forked `silent` (at most once).
+    pub fn stdin(&self) -> Option<OutputStream> {
+        self.0.handle.stdin()
+    }
+
+    /// The child's stdout when forked `silent` (at most once).
+    pub fn stdout(&self) -> Option<InputStream> {
+        self.0.handle.stdout()
+    }
+
+    /// The child's stderr when forked `silent` (at most once).
+    pub fn stderr(&self) -> Option<InputStream> {
+        self.0.handle.stderr()
+    }
+}

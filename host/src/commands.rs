@@ -1,0 +1,54 @@
+//! The `host` command line.
+
+mod run;
+
+use crate::error::ExitStatus;
+use clap::{Parser, Subcommand};
+pub use run::RunCommand;
+
+/// Hive: run WebAssembly components as processes, with Node.js semantics.
+#[derive(Debug, Parser)]
+#[command(name = "host", version, propagate_version = true)]
+#[command(
+    after_help = "Example:\n  host run target/guests/seed-fork-main.wasm\n  host run --dir ./data::/data --env GREETING=hi app.wasm arg1 arg2"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Run(RunCommand),
+}
+
+impl Cli {
+    /// Runs the chosen subcommand and returns the exit status for the host.
+    pub fn execute(self) -> anyhow::Result<ExitStatus> {
+        match self.command {
+            Command::Run(run) => run.execute(),
+        }
+    }
+}
+
+/// Sends `tracing` output to stderr, filtered by `HOST_LOG` (default: warnings).
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("HOST_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+}

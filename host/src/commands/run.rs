@@ -1,0 +1,131 @@
+//! `host run`: run a WASI 0.2 command component as the root process.
+
+use crate::engine::{Hive, HiveConfig, Preopen, RunOptions};
+use crate::error::ExitStatus;
+use anyhow::Context as _;
+use clap::Parser;
+use std::path::PathBuf;
+
+/// Runs a WebAssembly component (a WASI 0.2 command) as a process.
+///
+/// Arguments after the guest go to the guest; its `argv[0]` is the guest's
+/// path as given. The guest's exit code becomes the host's. A guest that
+/// traps prints the trap and its wasm backtrace to stderr and exits with 134
+/// (128 + SIGABRT); one killed by signal N exits with 128 + N.
+#[derive(Debug, Parser)]
+#[command(after_help = "Examples:\n  \
+    host run target/guests/hello.wasm\n  \
+    host run --env NAME=value --env HOME app.wasm --flag input.txt\n  \
+    host run --dir ./data::/data app.wasm   # ./data is /data in the guest\n\n\
+    Exit status: the guest's code; 134 if it trapped; 128+N if killed by signal N; \
+    1 for a host error; 2 for a usage error.")]
+pub struct RunCommand {
+    /// Set an environment variable for the guest: `NAME=VALUE`, or `NAME` to
+    /// pass the host's value through (skipped if the host has none).
+    #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = parse_env)]
+    env: Vec<(String, Option<String>)>,
+
+    /// Give the guest a host directory: `HOST` (seen at the same path) or
+    /// `HOST::GUEST`.
+    #[arg(long = "dir", value_name = "HOST[::GUEST]", value_parser = parse_dir)]
+    dirs: Vec<Preopen>,
+
+    /// Override the guest's `argv[0]`.
+    #[arg(long, value_name = "NAME")]
+    argv0: Option<String>,
+
+    /// Do not read or write the compiled-component cache.
+    #[arg(long)]
+    no_cache: bool,
+
+    /// Where compiled components are cached [default: $XDG_CACHE_HOME/hive
+    /// or ~/.cache/hive].
+    #[arg(long, env = "HOST_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// The most wasm processes alive at once, the root guest included.
+    #[arg(
+        long,
+        env = "HOST_MAX_PROCS",
+        default_value_t = 10_000,
+        value_name = "N"
+    )]
+    max_procs: u32,
+
+    /// The guest component (`.wasm`) to run.
+    #[arg(value_name = "GUEST.wasm")]
+    module: PathBuf,
+
+    /// Arguments passed to the guest.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    args: Vec<String>,
+}
+
+fn parse_env(text: &str) -> Result<(String, Option<String>), String> {
+    let (name, value) = match text.split_once('=') {
+        Some((name, value)) => (name, Some(value.to_owned())),
+        None => (text, None),
+    };
+    if name.is_empty() {
+        return Err(format!(
+            "`{text}` has no variable name: use `--env NAME=VALUE` or `--env NAME`"
+        ));
+    }
+    Ok((name.to_owned(), value))
+}
+
+fn parse_dir(text: &str) -> Result<Preopen, String> {
+    let (host, guest) = match text.split_once("::") {
+        Some((host, guest)) => (host, guest),
+        None => (text, text),
+    };
+    if host.is_empty() || guest.is_empty() {
+        return Err(format!("`{text}`: use `--dir HOST` or `--dir HOST::GUEST`"));
+    }
+    Ok(Preopen {
+        host: PathBuf::from(host),
+        guest: guest.to_owned(),
+    })
+}
+
+impl RunCommand {
+    pub fn execute(self) -> anyhow::Result<ExitStatus> {
+        let mut config = HiveConfig::default();
+        config.max_procs = self.max_procs;
+        if self.no_cache {
+            config.cache_dir = None;
+        } else if let Some(dir) = self.cache_dir {
+            config.cache_dir = Some(dir);
+        }
+        let env = self
+            .env
+            .into_iter()
+            .filter_map(|(name, value)| match value {
+                Some(value) => Some((name, value)),
+                None => std::env::var(&name).ok().map(|value| (name, value)),
+            })
+            .collect();
+        let options = RunOptions {
+            module: self.module,
+            argv0: self.argv0,
+            args: self.args,
+            env,
+            dirs: self.dirs,
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("failed to start the tokio runtime")?;
+        let status = runtime.block_on(async {
+            let hive = Hive::new(config)?;
+            hive.run(options).await
+        });
+        // Guests blocked reading stdin live on a worker thread; do not wait.
+        runtime.shutdown_background();
+        status
+    }
+}

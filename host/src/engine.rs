@@ -1,0 +1,319 @@
+//! The engine, linker and module loading: everything set up once per host and
+//! shared by every process (the root guest, forks, and later cluster workers).
+
+use crate::bindings::GuestPre;
+use crate::cache::{DiskCache, Lookup};
+use crate::ctx::HostState;
+use crate::error::ExitStatus;
+use crate::table::{ProcessTable, SpawnSpec, Stdio};
+use anyhow::Context as _;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances. A busy guest yields to other tasks (and can
+/// be killed) within one tick.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Host-wide settings.
+#[derive(Debug, Clone)]
+pub struct HiveConfig {
+    /// Where compiled components are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// The most wasm processes alive at once (the root included). The
+    /// pooling allocator reserves slots for this many up front.
+    pub max_procs: u32,
+    /// The largest linear memory a guest may grow to, in bytes.
+    pub max_memory: u64,
+}
+
+impl Default for HiveConfig {
+    fn default() -> Self {
+        HiveConfig {
+            cache_dir: DiskCache::default_dir(),
+            max_procs: 10_000,
+            max_memory: 512 << 20,
+        }
+    }
+}
+
+/// A directory made visible to a guest (`--dir HOST::GUEST`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preopen {
+    pub host: PathBuf,
+    pub guest: String,
+}
+
+/// The root guest to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub module: PathBuf,
+    /// `argv[0]` for the guest; default: the module path as given.
+    pub argv0: Option<String>,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub dirs: Vec<Preopen>,
+}
+
+impl RunOptions {
+    pub fn new(module: impl Into<PathBuf>) -> RunOptions {
+        RunOptions {
+            module: module.into(),
+            argv0: None,
+            args: Vec::new(),
+            env: Vec::new(),
+            dirs: Vec::new(),
+        }
+    }
+}
+
+/// Why a module cannot be run. Each message says what would fix it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    #[error("failed to read `{path}`")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("`{}` is not a WebAssembly file (it does not start with `\\0asm`)", path.display())]
+    NotWasm { path: PathBuf },
+    #[error(
+        "`{path}` is a core WebAssembly module, not a component; Hive runs WASI 0.2 components: \
+         build it for `wasm32-wasip2`, or adapt it with \
+         `wasm-tools component new {path} --adapt wasi_snapshot_preview1.command.wasm -o out.wasm`"
+    )]
+    CoreModule { path: PathBuf },
+    #[error("`{path}` is not a valid WebAssembly component")]
+    Invalid {
+        path: PathBuf,
+        #[source]
+        source: anyhow::Error,
+    },
+    #[error("`{path}` cannot be linked: it needs an import Hive does not provide")]
+    Link {
+        path: PathBuf,
+        #[source]
+        source: anyhow::Error,
+    },
+}
+
+impl LoadError {
+    /// The errno Node would report for this failure at spawn time.
+    pub fn node_code(&self) -> (&'static str, i32) {
+        match self {
+            LoadError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                ("ENOENT", -2)
+            }
+            LoadError::Read { source, .. }
+                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                ("EACCES", -13)
+            }
+            LoadError::Read { .. } => ("EIO", -5),
+            _ => ("ENOEXEC", -8),
+        }
+    }
+}
+
+/// A compiled, linked guest, ready to instantiate.
+pub struct LoadedModule {
+    pub pre: GuestPre<HostState>,
+    stamp: (u64, Option<SystemTime>),
+}
+
+/// The host: engine, linker, caches and the process table. Cheap to clone.
+#[derive(Clone)]
+pub struct Hive {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub engine: Engine,
+    pub linker: Linker<HostState>,
+    pub cache: Option<DiskCache>,
+    modules: Mutex<HashMap<PathBuf, Arc<LoadedModule>>>,
+    pub table: ProcessTable,
+}
+
+impl Hive {
+    /// Builds the engine and linker. Starts a thread that advances the epoch
+    /// for as long as this `Hive` lives.
+    pub fn new(config: HiveConfig) -> anyhow::Result<Hive> {
+        let engine = Engine::new(&engine_config(&config))
+            .map_err(anyhow::Error::from)
+            .context("failed to create the engine")?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        crate::ctx::add_to_linker(&mut linker)?;
+        let hive = Hive {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                cache: config.cache_dir.map(DiskCache::new),
+                modules: Mutex::default(),
+                table: ProcessTable::new(config.max_procs),
+            }),
+        };
+        spawn_epoch_ticker(Arc::downgrade(&hive.inner));
+        Ok(hive)
+    }
+
+    /// Loads `path`: from memory if it was loaded before and has not changed,
+    /// else from the disk cache, else by compiling it (and caching the result).
+    pub async fn load(&self, path: &Path) -> Result<Arc<LoadedModule>, LoadError> {
+        let read_err = |source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let meta = tokio::fs::metadata(path).await.map_err(read_err)?;
+        let stamp = (meta.len(), meta.modified().ok());
+        let canonical = tokio::fs::canonicalize(path).await.map_err(read_err)?;
+        if let Some(module) = self.inner.modules.lock().unwrap().get(&canonical)
+            && module.stamp == stamp
+        {
+            return Ok(module.clone());
+        }
+        let bytes = tokio::fs::read(path).await.map_err(read_err)?;
+        let this = self.clone();
+        let owned = path.to_owned();
+        let pre = tokio::task::spawn_blocking(move || this.prepare(&owned, &bytes))
+            .await
+            .expect("module preparation panicked")?;
+        let module = Arc::new(LoadedModule { pre, stamp });
+        self.inner
+            .modules
+            .lock()
+            .unwrap()
+            .insert(canonical, module.clone());
+        Ok(module)
+    }
+
+    /// Compiles (or fetches from the disk cache) and links a component.
+    fn prepare(&self, path: &Path, bytes: &[u8]) -> Result<GuestPre<HostState>, LoadError> {
+        let path_buf = || path.to_owned();
+        match bytes.get(..8) {
+            Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => {
+                return Err(LoadError::CoreModule { path: path_buf() });
+            }
+            Some([0, b'a', b's', b'm', ..]) => {}
+            _ => return Err(LoadError::NotWasm { path: path_buf() }),
+        }
+        let component = self.compile(bytes).map_err(|source| LoadError::Invalid {
+            path: path_buf(),
+            source,
+        })?;
+        let link = |source: anyhow::Error| LoadError::Link {
+            path: path_buf(),
+            source,
+        };
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| link(e.into()))?;
+        GuestPre::new(pre).map_err(|e| {
+            link(anyhow::Error::from(e).context(
+                "the component does not export `wasi:cli/run`: build it as a command (a `fn main` binary)",
+            ))
+        })
+    }
+
+    fn compile(&self, bytes: &[u8]) -> anyhow::Result<Component> {
+        let engine = &self.inner.engine;
+        let Some(cache) = &self.inner.cache else {
+            return Ok(Component::new(engine, bytes)?);
+        };
+        let key = DiskCache::key(engine, bytes);
+        match cache.load(engine, &key) {
+            Lookup::Hit(component) => {
+                tracing::debug!(key, "compiled component cache hit");
+                return Ok(component);
+            }
+            Lookup::Corrupt(why) => {
+                tracing::warn!(
+                    key,
+                    why,
+                    "discarded a corrupt compiled-component cache entry"
+                )
+            }
+            Lookup::Miss => tracing::debug!(key, "compiled component cache miss"),
+        }
+        let start = std::time::Instant::now();
+        let component = Component::new(engine, bytes)?;
+        tracing::debug!(key, elapsed = ?start.elapsed(), "compiled component");
+        if let Err(e) = cache.store(&key, &component) {
+            tracing::warn!(key, "failed to write the compiled-component cache: {e:#}");
+        }
+        Ok(component)
+    }
+
+    /// Runs the root guest to completion and returns its exit status. When it
+    /// ends, every process it left behind is ended too.
+    pub async fn run(&self, options: RunOptions) -> anyhow::Result<ExitStatus> {
+        for dir in &options.dirs {
+            anyhow::ensure!(
+                dir.host.is_dir(),
+                "`--dir {}`: no such directory",
+                dir.host.display()
+            );
+        }
+        let module = self.load(&options.module).await?;
+        let argv0 = options
+            .argv0
+            .unwrap_or_else(|| options.module.display().to_string());
+        let argv = std::iter::once(argv0).chain(options.args).collect();
+        let spec = SpawnSpec {
+            module,
+            argv,
+            env: options.env,
+            dirs: options.dirs,
+            stdio: Stdio::inherit(),
+            ppid: std::process::id(),
+            parent: None,
+        };
+        let handle = self.inner.table.spawn(self, spec, |_| {})?;
+        let status = handle.wait().await;
+        self.inner.table.kill_all();
+        Ok(status)
+    }
+}
+
+fn engine_config(config: &HiveConfig) -> Config {
+    let mut c = Config::new();
+    c.epoch_interruption(true);
+    // Linear memories reserve only what they may use, so that the pool fits
+    // `max_procs` guests in the address space (the 4 GiB default would not).
+    c.memory_reservation(config.max_memory);
+    c.memory_guard_size(32 << 20);
+    c.memory_reservation_for_growth(0);
+    let n = config.max_procs.max(1);
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(n)
+        .total_core_instances(n.saturating_mul(8))
+        .total_memories(n.saturating_mul(2))
+        .total_tables(n.saturating_mul(4))
+        .total_stacks(n)
+        .max_core_instances_per_component(64)
+        .max_memories_per_component(8)
+        .max_tables_per_component(16)
+        .max_memory_size(config.max_memory as usize);
+    c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    c
+}
+
+fn spawn_epoch_ticker(hive: Weak<Inner>) {
+    std::thread::Builder::new()
+        .name("hive-epoch".into())
+        .spawn(move || {
+            while let Some(inner) = hive.upgrade() {
+                inner.engine.increment_epoch();
+                drop(inner);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("failed to start the epoch thread");
+}

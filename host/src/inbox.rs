@@ -1,0 +1,180 @@
+//! A process's event queue: messages and signals from its parent, and the
+//! events of all its children, in arrival order.
+//!
+//! Taking the next event is O(1) however many children there are (the
+//! merged-inbox design). A child handle can also take *its own* next event;
+//! that scans only the queued events, never the children.
+
+use crate::bindings::{ChildEventKind, Event};
+use crate::message::Flow;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+/// An event waiting in an inbox, with the flow it is charged to.
+struct Entry {
+    event: Event,
+    charge: Option<(Arc<Flow>, usize)>,
+}
+
+impl Entry {
+    fn take(self) -> Event {
+        if let Some((flow, cost)) = self.charge {
+            flow.release(cost);
+        }
+        self.event
+    }
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Entry>,
+    /// Queued events per child id, so a child's pollable is O(1).
+    per_child: HashMap<u32, usize>,
+}
+
+/// The event queue of one process.
+#[derive(Default)]
+pub struct Inbox {
+    state: Mutex<State>,
+    arrived: Notify,
+}
+
+impl Inbox {
+    /// Queues an event. `charge` is released when the event is taken.
+    pub fn push(&self, event: Event, charge: Option<(Arc<Flow>, usize)>) {
+        {
+            let mut state = self.state.lock().unwrap();
+            if let Event::Child(child) = &event {
+                *state.per_child.entry(child.id).or_default() += 1;
+            }
+            state.queue.push_back(Entry { event, charge });
+        }
+        self.arrived.notify_waiters();
+    }
+
+    /// Takes the oldest event, if any.
+    pub fn try_pop(&self) -> Option<Event> {
+        let mut state = self.state.lock().unwrap();
+        let entry = state.queue.pop_front()?;
+        if let Event::Child(child) = &entry.event {
+            uncount(&mut state.per_child, child.id);
+        }
+        drop(state);
+        Some(entry.take())
+    }
+
+    /// Takes the oldest event of child `id`, if any.
+    pub fn try_pop_child(&self, id: u32) -> Option<ChildEventKind> {
+        let mut state = self.state.lock().unwrap();
+        if !state.per_child.contains_key(&id) {
+            return None;
+        }
+        let at = state
+            .queue
+            .iter()
+            .position(|e| matches!(&e.event, Event::Child(c) if c.id == id))?;
+        let entry = state.queue.remove(at)?;
+        uncount(&mut state.per_child, id);
+        drop(state);
+        match entry.take() {
+            Event::Child(child) => Some(child.kind),
+            _ => unreachable!("position matched a child event"),
+        }
+    }
+
+    /// Whether any event is queued.
+    pub fn has_any(&self) -> bool {
+        !self.state.lock().unwrap().queue.is_empty()
+    }
+
+    /// Whether an event of child `id` is queued.
+    pub fn has_child(&self, id: u32) -> bool {
+        self.state.lock().unwrap().per_child.contains_key(&id)
+    }
+
+    /// Waits until `ready()` holds, re-checking after every push.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only waits.
+    pub async fn wait_until(&self, mut ready: impl FnMut() -> bool) {
+        loop {
+            let arrived = self.arrived.notified();
+            if ready() {
+                return;
+            }
+            arrived.await;
+        }
+    }
+
+    /// Wakes every waiter so it re-checks its condition (used when something
+    /// other than a push changes it, such as the last child closing).
+    pub fn wake(&self) {
+        self.arrived.notify_waiters();
+    }
+}
+
+fn uncount(per_child: &mut HashMap<u32, usize>, id: u32) {
+    if let Some(n) = per_child.get_mut(&id) {
+        *n -= 1;
+        if *n == 0 {
+            per_child.remove(&id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::{ChildEvent, Message};
+
+    fn child(id: u32, n: u32) -> Event {
+        Event::Child(ChildEvent {
+            id,
+            kind: ChildEventKind::Message(Message::Json(n.to_string())),
+        })
+    }
+
+    #[test]
+    fn merged_order_and_per_child_take() {
+        let inbox = Inbox::default();
+        inbox.push(child(1, 1), None);
+        inbox.push(child(2, 2), None);
+        inbox.push(Event::Disconnect, None);
+        inbox.push(child(1, 3), None);
+        assert!(inbox.has_child(2));
+        assert!(matches!(
+            inbox.try_pop_child(1),
+            Some(ChildEventKind::Message(Message::Json(t))) if t == "1"
+        ));
+        assert!(matches!(inbox.try_pop(), Some(Event::Child(c)) if c.id == 2));
+        assert!(!inbox.has_child(2));
+        assert!(matches!(inbox.try_pop(), Some(Event::Disconnect)));
+        assert!(matches!(
+            inbox.try_pop_child(1),
+            Some(ChildEventKind::Message(_))
+        ));
+        assert!(inbox.try_pop().is_none());
+        assert!(!inbox.has_any());
+    }
+
+    #[test]
+    fn taking_releases_the_flow() {
+        let inbox = Inbox::default();
+        let flow = Arc::new(Flow::default());
+        let cost = 100;
+        futures_lite_block_on(flow.reserve(cost));
+        inbox.push(Event::Disconnect, Some((flow.clone(), cost)));
+        assert_eq!(flow.queued(), cost);
+        inbox.try_pop();
+        assert_eq!(flow.queued(), 0);
+    }
+
+    fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+}

@@ -1,0 +1,41 @@
+//! Hive: a WebAssembly component host that gives WASI 0.2 guests what Node.js
+//! gives JavaScript — processes.
+//!
+//! A guest (any `wasm32-wasip2` command component) can `fork` other guests and
+//! exchange messages with them through the `hive:process` WIT package in
+//! `wit/`, with Node's `child_process` semantics.
+//!
+//! Embedding takes three steps:
+//!
+//! 1. Build a [`Hive`] from a [`HiveConfig`]: one wasmtime `Engine` (epoch
+//!    interruption, pooling allocator), one `Linker` with WASI 0.2 and
+//!    `hive:process`, an on-disk cache of compiled components.
+//! 2. Describe the root guest with a [`RunOptions`] (module, args, env, preopens).
+//! 3. [`Hive::run`] it inside a tokio multi-thread runtime; it returns the
+//!    guest's [`ExitStatus`] once the guest and all its children have ended.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let hive = host::Hive::new(host::HiveConfig::default())?;
+//! let status = hive.run(host::RunOptions::new("target/guests/hello.wasm")).await?;
+//! assert_eq!(status.code(), 0);
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod bindings;
+mod cache;
+pub mod child_process;
+pub mod commands;
+mod ctx;
+mod engine;
+mod error;
+mod inbox;
+mod message;
+pub mod process;
+mod signal;
+mod table;
+
+pub use engine::{Hive, HiveConfig, LoadError, Preopen, RunOptions};
+pub use error::ExitStatus;
+pub use signal::Signal;

@@ -1,0 +1,436 @@
+//! The process table: every live process, how processes start, and how they
+//! end (exit, trap, kill) and tell their parent.
+//!
+//! A wasm process is one `Store` and one component instance, run as its own
+//! tokio task. Killing it drops that task's future (and so its fiber and
+//! Store); epoch interruption makes even a guest in `loop {}` reach a point
+//! where that can happen within one epoch tick.
+
+use crate::bindings::{ChildEvent, ChildEventKind, Event, GuestPre, WitExitStatus};
+use crate::ctx::{HostState, ProcessCtx};
+use crate::engine::{Hive, LoadedModule, Preopen};
+use crate::error::ExitStatus;
+use crate::inbox::Inbox;
+use crate::message::Flow;
+use crate::signal::{DefaultAction, Signal};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+use wasmtime::Store;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::cli::{StdinStream, StdoutStream};
+use wasmtime_wasi::{FsPerms, WasiCtx};
+
+/// Virtual pids start above Linux's largest `pid_max` (2^22), so they never
+/// collide with a real pid.
+pub const FIRST_VIRTUAL_PID: u32 = (1 << 22) + 1;
+
+/// A process's stdio streams, shareable with children that inherit them.
+#[derive(Clone)]
+pub struct Stdio {
+    pub stdin: Arc<dyn StdinStream + Sync>,
+    pub stdout: Arc<dyn StdoutStream + Sync>,
+    pub stderr: Arc<dyn StdoutStream + Sync>,
+}
+
+impl Stdio {
+    /// The host's own stdin, stdout and stderr.
+    pub fn inherit() -> Stdio {
+        Stdio {
+            stdin: Arc::new(wasmtime_wasi::cli::stdin()),
+            stdout: Arc::new(wasmtime_wasi::cli::stdout()),
+            stderr: Arc::new(wasmtime_wasi::cli::stderr()),
+        }
+    }
+}
+
+/// The message channel between a parent and a child.
+#[derive(Default)]
+pub struct Channel {
+    connected: AtomicBool,
+    /// Parent to child.
+    pub down: Arc<Flow>,
+    /// Child to parent.
+    pub up: Arc<Flow>,
+}
+
+impl Channel {
+    pub fn open() -> Arc<Channel> {
+        let channel = Channel::default();
+        channel.connected.store(true, Ordering::Release);
+        Arc::new(channel)
+    }
+
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    /// Closes the channel; returns whether it was open (only the first
+    /// caller reports `disconnect`).
+    pub fn close(&self) -> bool {
+        self.connected.swap(false, Ordering::AcqRel)
+    }
+}
+
+/// The child's end of its channel and where its events go.
+#[derive(Clone)]
+pub struct ParentLink {
+    pub channel: Arc<Channel>,
+    pub parent: Arc<Proc>,
+}
+
+impl ParentLink {
+    /// Queues an event about child `id` in the parent's inbox.
+    pub fn report(&self, id: u32, kind: ChildEventKind) {
+        self.parent
+            .inbox
+            .push(Event::Child(ChildEvent { id, kind }), None);
+    }
+}
+
+/// A live or ended process, as the table, its parent and its children see it.
+pub struct Proc {
+    pub pid: u32,
+    /// The module path as the process was started with (its `argv[0]`).
+    pub name: String,
+    pub inbox: Arc<Inbox>,
+    /// The channel to this process's parent, if it has one.
+    pub parent_channel: Option<Arc<Channel>>,
+    handled: Mutex<HashSet<Signal>>,
+    kill: watch::Sender<Option<Signal>>,
+    status: watch::Sender<Option<ExitStatus>>,
+    /// Live children, ended when this process ends.
+    children: Mutex<HashMap<u32, Arc<Proc>>>,
+    /// Set once `close` was queued to the parent: no more events will come.
+    pub closed: AtomicBool,
+}
+
+impl Proc {
+    fn new(pid: u32, name: String, parent_channel: Option<Arc<Channel>>) -> Proc {
+        Proc {
+            pid,
+            name,
+            inbox: Arc::default(),
+            parent_channel,
+            handled: Mutex::default(),
+            kill: watch::Sender::new(None),
+            status: watch::Sender::new(None),
+            children: Mutex::default(),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// How the process ended, once it has.
+    pub fn status(&self) -> Option<ExitStatus> {
+        *self.status.borrow()
+    }
+
+    /// Waits for the process to end.
+    pub async fn wait(&self) -> ExitStatus {
+        let mut rx = self.status.subscribe();
+        let status = rx
+            .wait_for(Option::is_some)
+            .await
+            .expect("sender lives in self");
+        status.expect("waited for some")
+    }
+
+    /// Installs or removes a handler for `signal`.
+    pub fn set_handled(&self, signal: Signal, handled: bool) {
+        let mut set = self.handled.lock().unwrap();
+        if handled {
+            set.insert(signal);
+        } else {
+            set.remove(&signal);
+        }
+        drop(set);
+        self.inbox.wake();
+    }
+
+    /// Sends `signal`; returns whether it was delivered (false once ended).
+    pub fn signal(&self, signal: Signal) -> bool {
+        if self.status().is_some() {
+            return false;
+        }
+        if signal.number() == 0 {
+            return true;
+        }
+        if signal.catchable() && self.handled.lock().unwrap().contains(&signal) {
+            self.inbox
+                .push(Event::Signal(signal.name().to_owned()), None);
+            return true;
+        }
+        if signal == Signal::KILL || signal.default_action() == DefaultAction::Terminate {
+            // The first fatal signal wins; the task reports it as the status.
+            self.kill.send_if_modified(|pending| {
+                pending.is_none().then(|| *pending = Some(signal)).is_some()
+            });
+        }
+        true
+    }
+
+    /// Whether an event can still arrive: one is queued, the parent channel
+    /// is open, a child is alive, or a signal handler is installed.
+    pub fn can_receive(&self) -> bool {
+        self.inbox.has_any()
+            || self.parent_channel.as_ref().is_some_and(|c| c.connected())
+            || !self.children.lock().unwrap().is_empty()
+            || !self.handled.lock().unwrap().is_empty()
+    }
+
+    pub fn add_child(&self, child: Arc<Proc>) {
+        self.children.lock().unwrap().insert(child.pid, child);
+    }
+}
+
+/// What a new process runs and with what.
+pub struct SpawnSpec {
+    pub module: Arc<LoadedModule>,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub dirs: Vec<Preopen>,
+    pub stdio: Stdio,
+    pub ppid: u32,
+    pub parent: Option<ParentLink>,
+}
+
+/// Spawning would exceed `--max-procs`.
+#[derive(Debug, thiserror::Error)]
+#[error("too many processes: at most {0} may be alive at once (raise it with `--max-procs`)")]
+pub struct TooManyProcesses(pub u32);
+
+/// Every live process.
+pub struct ProcessTable {
+    procs: Mutex<HashMap<u32, Arc<Proc>>>,
+    next_pid: AtomicU32,
+    max_procs: u32,
+}
+
+impl ProcessTable {
+    pub fn new(max_procs: u32) -> ProcessTable {
+        ProcessTable {
+            procs: Mutex::default(),
+            next_pid: AtomicU32::new(FIRST_VIRTUAL_PID),
+            max_procs,
+        }
+    }
+
+    /// A fresh id that no process has or will have (used for failed spawns).
+    pub fn allocate_id(&self) -> u32 {
+        self.next_pid.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Creates a process. `before_start` runs after the process is in the
+    /// table and before its guest code can run (the parent queues `spawn`
+    /// there, so `spawn` precedes any message from the child).
+    pub fn spawn(
+        &self,
+        hive: &Hive,
+        spec: SpawnSpec,
+        before_start: impl FnOnce(&Arc<Proc>),
+    ) -> Result<Arc<Proc>, TooManyProcesses> {
+        let pid = {
+            let mut procs = self.procs.lock().unwrap();
+            if procs.len() >= self.max_procs as usize {
+                return Err(TooManyProcesses(self.max_procs));
+            }
+            let pid = self.allocate_id();
+            let channel = spec.parent.as_ref().map(|p| p.channel.clone());
+            let name = spec.argv.first().cloned().unwrap_or_default();
+            procs.insert(pid, Arc::new(Proc::new(pid, name, channel)));
+            pid
+        };
+        let proc = self.procs.lock().unwrap()[&pid].clone();
+        if let Some(link) = &spec.parent {
+            link.parent.add_child(proc.clone());
+        }
+        let store = match build_store(hive, &proc, &spec) {
+            Ok(store) => store,
+            Err(e) => {
+                // A preopen vanished between check and use: report it as the
+                // process failing, on its own stderr, like any other start-up
+                // failure of a real process.
+                let stderr = spec.stdio.stderr.clone();
+                let hive = hive.clone();
+                let proc2 = proc.clone();
+                before_start(&proc);
+                tokio::spawn(async move {
+                    write_report(&*stderr, &format!("error: {e:?}\n")).await;
+                    finish(&hive, &proc2, spec.parent.as_ref(), ExitStatus::Code(1));
+                });
+                return Ok(proc);
+            }
+        };
+        before_start(&proc);
+        let task = run(
+            hive.clone(),
+            proc.clone(),
+            spec.module.pre.clone(),
+            store,
+            spec.stdio.stderr.clone(),
+            spec.parent,
+        );
+        tokio::spawn(task);
+        Ok(proc)
+    }
+
+    /// Ends every process at once (SIGKILL).
+    pub fn kill_all(&self) {
+        let procs: Vec<_> = self.procs.lock().unwrap().values().cloned().collect();
+        for proc in procs {
+            proc.signal(Signal::KILL);
+        }
+    }
+}
+
+fn build_store(
+    hive: &Hive,
+    proc: &Arc<Proc>,
+    spec: &SpawnSpec,
+) -> anyhow::Result<Store<HostState>> {
+    let mut wasi = WasiCtx::builder();
+    wasi.args(&spec.argv)
+        .envs(&spec.env)
+        .stdin(spec.stdio.stdin.clone())
+        .stdout(spec.stdio.stdout.clone())
+        .stderr(spec.stdio.stderr.clone());
+    for dir in &spec.dirs {
+        wasi.preopened_dir(&dir.host, &dir.guest, FsPerms::ReadWrite)
+            .map_err(|e| {
+                anyhow::Error::from(e)
+                    .context(format!("failed to open `--dir {}`", dir.host.display()))
+            })?;
+    }
+    let state = HostState {
+        wasi: wasi.build(),
+        table: ResourceTable::new(),
+        process: ProcessCtx {
+            hive: hive.clone(),
+            me: proc.clone(),
+            ppid: spec.ppid,
+            argv: spec.argv.clone(),
+            env: spec.env.clone(),
+            dirs: spec.dirs.clone(),
+            stdio: spec.stdio.clone(),
+            parent: spec.parent.clone(),
+        },
+    };
+    let mut store = Store::new(&hive.inner.engine, state);
+    // Yield to other tasks at every epoch tick, so a busy guest neither
+    // starves the others nor escapes `kill`.
+    store.epoch_deadline_async_yield_and_update(1);
+    Ok(store)
+}
+
+/// The task of one wasm process.
+async fn run(
+    hive: Hive,
+    proc: Arc<Proc>,
+    pre: GuestPre<HostState>,
+    mut store: Store<HostState>,
+    stderr: Arc<dyn StdoutStream + Sync>,
+    parent: Option<ParentLink>,
+) {
+    let mut kill = proc.kill.subscribe();
+    let outcome = tokio::select! {
+        biased;
+        signal = kill.wait_for(Option::is_some) => {
+            Outcome::Killed(signal.map(|s| s.expect("waited for some")).unwrap_or(Signal::KILL))
+        }
+        result = async {
+            let guest = pre.instantiate_async(&mut store).await?;
+            guest.wasi_cli_run().call_run(&mut store).await
+        } => Outcome::Ran(result),
+    };
+    // Drop the Store first: that closes the guest's stdio and child handles
+    // before anyone hears that it exited.
+    drop(store);
+    let status = match outcome {
+        Outcome::Killed(signal) => ExitStatus::Signal(signal),
+        Outcome::Ran(Ok(Ok(()))) => ExitStatus::Code(0),
+        Outcome::Ran(Ok(Err(()))) => ExitStatus::Code(1),
+        Outcome::Ran(Err(e)) => match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            Some(exit) => ExitStatus::Code(exit.0),
+            None => {
+                write_report(&*stderr, &trap_report(&proc, &e)).await;
+                ExitStatus::Signal(Signal::ABRT)
+            }
+        },
+    };
+    tracing::debug!(pid = proc.pid, %status, "process ended");
+    finish(&hive, &proc, parent.as_ref(), status);
+}
+
+enum Outcome {
+    Killed(Signal),
+    Ran(wasmtime::Result<Result<(), ()>>),
+}
+
+/// One paragraph: what trapped, why, and where (the wasm backtrace).
+fn trap_report(proc: &Proc, error: &wasmtime::Error) -> String {
+    let mut report = format!(
+        "error: guest `{}` (pid {}) trapped: {}\n",
+        proc.name,
+        proc.pid,
+        error.root_cause()
+    );
+    if let Some(backtrace) = error.downcast_ref::<wasmtime::WasmBacktrace>() {
+        let text = backtrace.to_string();
+        let frames = text.split_once('\n').map_or("", |(_, rest)| rest);
+        report += "wasm backtrace:\n";
+        report += frames;
+        if !frames.ends_with('\n') {
+            report.push('\n');
+        }
+    }
+    report
+}
+
+async fn write_report(stderr: &(dyn StdoutStream + Sync), text: &str) {
+    use tokio::io::AsyncWriteExt;
+    let mut out = Box::into_pin(stderr.async_stream());
+    let _ = out.write_all(text.as_bytes()).await;
+    let _ = out.flush().await;
+}
+
+/// Records how `proc` ended, ends its children, and tells its parent, in
+/// Node's order: `disconnect` (if still connected), `exit`, `close`.
+fn finish(hive: &Hive, proc: &Arc<Proc>, parent: Option<&ParentLink>, status: ExitStatus) {
+    proc.status.send_replace(Some(status));
+    // No orphans: a process's children end with it.
+    let children: Vec<_> = proc.children.lock().unwrap().values().cloned().collect();
+    for child in children {
+        child.signal(Signal::KILL);
+    }
+    hive.inner.table.procs.lock().unwrap().remove(&proc.pid);
+    if let Some(link) = parent {
+        if link.channel.close() {
+            link.report(proc.pid, ChildEventKind::Disconnect);
+        }
+        let wit = WitExitStatus::from(status);
+        link.report(proc.pid, ChildEventKind::Exit(wit.clone()));
+        link.report(proc.pid, ChildEventKind::Close(wit));
+        proc.closed.store(true, Ordering::Release);
+        // Only now is the child no longer live: a parent waiting for events
+        // must see `close` queued before it sees no live children.
+        link.parent.children.lock().unwrap().remove(&proc.pid);
+        link.parent.inbox.wake();
+    }
+    proc.inbox.wake();
+}
+
+impl From<ExitStatus> for WitExitStatus {
+    fn from(status: ExitStatus) -> Self {
+        match status {
+            ExitStatus::Code(code) => WitExitStatus {
+                code: Some(code),
+                signal: None,
+            },
+            ExitStatus::Signal(signal) => WitExitStatus {
+                code: None,
+                signal: Some(signal.name().to_owned()),
+            },
+        }
+    }
+}

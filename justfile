@@ -1,0 +1,43 @@
+# Hive — run `just` to list recipes.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# List the recipes.
+default:
+    @just --list
+
+# Install what a fresh machine lacks: the wasm32-wasip2 target.
+[group('setup')]
+setup:
+    rustup target add wasm32-wasip2
+
+# Build the host and every guest (guests land in target/guests/<name>.wasm).
+[group('build')]
+build: setup
+    cargo build -p host -p test-programs-artifacts
+
+# Build every guest into target/guests/<name>.wasm.
+[group('build')]
+guests: setup
+    cargo build -p test-programs-artifacts
+
+# Build everything, then run the seed's fork demo.
+[group('demo')]
+demo: build
+    ./target/debug/host run target/guests/seed-fork-main.wasm
+
+# Run every test: unit, integration (real host binary on real guests) and conformance.
+[group('test')]
+test: setup
+    cargo test --workspace
+
+# Formatting and lints, as CI would want them.
+[group('test')]
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Re-vendor the WASI WIT from the pinned wasmtime-wasi crate into wit/deps.
+[group('setup')]
+vendor-wit:
+    ./scripts/vendor-wit.sh
