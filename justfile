@@ -29,7 +29,7 @@ demo: build
 # Run every test: unit, integration (real host binary on real guests) and conformance.
 [group('test')]
 test: setup
-    cargo test --workspace
+    cargo test
 
 # Formatting and lints, as CI would want them.
 [group('test')]

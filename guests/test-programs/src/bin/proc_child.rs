@@ -46,6 +46,9 @@ fn main() {
                 process::exit(7);
             })
             .unwrap();
+            // The channel listener keeps the process alive (a signal
+            // handler alone does not, as in Node).
+            process::on_message(|_| {});
             process::send(&"ready").unwrap();
             hive::run();
         }

@@ -1,0 +1,6 @@
+//! Integration tests: the real `host` binary on real guests, with exact
+//! stdout, stderr and exit status. One test binary (the wasmtime pattern).
+
+mod cli;
+mod process;
+mod util;

@@ -1,0 +1,199 @@
+//! Fork and messaging: events and their order, both directions, ordering,
+//! backpressure, disconnect, kill, traps, failed forks, exit codes, many children.
+
+use crate::util::Test;
+use test_programs_artifacts::*;
+
+
+fn scenario(args: &[&str]) -> Test {
+    Test::run(PROC_PARENT).args(args.iter().copied())
+}
+
+#[test]
+fn seed_fork_demo() {
+    // Same lines, same order as `node guests/examples/seed-fork-main/node/main.js`
+    // (pids differ: wasm pids are virtual).
+    Test::run(SEED_FORK_MAIN)
+        .stdout(
+            "[main] pid 4194305, forked child pid 4194306\n\
+             [child] ppid 4194305, pid 4194306\n\
+             [child] message from parent: \"hello world\"\n\
+             [main] message from child: {\"length\":11}\n\
+             [main] message from child: {\"heartbeat\":1}\n\
+             [main] message from child: {\"heartbeat\":2}\n\
+             [main] disconnecting\n\
+             [child] parent disconnected\n\
+             [main] child exited with code 0 and signal null\n",
+        )
+        .check();
+}
+
+#[test]
+fn echo_both_directions_and_parent_disconnect() {
+    scenario(&["echo"])
+        .stdout(
+            "spawn\nmessage \"one\"\nmessage {\"list\":[1,2,3],\"n\":2}\nmessage bytes [1, 2, 3]\n\
+             connected after disconnect: false\nsend after disconnect: ERR_IPC_CHANNEL_CLOSED\n\
+             disconnect\nexit 0 null\nclose 0 null\n",
+        )
+        .check();
+}
+
+#[test]
+fn child_without_listener_exits() {
+    scenario(&["hello"])
+        .stdout("spawn\nmessage \"hello\"\ndisconnect\nexit 0 null\nclose 0 null\n")
+        .check();
+}
+
+#[test]
+fn exit_code_passes_through() {
+    scenario(&["exit", "3"])
+        .stdout("spawn\ndisconnect\nexit 3 null\nclose 3 null\n")
+        .check();
+    scenario(&["exit-codes"])
+        .stdout("exit codes 0..=255 passed through\n")
+        .check();
+}
+
+#[test]
+fn trapping_child_is_sigabrt() {
+    scenario(&["trap"])
+        .stdout("spawn\ndisconnect\nexit null SIGABRT\nclose null SIGABRT\n")
+        .stderr_contains("child trapped on purpose")
+        .stderr_contains("error: guest `")
+        .stderr_contains("trapped: wasm trap: wasm `unreachable` instruction executed")
+        .check();
+}
+
+#[test]
+fn kill_spinning_child() {
+    scenario(&["kill-spin"])
+        .stdout(
+            "spawn\nmessage \"spinning\"\nkill: true\ndisconnect\nexit null SIGKILL\n\
+             close null SIGKILL\nkilled: true\nkill after exit: false\n",
+        )
+        .check();
+}
+
+#[test]
+fn kill_blocked_child() {
+    scenario(&["kill-block"])
+        .stdout(
+            "spawn\nmessage \"blocking\"\nkill: true\ndisconnect\nexit null SIGKILL\n\
+             close null SIGKILL\nkilled: true\nkill after exit: false\n",
+        )
+        .check();
+}
+
+#[test]
+fn sigterm_without_handler_ends_child() {
+    scenario(&["sigterm-default"])
+        .stdout("spawn\nmessage \"blocking\"\nkill: true\ndisconnect\nexit null SIGTERM\nclose null SIGTERM\n")
+        .check();
+}
+
+#[test]
+fn sigterm_with_handler_is_an_event() {
+    scenario(&["sigterm-handled"])
+        .stdout(
+            "spawn\nmessage \"ready\"\nkill: true\nmessage \"got SIGTERM\"\ndisconnect\nexit 7 null\nclose 7 null\n",
+        )
+        .check();
+}
+
+#[test]
+fn unknown_signal_is_an_error() {
+    scenario(&["unknown-signal"])
+        .stdout("kill SIGFOO: ERR_UNKNOWN_SIGNAL\nspawn\ndisconnect\nexit 0 null\nclose 0 null\n")
+        .check();
+}
+
+#[test]
+fn fork_missing_module_is_enoent() {
+    scenario(&["missing"])
+        .stdout(&format!(
+            "pid: None\nerror ENOENT -2 spawn {PROC_CHILD}.missing\nclose -2 null\nexit status: Some((\"-2\", \"null\"))\n"
+        ))
+        .check();
+}
+
+#[test]
+fn fork_invalid_module_is_enoexec() {
+    scenario(&["invalid", "Cargo.toml"])
+        .stdout("pid: None\nerror ENOEXEC -8 spawn Cargo.toml\nclose -8 null\n")
+        .check();
+}
+
+#[test]
+fn fork_bad_arguments() {
+    scenario(&["bad-args"])
+        .stdout("empty: ERR_INVALID_ARG_VALUE\nnul: ERR_INVALID_ARG_VALUE\nsignal: ERR_UNKNOWN_SIGNAL\n")
+        .check();
+}
+
+#[test]
+fn ten_thousand_messages_in_order() {
+    scenario(&["order"])
+        .stdout("spawn\ndisconnect\nexit 0 null\nclose 0 null\nreceived 10000 in order\nechoed 10000 in order\n")
+        .check();
+}
+
+#[test]
+fn backpressure_loses_nothing() {
+    scenario(&["backpressure"])
+        .stdout(
+            "send returned false: true\nchild received 200000 messages, sum 19999900000\n\
+             expected sum 19999900000, child exit Some(0)\n",
+        )
+        .check();
+}
+
+#[test]
+fn child_disconnects_itself() {
+    scenario(&["child-disconnect"])
+        .stdout(
+            "spawn\nchild: second disconnect: ERR_IPC_DISCONNECTED\nmessage \"bye\"\ndisconnect\nexit 0 null\nclose 0 null\n",
+        )
+        .check();
+}
+
+#[test]
+fn child_identity_argv_env() {
+    scenario(&["info"])
+        .stdout(&format!(
+            "spawn\npid matches: true\nppid is mine: true\nvirtual pid: true\n\
+             argv: [\"{PROC_CHILD}\",\"info\",\"x y\"]\nenv: [\"ONLY=this\"]\n"
+        ))
+        .check();
+}
+
+#[test]
+fn timeout_kills_with_kill_signal() {
+    scenario(&["timeout"])
+        .stdout("spawn\nmessage \"spinning\"\ndisconnect\nexit null SIGKILL\nclose null SIGKILL\n")
+        .check();
+}
+
+#[test]
+fn silent_child_stdout_is_piped() {
+    scenario(&["silent"])
+        .stdout("child stdout: child: second disconnect: ERR_IPC_DISCONNECTED\nstatus Some(0)\n")
+        .check();
+}
+
+#[test]
+fn root_exit_ends_spinning_children() {
+    // The root returns while its child spins; the host must end the child
+    // and exit with the root's code instead of hanging.
+    scenario(&["orphans"])
+        .stdout("spawn\nleaving a spinning child behind\n")
+        .check();
+}
+
+#[test]
+fn thousand_children_forked_and_reaped() {
+    scenario(&["many", "1000"])
+        .stdout("1000 of 1000 children exited 0\n")
+        .check();
+}
