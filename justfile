@@ -41,3 +41,9 @@ lint:
 [group('setup')]
 vendor-wit:
     ./scripts/vendor-wit.sh
+
+# Fork and messaging benchmarks on a release build (medians of 5 runs).
+[group('bench')]
+bench-fork: setup
+    cargo build --release -p host -p test-programs-artifacts
+    python3 bench/fork_bench.py

@@ -4,7 +4,6 @@
 use crate::util::Test;
 use test_programs_artifacts::*;
 
-
 fn scenario(args: &[&str]) -> Test {
     Test::run(PROC_PARENT).args(args.iter().copied())
 }

@@ -1,0 +1,28 @@
+//! The child side of `bench_parent`: argv[1] picks the role.
+//! - `ready`: sends `"ready"` at once, then exits when disconnected
+//! - `echo`: sends every message straight back
+//! - `sink`: counts messages until disconnect, then prints the count
+//! - `idle`: sends `"ready"` and blocks until disconnected
+use hive::process;
+
+fn main() {
+    match std::env::args().nth(1).as_deref().unwrap_or("echo") {
+        "ready" | "idle" => {
+            process::send(&"ready").unwrap();
+            while process::recv().is_some() {}
+        }
+        "echo" => {
+            while let Some(msg) = process::recv() {
+                process::send(msg).unwrap();
+            }
+        }
+        "sink" => {
+            let mut n = 0u64;
+            while process::recv().is_some() {
+                n += 1;
+            }
+            println!("{n}");
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
