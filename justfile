@@ -47,3 +47,8 @@ vendor-wit:
 bench-fork: setup
     cargo build --release -p host -p test-programs-artifacts
     python3 bench/fork_bench.py
+
+# The conformance matrix: every scenario on Node and on Hive, traces compared.
+[group('test')]
+conformance: setup
+    cargo test -p conformance

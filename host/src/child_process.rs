@@ -180,13 +180,14 @@ fn failed_child(hive: &crate::Hive, me: &Proc, module: &str, err: &LoadError) ->
         None,
     );
     let status = crate::ExitStatus::Code(errno);
-    me.inbox.push(
-        Event::Child(ChildEvent {
-            id,
-            kind: ChildEventKind::Close(WitExitStatus::from(status)),
-        }),
-        None,
-    );
+    // Node sets up the channel before spawning, so a failed fork also
+    // reports the channel closing — after `close`, as Node v20 does.
+    for kind in [
+        ChildEventKind::Close(WitExitStatus::from(status)),
+        ChildEventKind::Disconnect,
+    ] {
+        me.inbox.push(Event::Child(ChildEvent { id, kind }), None);
+    }
     Child {
         id,
         proc: None,

@@ -48,7 +48,7 @@ pub struct Preopen {
 }
 
 /// The root guest to run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunOptions {
     pub module: PathBuf,
     /// `argv[0]` for the guest; default: the module path as given.
@@ -56,6 +56,8 @@ pub struct RunOptions {
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     pub dirs: Vec<Preopen>,
+    /// The guest's stdio; default: the host's own.
+    pub stdio: Option<Stdio>,
 }
 
 impl RunOptions {
@@ -66,6 +68,7 @@ impl RunOptions {
             args: Vec::new(),
             env: Vec::new(),
             dirs: Vec::new(),
+            stdio: None,
         }
     }
 }
@@ -252,7 +255,8 @@ impl Hive {
     }
 
     /// Runs the root guest to completion and returns its exit status. When it
-    /// ends, every process it left behind is ended too.
+    /// ends, every process it left behind is ended too (a process's children
+    /// end with it).
     pub async fn run(&self, options: RunOptions) -> anyhow::Result<ExitStatus> {
         for dir in &options.dirs {
             anyhow::ensure!(
@@ -271,14 +275,19 @@ impl Hive {
             argv,
             env: options.env,
             dirs: options.dirs,
-            stdio: Stdio::inherit(),
+            stdio: options.stdio.unwrap_or_else(Stdio::inherit),
             ppid: std::process::id(),
             parent: None,
         };
         let handle = self.inner.table.spawn(self, spec, |_| {})?;
-        let status = handle.wait().await;
+        Ok(handle.wait().await)
+    }
+}
+
+impl Hive {
+    /// Ends every process this host runs, at once (SIGKILL).
+    pub fn kill_all(&self) {
         self.inner.table.kill_all();
-        Ok(status)
     }
 }
 

@@ -39,3 +39,4 @@ mod table;
 pub use engine::{Hive, HiveConfig, LoadError, Preopen, RunOptions};
 pub use error::ExitStatus;
 pub use signal::Signal;
+pub use table::{Captured, Stdio};

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use wasmtime::Store;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::{StdinStream, StdoutStream};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
 /// Virtual pids start above Linux's largest `pid_max` (2^22), so they never
@@ -42,6 +43,40 @@ impl Stdio {
             stdout: Arc::new(wasmtime_wasi::cli::stdout()),
             stderr: Arc::new(wasmtime_wasi::cli::stderr()),
         }
+    }
+
+    /// An empty stdin, and stdout and stderr kept in memory (for embedders
+    /// and tests that drive the library in-process).
+    pub fn capture() -> (Stdio, Captured) {
+        const CAPACITY: usize = 64 << 20;
+        let captured = Captured {
+            stdout: MemoryOutputPipe::new(CAPACITY),
+            stderr: MemoryOutputPipe::new(CAPACITY),
+        };
+        let stdio = Stdio {
+            stdin: Arc::new(tokio::io::empty()),
+            stdout: Arc::new(captured.stdout.clone()),
+            stderr: Arc::new(captured.stderr.clone()),
+        };
+        (stdio, captured)
+    }
+}
+
+/// Output captured by [`Stdio::capture`].
+pub struct Captured {
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+}
+
+impl Captured {
+    /// Everything written to stdout so far.
+    pub fn stdout(&self) -> Vec<u8> {
+        self.stdout.contents().to_vec()
+    }
+
+    /// Everything written to stderr so far.
+    pub fn stderr(&self) -> Vec<u8> {
+        self.stderr.contents().to_vec()
     }
 }
 

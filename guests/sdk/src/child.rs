@@ -244,6 +244,17 @@ impl Child {
         Some(event)
     }
 
+    /// Blocks until this child has an event waiting (or none left to come),
+    /// returning `true`, or until `timeout` passes, returning `false`.
+    pub fn wait_event_for(&self, timeout: std::time::Duration) -> bool {
+        use crate::bindings::wasi::clocks::monotonic_clock;
+        use crate::bindings::wasi::io::poll::poll;
+        let ready = self.0.handle.subscribe();
+        let timer =
+            monotonic_clock::subscribe_duration(timeout.as_nanos().min(u64::MAX as u128) as u64);
+        poll(&[&ready, &timer]).contains(&0)
+    }
+
     /// Blocks until the child's next message; `None` once it closed. Other
     /// events taken meanwhile are dispatched to their listeners.
     pub fn recv(&self) -> Option<Message> {

@@ -115,6 +115,7 @@ impl RunCommand {
             args: self.args,
             env,
             dirs: self.dirs,
+            stdio: None,
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -122,7 +123,10 @@ impl RunCommand {
             .context("failed to start the tokio runtime")?;
         let status = runtime.block_on(async {
             let hive = Hive::new(config)?;
-            hive.run(options).await
+            let status = hive.run(options).await;
+            // The root is gone: end whatever is left, at once.
+            hive.kill_all();
+            status
         });
         // Guests blocked reading stdin live on a worker thread; do not wait.
         runtime.shutdown_background();

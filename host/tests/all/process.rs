@@ -31,7 +31,7 @@ fn seed_fork_demo() {
 fn echo_both_directions_and_parent_disconnect() {
     scenario(&["echo"])
         .stdout(
-            "spawn\nmessage \"one\"\nmessage {\"list\":[1,2,3],\"n\":2}\nmessage bytes [1, 2, 3]\n\
+            "spawn\nmessage \"one\"\nmessage {\"n\":2,\"list\":[1,2,3]}\nmessage bytes [1, 2, 3]\n\
              connected after disconnect: false\nsend after disconnect: ERR_IPC_CHANNEL_CLOSED\n\
              disconnect\nexit 0 null\nclose 0 null\n",
         )
@@ -112,7 +112,7 @@ fn unknown_signal_is_an_error() {
 fn fork_missing_module_is_enoent() {
     scenario(&["missing"])
         .stdout(&format!(
-            "pid: None\nerror ENOENT -2 spawn {PROC_CHILD}.missing\nclose -2 null\nexit status: Some((\"-2\", \"null\"))\n"
+            "pid: None\nerror ENOENT -2 spawn {PROC_CHILD}.missing\nclose -2 null\ndisconnect\nexit status: Some((\"-2\", \"null\"))\n"
         ))
         .check();
 }
@@ -120,7 +120,7 @@ fn fork_missing_module_is_enoent() {
 #[test]
 fn fork_invalid_module_is_enoexec() {
     scenario(&["invalid", "Cargo.toml"])
-        .stdout("pid: None\nerror ENOEXEC -8 spawn Cargo.toml\nclose -8 null\n")
+        .stdout("pid: None\nerror ENOEXEC -8 spawn Cargo.toml\nclose -8 null\ndisconnect\n")
         .check();
 }
 

@@ -1,0 +1,16 @@
+// Conformance values: JSON with markers for what JSON cannot hold.
+'use strict';
+function decode(v) {
+  if (Array.isArray(v)) return v.map(decode);
+  if (v && typeof v === 'object') {
+    const keys = Object.keys(v);
+    if (keys.length === 1 && keys[0] === '$undefined') return undefined;
+    if (keys.length === 1 && keys[0] === '$nan') return NaN;
+    if (keys.length === 1 && keys[0] === '$inf') return Infinity;
+    const out = {};
+    for (const k of keys) out[k] = decode(v[k]);
+    return out;
+  }
+  return v;
+}
+module.exports = { decode };
