@@ -42,11 +42,11 @@ lint:
 vendor-wit:
     ./scripts/vendor-wit.sh
 
-# Fork and messaging benchmarks on a release build (medians of 5 runs).
+# Hive and Node side by side on the same workloads (release build; < 10 min).
 [group('bench')]
-bench-fork: setup
+bench: setup
     cargo build --release -p host -p test-programs-artifacts
-    python3 bench/fork_bench.py
+    python3 bench/run.py
 
 # The conformance matrix: every scenario on Node and on Hive, traces compared.
 [group('test')]

@@ -3,6 +3,7 @@
 //! - `echo`: sends every message straight back
 //! - `sink`: counts messages until disconnect, then prints the count
 //! - `idle`: sends `"ready"` and blocks until disconnected
+//! - `exit`: exits at once
 use hive::process;
 
 fn main() {
@@ -16,12 +17,13 @@ fn main() {
                 process::send(msg).unwrap();
             }
         }
+        "exit" => {}
         "sink" => {
             let mut n = 0u64;
             while process::recv().is_some() {
                 n += 1;
             }
-            println!("{n}");
+            assert!(n > 0);
         }
         other => panic!("unknown role {other}"),
     }

@@ -43,9 +43,48 @@ fn main() {
             let (median, p99) = percentiles(samples);
             println!("fork_first_message median_us={median:.1} p99_us={p99:.1}");
         }
+        "forkexit" => {
+            let warm = fork(&path, &["exit"], ForkOptions::default()).unwrap();
+            warm.wait();
+            let mut samples = Vec::with_capacity(n);
+            for _ in 0..n {
+                let start = Instant::now();
+                let child = fork(&path, &["exit"], ForkOptions::default()).unwrap();
+                while let Some(event) = child.next_event() {
+                    if matches!(event, hive::ChildEvent::Exit(_)) {
+                        break;
+                    }
+                }
+                samples.push(start.elapsed().as_secs_f64() * 1e6);
+                child.wait();
+            }
+            let (median, p99) = percentiles(samples);
+            println!("fork_exit median_us={median:.1} p99_us={p99:.1}");
+        }
+        "parallel" => {
+            let warm = fork(&path, &["exit"], ForkOptions::default()).unwrap();
+            warm.wait();
+            let start = Instant::now();
+            let children: Vec<_> = (0..n)
+                .map(|_| fork(&path, &["ready"], ForkOptions::default()).unwrap())
+                .collect();
+            for child in &children {
+                child.recv().unwrap();
+            }
+            let total = start.elapsed().as_secs_f64() * 1e3;
+            println!("parallel_forks_{n} total_ms={total:.2}");
+            for child in &children {
+                child.disconnect().unwrap();
+            }
+            for child in &children {
+                child.wait();
+            }
+        }
         "rtt" => {
             let child = fork(&path, &["echo"], ForkOptions::default()).unwrap();
             let payload = Message::Bytes(vec![7u8; size]);
+            child.send(payload.clone()).unwrap();
+            child.recv().unwrap();
             let mut samples = Vec::with_capacity(n);
             for _ in 0..n {
                 let start = Instant::now();

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""`just bench`: Hive and Node side by side on the same workloads.
+
+Each workload runs REPEATS times (default 5) on each side; the table shows
+the median with (min–max) and the ratio, oriented so that > 1 means Hive is
+better. Written to stdout and to target/bench/latest.md. Release builds only:
+`just bench` builds first.
+
+Hive's side is target/guests/bench_parent.wasm (the workload runs inside a
+guest, as users would write it); Node's side is bench/node/bench.js. Node's
+64 KiB payloads are Buffers, which Node's JSON channel serializes as
+{"type":"Buffer","data":[...]} — that is what Node users pay.
+"""
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HOST = os.path.join(ROOT, "target/release/host")
+PARENT = os.path.join(ROOT, "target/guests/bench_parent.wasm")
+NODE = os.path.join(ROOT, "bench/node/bench.js")
+REPEATS = int(os.environ.get("REPEATS", "5"))
+ENV = dict(os.environ, HOST_CACHE_DIR=os.path.join(ROOT, "target/hive-cache"), HOST_MAX_PROCS="10002")
+
+# (label, key, unit, higher_is_better, hive args, node args)
+WORKLOADS = [
+    ("fork → first message, median", "median_us", "µs", False, ("fork", 1000), ("fork", 50)),
+    ("fork → first message, p99", "p99_us", "µs", False, ("fork", 1000), ("fork", 50)),
+    ("fork + exit, median", "median_us", "µs", False, ("forkexit", 1000), ("forkexit", 50)),
+    ("round trip 16 B, median", "median_us", "µs", False, ("rtt", 20000, 16), ("rtt", 5000, 16)),
+    ("round trip 64 KiB, median", "median_us", "µs", False, ("rtt", 2000, 65536), ("rtt", 100, 65536)),
+    ("one way 16 B", "msgs_per_s", "msg/s", True, ("throughput", 1000000, 16), ("throughput", 200000, 16)),
+    ("one way 1 KiB", "msgs_per_s", "msg/s", True, ("throughput", 500000, 1024), ("throughput", 50000, 1024)),
+    ("one way 64 KiB", "msgs_per_s", "msg/s", True, ("throughput", 20000, 65536), ("throughput", 1000, 65536)),
+    ("50 parallel forks → all ready", "total_ms", "ms", False, ("parallel", 50), ("parallel", 50)),
+]
+
+
+def parse(out):
+    return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", out)}
+
+
+def hive(*args):
+    return parse(subprocess.run([HOST, "run", PARENT, *map(str, args)], env=ENV, check=True,
+                                capture_output=True, text=True).stdout)
+
+
+def node(*args):
+    return parse(subprocess.run(["node", NODE, *map(str, args)], check=True,
+                                capture_output=True, text=True).stdout)
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+
+def children(pid):
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+def idle(cmd, n, per_child_procs):
+    """KiB per idle child: Hive = host RSS growth / n; Node = mean child RSS."""
+    proc = subprocess.Popen(cmd + [str(n)], env=ENV, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert "ready" in proc.stdout.readline()
+    time.sleep(0.3)
+    if per_child_procs:
+        kids = children(proc.pid)
+        value = statistics.mean(rss_kib(k) for k in kids)
+    else:
+        value = rss_kib(proc.pid)
+    proc.stdin.close()
+    proc.wait()
+    return value
+
+
+def fmt(samples):
+    med = statistics.median(samples)
+    return med, f"{med:,.2f} ({min(samples):,.2f}–{max(samples):,.2f})"
+
+
+def main():
+    start = time.time()
+    rows = []
+    cache = {}
+    for label, key, unit, higher, hargs, nargs in WORKLOADS:
+        for side, fn, args in (("hive", hive, hargs), ("node", node, nargs)):
+            if (side, args) not in cache:
+                cache[(side, args)] = [fn(*args) for _ in range(REPEATS)]
+        h, htext = fmt([r[key] for r in cache[("hive", hargs)]])
+        n, ntext = fmt([r[key] for r in cache[("node", nargs)]])
+        ratio = (h / n) if higher else (n / h)
+        rows.append((f"{label} ({unit})", htext, ntext, ratio))
+    hive_cmd = [HOST, "run", PARENT, "idle"]
+    base = statistics.median(idle(hive_cmd, 1, False) for _ in range(3))
+    for n in (1000, 10000):
+        per = [(idle(hive_cmd, n, False) - base) / n for _ in range(3)]
+        node_per = [idle(["node", NODE, "idle"], 20, True) for _ in range(3)]
+        h, htext = fmt(per)
+        nn, ntext = fmt(node_per)
+        rows.append((f"RSS per idle child, {n} live (KiB; Node: mean child RSS of 20)", htext, ntext, nn / h))
+
+    lines = [
+        f"# Hive vs Node — `just bench`, median of {REPEATS} runs (min–max)",
+        "",
+        f"Node {subprocess.run(['node', '--version'], capture_output=True, text=True).stdout.strip()}, "
+        f"{os.cpu_count()} CPUs. Ratio > 1 means Hive is better (faster, more, or smaller).",
+        "",
+        "| workload | Hive | Node | ratio |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {l} | {h} | {n} | {r:,.1f}× |" for l, h, n, r in rows]
+    lines += ["", f"(took {time.time() - start:.0f} s)"]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    os.makedirs(os.path.join(ROOT, "target/bench"), exist_ok=True)
+    with open(os.path.join(ROOT, "target/bench/latest.md"), "w") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
