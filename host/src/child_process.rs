@@ -249,7 +249,7 @@ impl HostChild for HostState {
         msg: Message,
     ) -> wasmtime::Result<Result<bool, ErrorCode>> {
         let child = self.table.get(&child)?;
-        let (Some(proc), Some(channel)) = (child.proc.clone(), child.channel.clone()) else {
+        let (Some(proc), Some(channel)) = (&child.proc, &child.channel) else {
             return Ok(Err(ErrorCode::ChannelClosed));
         };
         let cost = match message::validate(&msg) {
@@ -259,7 +259,16 @@ impl HostChild for HostState {
         if !channel.connected() {
             return Ok(Err(ErrorCode::ChannelClosed));
         }
-        let room = channel.down.reserve(cost).await;
+        // The common case clones nothing but the charge.
+        let room = match channel.down.try_reserve(cost) {
+            Some(room) => room,
+            None => {
+                let (proc, flow) = (proc.clone(), channel.down.clone());
+                let room = flow.reserve(cost).await;
+                proc.inbox.push(Event::Message(msg), Some((flow, cost)));
+                return Ok(Ok(room));
+            }
+        };
         proc.inbox
             .push(Event::Message(msg), Some((channel.down.clone(), cost)));
         Ok(Ok(room))

@@ -165,17 +165,19 @@ impl Hive {
         Ok(hive)
     }
 
-    /// Loads `path`: from memory if it was loaded before and has not changed,
+    /// Loads `path` (relative to the host's working directory, which never
+    /// changes): from memory if it was loaded before and has not changed,
     /// else from the disk cache, else by compiling it (and caching the result).
     pub async fn load(&self, path: &Path) -> Result<Arc<LoadedModule>, LoadError> {
         let read_err = |source| LoadError::Read {
             path: path.to_owned(),
             source,
         };
-        let meta = tokio::fs::metadata(path).await.map_err(read_err)?;
+        // A plain stat, not tokio::fs: this runs on every fork, and a hop to
+        // the blocking pool would cost more than the syscall itself.
+        let meta = std::fs::metadata(path).map_err(read_err)?;
         let stamp = (meta.len(), meta.modified().ok());
-        let canonical = tokio::fs::canonicalize(path).await.map_err(read_err)?;
-        if let Some(module) = self.inner.modules.lock().unwrap().get(&canonical)
+        if let Some(module) = self.inner.modules.lock().unwrap().get(path)
             && module.stamp == stamp
         {
             return Ok(module.clone());
@@ -191,7 +193,7 @@ impl Hive {
             .modules
             .lock()
             .unwrap()
-            .insert(canonical, module.clone());
+            .insert(path.to_owned(), module.clone());
         Ok(module)
     }
 

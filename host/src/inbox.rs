@@ -8,6 +8,7 @@
 use crate::bindings::{ChildEventKind, Event};
 use crate::message::Flow;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
@@ -26,57 +27,102 @@ impl Entry {
     }
 }
 
+/// The owner's side of the queue: only the owning process takes from it,
+/// so its lock is uncontended.
 #[derive(Default)]
-struct State {
+struct Local {
     queue: VecDeque<Entry>,
     /// Queued events per child id, so a child's pollable is O(1).
     per_child: HashMap<u32, usize>,
+    /// An empty buffer to swap with `incoming`, keeping its capacity.
+    spare: VecDeque<Entry>,
 }
 
 /// The event queue of one process.
+///
+/// Senders push to `incoming`; the owner moves everything over to `local` in
+/// one swap when it runs dry, so a sender and the receiver meet on a lock
+/// once per batch instead of once per message.
 #[derive(Default)]
 pub struct Inbox {
-    state: Mutex<State>,
+    incoming: Mutex<VecDeque<Entry>>,
+    local: Mutex<Local>,
     arrived: Notify,
+    /// Tasks inside `wait_until`; a push wakes only when there are some (a
+    /// `Notify` costs a lock, and most pushes find their receiver busy).
+    waiters: AtomicUsize,
+}
+
+/// Counts a waiter for as long as it waits, even if its future is dropped.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Inbox {
     /// Queues an event. `charge` is released when the event is taken.
     pub fn push(&self, event: Event, charge: Option<(Arc<Flow>, usize)>) {
-        {
-            let mut state = self.state.lock().unwrap();
-            if let Event::Child(child) = &event {
-                *state.per_child.entry(child.id).or_default() += 1;
-            }
-            state.queue.push_back(Entry { event, charge });
+        self.incoming
+            .lock()
+            .unwrap()
+            .push_back(Entry { event, charge });
+        self.wake_if_waiting();
+    }
+
+    fn wake_if_waiting(&self) {
+        // Pairs with the fence in `wait_until`: either the waiter sees the
+        // new event, or we see the waiter (a Dekker handshake).
+        fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.arrived.notify_waiters();
         }
-        self.arrived.notify_waiters();
+    }
+
+    /// The owner's queue, with everything pushed so far moved into it.
+    fn local(&self) -> std::sync::MutexGuard<'_, Local> {
+        let mut local = self.local.lock().unwrap();
+        let local_ref = &mut *local;
+        std::mem::swap(&mut *self.incoming.lock().unwrap(), &mut local_ref.spare);
+        for entry in local_ref.spare.drain(..) {
+            if let Event::Child(child) = &entry.event {
+                *local_ref.per_child.entry(child.id).or_default() += 1;
+            }
+            local_ref.queue.push_back(entry);
+        }
+        local
     }
 
     /// Takes the oldest event, if any.
     pub fn try_pop(&self) -> Option<Event> {
-        let mut state = self.state.lock().unwrap();
-        let entry = state.queue.pop_front()?;
-        if let Event::Child(child) = &entry.event {
-            uncount(&mut state.per_child, child.id);
+        let mut local = self.local.lock().unwrap();
+        if local.queue.is_empty() {
+            drop(local);
+            local = self.local();
         }
-        drop(state);
+        let entry = local.queue.pop_front()?;
+        if let Event::Child(child) = &entry.event {
+            uncount(&mut local.per_child, child.id);
+        }
+        drop(local);
         Some(entry.take())
     }
 
     /// Takes the oldest event of child `id`, if any.
     pub fn try_pop_child(&self, id: u32) -> Option<ChildEventKind> {
-        let mut state = self.state.lock().unwrap();
-        if !state.per_child.contains_key(&id) {
+        let mut local = self.local();
+        if !local.per_child.contains_key(&id) {
             return None;
         }
-        let at = state
+        let at = local
             .queue
             .iter()
             .position(|e| matches!(&e.event, Event::Child(c) if c.id == id))?;
-        let entry = state.queue.remove(at)?;
-        uncount(&mut state.per_child, id);
-        drop(state);
+        let entry = local.queue.remove(at)?;
+        uncount(&mut local.per_child, id);
+        drop(local);
         match entry.take() {
             Event::Child(child) => Some(child.kind),
             _ => unreachable!("position matched a child event"),
@@ -85,12 +131,12 @@ impl Inbox {
 
     /// Whether any event is queued.
     pub fn has_any(&self) -> bool {
-        !self.state.lock().unwrap().queue.is_empty()
+        !self.local.lock().unwrap().queue.is_empty() || !self.incoming.lock().unwrap().is_empty()
     }
 
     /// Whether an event of child `id` is queued.
     pub fn has_child(&self, id: u32) -> bool {
-        self.state.lock().unwrap().per_child.contains_key(&id)
+        self.local().per_child.contains_key(&id)
     }
 
     /// Waits until `ready()` holds, re-checking after every push.
@@ -99,8 +145,14 @@ impl Inbox {
     ///
     /// Cancel safe: it only waits.
     pub async fn wait_until(&self, mut ready: impl FnMut() -> bool) {
+        if ready() {
+            return;
+        }
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiters);
         loop {
             let arrived = self.arrived.notified();
+            fence(Ordering::SeqCst);
             if ready() {
                 return;
             }
@@ -111,7 +163,7 @@ impl Inbox {
     /// Wakes every waiter so it re-checks its condition (used when something
     /// other than a push changes it, such as the last child closing).
     pub fn wake(&self) {
-        self.arrived.notify_waiters();
+        self.wake_if_waiting();
     }
 }
 

@@ -3,6 +3,12 @@
 use clap::Parser;
 use std::process::ExitCode;
 
+// Messages are allocated by the sender's thread and freed by the receiver's;
+// glibc's allocator made that cross-thread free a third of the cost of a
+// small message (perf). mimalloc frees to the owning thread cheaply.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = host::commands::Cli::parse();
     host::commands::init_tracing();

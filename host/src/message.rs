@@ -70,6 +70,17 @@ impl Flow {
         after <= HIGH_WATER_MARK
     }
 
+    /// Reserves room for `cost` bytes if that needs no waiting: `Some(room)`
+    /// as `reserve` would return, `None` when the sender must wait.
+    pub fn try_reserve(&self, cost: usize) -> Option<bool> {
+        let queued = self.queued.load(Ordering::Acquire);
+        if queued != 0 && queued + cost > HARD_LIMIT {
+            return None;
+        }
+        let after = self.queued.fetch_add(cost, Ordering::AcqRel) + cost;
+        Some(after <= HIGH_WATER_MARK)
+    }
+
     /// Gives back `cost` bytes once the receiver took the message.
     pub fn release(&self, cost: usize) {
         let before = self.queued.fetch_sub(cost, Ordering::AcqRel);

@@ -49,7 +49,10 @@ impl Host for HostState {
             return Ok(Err(ErrorCode::ChannelClosed));
         }
         let flow = link.channel.up.clone();
-        let room = flow.reserve(cost).await;
+        let room = match flow.try_reserve(cost) {
+            Some(room) => room,
+            None => flow.reserve(cost).await,
+        };
         let event = Event::Child(crate::bindings::ChildEvent {
             id: self.process.me.pid,
             kind: ChildEventKind::Message(msg),

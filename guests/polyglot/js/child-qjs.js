@@ -22,8 +22,9 @@ import {
 import { now as clockNow, subscribeInstant } from 'wasi:clocks/monotonic-clock@0.2.12';
 import { getStdout } from 'wasi:cli/stdout@0.2.12';
 
-// componentize-qjs lifts a u64 to a Number (StarlingMonkey: a BigInt); keep
-// BigInt arithmetic here.
+// componentize-qjs lifts a u64 to a Number and lowers only a Number (a BigInt
+// fails: "expected number: FromJs { from: \"big_int\", to: \"f64\" }");
+// StarlingMonkey uses BigInt both ways. Keep BigInt arithmetic here.
 const now = () => BigInt(clockNow());
 const MS = 1_000_000n;
 const TICK_MS = 5n;
@@ -79,25 +80,26 @@ function main() {
         break;
     }
   };
+  // An `option` that is `none` is `null` here (StarlingMonkey: `undefined`).
   for (;;) {
     let event;
-    while ((event = tryNextEvent()) !== undefined) dispatch(event);
+    while ((event = tryNextEvent()) != null) dispatch(event);
     const t = now();
     while (timers.length && timers[0][0] <= t) timers.shift()[1]();
     if (!timers.length && !connected) {
       event = tryNextEvent();
-      if (event === undefined) break;
+      if (event == null) break;
       dispatch(event);
       continue;
     }
     if (timers.length) {
       // No pollable for the event queue: wake every TICK_MS to check it.
       const tick = t + TICK_MS * MS;
-      subscribeInstant(timers[0][0] < tick ? timers[0][0] : tick).block();
+      subscribeInstant(Number(timers[0][0] < tick ? timers[0][0] : tick)).block();
     } else {
       // Only events can wake us: block in next-event.
       event = nextEvent();
-      if (event === undefined) break;
+      if (event == null) break;
       dispatch(event);
     }
   }
