@@ -1,55 +1,104 @@
-//! `hive:process/child-process`: `fork` and the `child` resource.
+//! `hive:process/child-process`: `fork` (wasm guests), `spawn`, `exec`,
+//! `exec-file` and their sync forms (OS programs), `pipe`, and the `child`
+//! resource both kinds share.
 
-use crate::bindings::hive::process::child_process::{ForkOptions, Host, HostChild};
+use crate::bindings::hive::process::child_process::{
+    ExecOptions, ExecOutput, ForkOptions, Host, HostChild, SpawnOptions, SpawnSyncResult,
+    Stdio as StdioKind, SyncOptions,
+};
 use crate::bindings::{
     ChildEvent, ChildEventKind, ErrorCode, ErrorInfo, Event, Message, WitExitStatus,
 };
 use crate::ctx::HostState;
 use crate::engine::LoadError;
+use crate::error::ExitStatus;
 use crate::message;
+use crate::os::{self, Completed, Request, SpawnPolicy};
+use crate::pipe::{Pipe, PipeReader};
 use crate::process::InboxReady;
 use crate::signal::Signal;
-use crate::table::{Channel, ParentLink, Proc, SpawnSpec, Stdio};
+use crate::table::{Channel, ModuleSource, ParentLink, Proc, SpawnSpec, Stdio, report_end};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use tokio::io::DuplexStream;
+use tokio::sync::watch;
 use wasmtime::component::Resource;
 use wasmtime_wasi::cli::{AsyncStdinStream, AsyncStdoutStream};
-use wasmtime_wasi::p2::pipe::{AsyncReadStream, AsyncWriteStream};
+use wasmtime_wasi::p2::pipe::AsyncWriteStream;
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable};
 
 /// Bytes buffered in each direction of a piped stdio stream.
 const PIPE_CAPACITY: usize = 64 * 1024;
 
-/// A child process, as its parent holds it (Node's `ChildProcess`).
+/// A child process, as its parent holds it (Node's `ChildProcess`): a wasm
+/// guest or an OS process, with the same events.
 pub struct Child {
     id: u32,
     /// The running (or ended) process; `None` when spawning failed.
     proc: Option<Arc<Proc>>,
     channel: Option<Arc<Channel>>,
     /// Status of a failed spawn (`close(-2, null)`).
-    failed: Option<crate::ExitStatus>,
-    killed: bool,
+    failed: Option<ExitStatus>,
     stdin: Option<DynOutputStream>,
-    stdout: Option<DynInputStream>,
-    stderr: Option<DynInputStream>,
+    stdout: Option<Arc<Pipe>>,
+    stderr: Option<Arc<Pipe>>,
+    /// The buffered result of an `exec`/`exec-file` child, once it closed.
+    output: Option<watch::Receiver<Option<ExecOutput>>>,
+    /// Node's `spawnfile` and `spawnargs`.
+    spawnfile: String,
+    spawnargs: Vec<String>,
 }
 
 impl Child {
-    fn status(&self) -> Option<crate::ExitStatus> {
-        self.failed.or_else(|| self.proc.as_ref()?.status())
+    fn new(id: u32, proc: Option<Arc<Proc>>) -> Child {
+        Child {
+            id,
+            proc,
+            channel: None,
+            failed: None,
+            stdin: None,
+            stdout: None,
+            stderr: None,
+            output: None,
+            spawnfile: String::new(),
+            spawnargs: Vec::new(),
+        }
     }
 
-    fn closed(&self) -> bool {
-        self.proc
-            .as_ref()
-            .is_none_or(|p| p.closed.load(Ordering::Acquire))
+    /// Records Node's `spawnfile` and `spawnargs`.
+    fn started_as(mut self, file: &str, argv: Vec<String>) -> Child {
+        self.spawnfile = file.to_owned();
+        self.spawnargs = argv;
+        self
+    }
+
+    fn status(&self) -> Option<ExitStatus> {
+        self.failed.or_else(|| self.proc.as_ref()?.status())
     }
 }
 
 fn has_nul(s: &str) -> bool {
     s.contains('\0')
+}
+
+/// `kill-signal` as given, default SIGTERM.
+fn kill_signal(name: Option<&str>) -> Result<Signal, ErrorCode> {
+    match name {
+        None => Ok(Signal::TERM),
+        Some(name) => Signal::parse(name).ok_or(ErrorCode::UnknownSignal),
+    }
+}
+
+/// Unwraps a guest-visible error: `Ok(Err(code))` out of the host call.
+macro_rules! guest_try {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(code) => return Ok(Err(code)),
+        }
+    };
 }
 
 impl Host for HostState {
@@ -59,7 +108,7 @@ impl Host for HostState {
         args: Vec<String>,
         options: ForkOptions,
     ) -> wasmtime::Result<Result<Resource<Child>, ErrorCode>> {
-        let env_has_nul = options
+        let bad_env = options
             .env
             .iter()
             .flatten()
@@ -67,24 +116,30 @@ impl Host for HostState {
         if module.is_empty()
             || has_nul(&module)
             || args.iter().chain(&options.exec_argv).any(|a| has_nul(a))
-            || env_has_nul
+            || bad_env
         {
             return Ok(Err(ErrorCode::InvalidArgument));
         }
-        let kill_signal = match options.kill_signal.as_deref().map(Signal::parse) {
-            None => Signal::TERM,
-            Some(Some(signal)) => signal,
-            Some(None) => return Ok(Err(ErrorCode::UnknownSignal)),
-        };
+        let kill_signal = guest_try!(kill_signal(options.kill_signal.as_deref()));
         let hive = self.process.hive.clone();
         let me = self.process.me.clone();
-        let loaded = hive.load(&PathBuf::from(&module)).await;
-        let loaded = match loaded {
-            Ok(loaded) => loaded,
-            Err(err) => {
-                let child = failed_child(&hive, &me, &module, &err);
-                return Ok(Ok(self.table.push(child)?));
-            }
+        let path = PathBuf::from(&module);
+        // Never block the caller on a compile: a module not loaded yet is
+        // loaded (and compiled) by the child's own task. What is cheap to
+        // check — the file is there and is a component — is checked now, so
+        // `pid` is `none` for those failures, as in Node; a component that
+        // then fails to compile or link exits 1, as a Node child whose
+        // script does not parse.
+        let source = match hive.cached(&path) {
+            Some(loaded) => ModuleSource::Ready(loaded),
+            None => match hive.precheck(&path) {
+                Ok(()) => ModuleSource::Pending(path),
+                Err(err) => {
+                    let argv = std::iter::once(module.clone()).chain(args).collect();
+                    let child = failed_fork(&hive, &me, &module, &err).started_as(&module, argv);
+                    return Ok(Ok(self.table.push(child)?));
+                }
+            },
         };
 
         let channel = Channel::open();
@@ -94,15 +149,16 @@ impl Host for HostState {
         } else {
             (self.process.stdio.clone(), None)
         };
-        let argv = std::iter::once(module.clone())
+        let argv: Vec<String> = std::iter::once(module.clone())
             .chain(options.exec_argv)
             .chain(args)
             .collect();
+        let spawnargs = argv.clone();
         let spec = SpawnSpec {
-            module: loaded,
+            module: source,
             argv,
             env: options.env.unwrap_or_else(|| self.process.env.clone()),
-            dirs: if options.inherit_dirs {
+            dirs: if options.inherit_dirs.unwrap_or(true) {
                 self.process.dirs.clone()
             } else {
                 Vec::new()
@@ -113,8 +169,17 @@ impl Host for HostState {
                 channel: channel.clone(),
                 parent: me.clone(),
             }),
+            allow_spawn: self.process.allow_spawn.clone(),
         };
+        let (stdin, outputs) = match pipes {
+            Some((stdin, stdout, stderr)) => (Some(stdin), Some((stdout, stderr))),
+            None => (None, None),
+        };
+        let mut readers = (None, None);
         let spawned = hive.inner.table.spawn(&hive, spec, |proc| {
+            if let Some((stdout, stderr)) = outputs {
+                readers = os::pump_outputs(proc, Some(stdout), Some(stderr));
+            }
             me.inbox.push(
                 Event::Child(ChildEvent {
                     id: proc.pid,
@@ -130,78 +195,425 @@ impl Host for HostState {
                 return Ok(Err(ErrorCode::TooManyProcesses));
             }
         };
-        if let Some(ms) = options.timeout_ms {
-            let proc = proc.clone();
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = proc.wait() => {}
-                    _ = tokio::time::sleep(Duration::from_millis(ms)) => { proc.signal(kill_signal); }
-                }
-            });
-        }
-        let (stdin, stdout, stderr) = match pipes {
-            Some((i, o, e)) => (Some(i), Some(o), Some(e)),
-            None => (None, None, None),
-        };
+        kill_after(&proc, options.timeout_ms, kill_signal);
         let child = Child {
-            id: proc.pid,
-            proc: Some(proc),
             channel: Some(channel),
-            failed: None,
-            killed: false,
             stdin,
-            stdout,
-            stderr,
-        };
+            stdout: readers.0,
+            stderr: readers.1,
+            ..Child::new(proc.pid, Some(proc))
+        }
+        .started_as(&module, spawnargs);
         Ok(Ok(self.table.push(child)?))
+    }
+
+    async fn spawn(
+        &mut self,
+        command: String,
+        args: Vec<String>,
+        options: SpawnOptions,
+    ) -> wasmtime::Result<Result<Resource<Child>, ErrorCode>> {
+        let kill_signal = guest_try!(kill_signal(options.kill_signal.as_deref()));
+        let request = guest_try!(Request::new(
+            &command,
+            &args,
+            options.shell.as_deref(),
+            options.argv0,
+            options.cwd,
+            options.env.unwrap_or_else(|| self.process.env.clone()),
+            [options.stdin, options.stdout, options.stderr],
+            options.detached,
+        ));
+        guest_try!(self.may_spawn(&request));
+        let child = self.start_os(&request, options.timeout_ms, kill_signal, None);
+        Ok(Ok(self.table.push(child)?))
+    }
+
+    async fn exec(
+        &mut self,
+        command: String,
+        options: ExecOptions,
+    ) -> wasmtime::Result<Result<Resource<Child>, ErrorCode>> {
+        let shell = options.shell.clone().unwrap_or_else(|| "/bin/sh".into());
+        self.exec_common(&command, &[], Some(shell), options).await
+    }
+
+    async fn exec_file(
+        &mut self,
+        file: String,
+        args: Vec<String>,
+        options: ExecOptions,
+    ) -> wasmtime::Result<Result<Resource<Child>, ErrorCode>> {
+        let shell = options.shell.clone();
+        self.exec_common(&file, &args, shell, options).await
+    }
+
+    async fn spawn_sync(
+        &mut self,
+        command: String,
+        args: Vec<String>,
+        options: SyncOptions,
+    ) -> wasmtime::Result<Result<SpawnSyncResult, ErrorCode>> {
+        let shell = options.shell.clone();
+        let (done, request, _) = guest_try!(self.run_sync(&command, &args, shell, options).await);
+        let error = if let Some((info, _)) = &done.spawn_error {
+            Some(info.clone())
+        } else if done.timed_out {
+            Some(sync_error("ETIMEDOUT", libc::ETIMEDOUT, &request))
+        } else if done.stdout.exceeded || done.stderr.exceeded {
+            Some(sync_error("ENOBUFS", libc::ENOBUFS, &request))
+        } else {
+            None
+        };
+        let (status, signal) = match done.status {
+            Some(ExitStatus::Code(code)) => (Some(code), None),
+            Some(ExitStatus::Signal(s)) => (None, Some(s.name().to_owned())),
+            None => (None, None),
+        };
+        Ok(Ok(SpawnSyncResult {
+            pid: done.pid,
+            stdout: done.stdout.bytes,
+            stderr: done.stderr.bytes,
+            status,
+            signal,
+            error,
+        }))
+    }
+
+    async fn exec_sync(
+        &mut self,
+        command: String,
+        options: SyncOptions,
+    ) -> wasmtime::Result<Result<ExecOutput, ErrorCode>> {
+        let shell = Some(options.shell.clone().unwrap_or_else(|| "/bin/sh".into()));
+        self.exec_sync_common(&command, &[], shell, options).await
+    }
+
+    async fn exec_file_sync(
+        &mut self,
+        file: String,
+        args: Vec<String>,
+        options: SyncOptions,
+    ) -> wasmtime::Result<Result<ExecOutput, ErrorCode>> {
+        let shell = options.shell.clone();
+        self.exec_sync_common(&file, &args, shell, options).await
+    }
+
+    async fn pipe(
+        &mut self,
+        source: Resource<DynInputStream>,
+        sink: Resource<DynOutputStream>,
+    ) -> wasmtime::Result<()> {
+        let source = self.table.delete(source)?;
+        let sink = self.table.delete(sink)?;
+        crate::pipe::copy(source, sink);
+        Ok(())
     }
 }
 
-/// A child that never started: queues `error` then `close(errno)`, as Node
-/// does for a spawn that fails with ENOENT.
-fn failed_child(hive: &crate::Hive, me: &Proc, module: &str, err: &LoadError) -> Child {
-    let id = hive.inner.table.allocate_id();
+fn sync_error(code: &str, errno: i32, request: &Request) -> ErrorInfo {
+    let file = &request.file;
+    ErrorInfo {
+        code: code.to_owned(),
+        errno: Some(-errno),
+        syscall: Some(format!("spawnSync {file}")),
+        path: Some(file.clone()),
+        message: format!("spawnSync {file} {code}"),
+        spawnargs: request.error_args.clone(),
+    }
+}
+
+impl HostState {
+    /// Checks the spawn capability; a denial is logged with the flag that
+    /// would allow it.
+    fn may_spawn(&self, request: &Request) -> Result<(), ErrorCode> {
+        if self.process.allow_spawn.allows(&request.file) {
+            return Ok(());
+        }
+        tracing::warn!(
+            "guest `{}` (pid {}) may not start `{}`: allow it with {}",
+            self.process.me.name,
+            self.process.me.pid,
+            request.file,
+            SpawnPolicy::hint(&request.file)
+        );
+        Err(ErrorCode::Denied)
+    }
+
+    /// Starts an OS child and its supervisor. `exec` = `(max-buffer, cmd)`
+    /// buffers its output for `child.output` instead of handing out pipes.
+    fn start_os(
+        &mut self,
+        request: &Request,
+        timeout_ms: Option<u64>,
+        kill_signal: Signal,
+        exec: Option<(u64, String)>,
+    ) -> Child {
+        let hive = self.process.hive.clone();
+        let me = self.process.me.clone();
+        let argv: Vec<String> = std::iter::once(
+            request
+                .argv0
+                .clone()
+                .unwrap_or_else(|| request.file.clone()),
+        )
+        .chain(request.args.iter().cloned())
+        .collect();
+        let mut started = match os::start(request, &self.process.stdio, false) {
+            Ok(started) => started,
+            Err(err) => {
+                let (info, errno) = os::spawn_error(request, &err, "spawn");
+                let mut child = failed_child(&hive, &me, info.clone(), errno, false)
+                    .started_as(&request.file, argv);
+                if let Some((_, cmd)) = exec {
+                    let output = Completed::failed((info, errno)).exec_output(
+                        &cmd,
+                        &request.file,
+                        false,
+                        kill_signal,
+                        false,
+                    );
+                    child.output = Some(watch::channel(Some(output)).1);
+                }
+                return child;
+            }
+        };
+        let pid = started.pid;
+        let proc = Arc::new(Proc::new_os(pid, request.file.clone(), request.detached));
+        me.inbox.push(
+            Event::Child(ChildEvent {
+                id: pid,
+                kind: ChildEventKind::Spawn,
+            }),
+            None,
+        );
+        me.add_child(proc.clone());
+        hive.inner
+            .os_children
+            .lock()
+            .unwrap()
+            .insert(pid, proc.clone());
+        let mut child = Child::new(pid, Some(proc.clone())).started_as(&request.file, argv);
+        match exec {
+            None => {
+                kill_after(&proc, timeout_ms, kill_signal);
+                child.stdin = started
+                    .stdin
+                    .take()
+                    .map(|s| Box::new(AsyncWriteStream::new(PIPE_CAPACITY, s)) as DynOutputStream);
+                (child.stdout, child.stderr) =
+                    os::pump_outputs(&proc, started.stdout.take(), started.stderr.take());
+                tokio::spawn(async move {
+                    let status = started.child.wait().await.map(os::exit_status);
+                    finish_os(&hive, proc, me, status.unwrap_or(ExitStatus::Code(1)));
+                });
+            }
+            Some((max_buffer, cmd)) => {
+                let (tx, rx) = watch::channel(None);
+                child.output = Some(rx);
+                let file = request.file.clone();
+                let timeout = timeout_ms.map(Duration::from_millis);
+                tokio::spawn(async move {
+                    let done = os::complete(
+                        started,
+                        Some(proc.clone()),
+                        None,
+                        max_buffer,
+                        timeout,
+                        kill_signal,
+                    )
+                    .await;
+                    let status = done.status.unwrap_or(ExitStatus::Code(1));
+                    let _ = tx.send(Some(done.exec_output(
+                        &cmd,
+                        &file,
+                        proc.was_killed(),
+                        kill_signal,
+                        false,
+                    )));
+                    finish_os(&hive, proc, me, status);
+                });
+            }
+        }
+        child
+    }
+
+    async fn exec_common(
+        &mut self,
+        file: &str,
+        args: &[String],
+        shell: Option<String>,
+        options: ExecOptions,
+    ) -> wasmtime::Result<Result<Resource<Child>, ErrorCode>> {
+        let kill_signal = guest_try!(kill_signal(options.kill_signal.as_deref()));
+        let request = guest_try!(Request::new(
+            file,
+            args,
+            shell.as_deref(),
+            None,
+            options.cwd,
+            options.env.unwrap_or_else(|| self.process.env.clone()),
+            [StdioKind::Pipe; 3],
+            false,
+        ));
+        guest_try!(self.may_spawn(&request));
+        let cmd = exec_cmd(file, args);
+        let max_buffer = options.max_buffer.unwrap_or(os::DEFAULT_MAX_BUFFER);
+        let child = self.start_os(
+            &request,
+            options.timeout_ms,
+            kill_signal,
+            Some((max_buffer, cmd)),
+        );
+        Ok(Ok(self.table.push(child)?))
+    }
+
+    /// Runs a program to completion for the sync forms: blocks this guest's
+    /// fiber, not the host.
+    async fn run_sync(
+        &mut self,
+        command: &str,
+        args: &[String],
+        shell: Option<String>,
+        options: SyncOptions,
+    ) -> Result<(Completed, Request, Signal), ErrorCode> {
+        let kill_signal = kill_signal(options.kill_signal.as_deref())?;
+        let request = Request::new(
+            command,
+            args,
+            shell.as_deref(),
+            options.argv0,
+            options.cwd,
+            options.env.unwrap_or_else(|| self.process.env.clone()),
+            [StdioKind::Pipe, StdioKind::Pipe, options.stderr],
+            false,
+        )?;
+        self.may_spawn(&request)?;
+        // The guest may be killed while it waits here: then the child must
+        // die with the dropped future, so these children kill on drop.
+        let done = match os::start(&request, &self.process.stdio, true) {
+            Ok(started) => {
+                let timeout = options.timeout_ms.map(Duration::from_millis);
+                let max_buffer = options.max_buffer.unwrap_or(os::DEFAULT_MAX_BUFFER);
+                os::complete(
+                    started,
+                    None,
+                    options.input,
+                    max_buffer,
+                    timeout,
+                    kill_signal,
+                )
+                .await
+            }
+            Err(err) => Completed::failed(os::spawn_error(&request, &err, "spawnSync")),
+        };
+        Ok((done, request, kill_signal))
+    }
+
+    async fn exec_sync_common(
+        &mut self,
+        file: &str,
+        args: &[String],
+        shell: Option<String>,
+        options: SyncOptions,
+    ) -> wasmtime::Result<Result<ExecOutput, ErrorCode>> {
+        let cmd = exec_cmd(file, args);
+        let (done, request, kill_signal) =
+            guest_try!(self.run_sync(file, args, shell, options).await);
+        let killed = done.timed_out || done.stdout.exceeded || done.stderr.exceeded;
+        Ok(Ok(done.exec_output(
+            &cmd,
+            &request.file,
+            killed,
+            kill_signal,
+            true,
+        )))
+    }
+
+    fn push_reader(
+        &mut self,
+        reader: Option<PipeReader>,
+    ) -> wasmtime::Result<Option<Resource<DynInputStream>>> {
+        Ok(match reader {
+            Some(r) => Some(self.table.push(Box::new(r) as DynInputStream)?),
+            None => None,
+        })
+    }
+}
+
+/// Node's `err.cmd`: the command line as given (with a shell) or the file
+/// and its arguments joined by spaces.
+fn exec_cmd(file: &str, args: &[String]) -> String {
+    std::iter::once(file)
+        .chain(args.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// An OS child was reaped: record it, tell the parent, forget it.
+fn finish_os(hive: &crate::Hive, proc: Arc<Proc>, parent: Arc<Proc>, status: ExitStatus) {
+    proc.set_status(status);
+    let pid = proc.pid;
+    report_end(proc, parent, status);
+    hive.inner.os_children.lock().unwrap().remove(&pid);
+    hive.inner.os_reaped.notify_waiters();
+}
+
+/// A fork that never started: `error`, `close(errno)`, then `disconnect`.
+fn failed_fork(hive: &crate::Hive, me: &Proc, module: &str, err: &LoadError) -> Child {
     let (code, errno) = err.node_code();
     let message = match code {
         "ENOENT" | "EACCES" => format!("spawn {module} {code}"),
         _ => format!("spawn {module} {code}: {}", ErrorChain(err)),
     };
-    me.inbox.push(
-        Event::Child(ChildEvent {
-            id,
-            kind: ChildEventKind::Error(ErrorInfo {
-                code: code.to_owned(),
-                errno: Some(errno),
-                syscall: Some(format!("spawn {module}")),
-                path: Some(module.to_owned()),
-                message,
-            }),
-        }),
-        None,
-    );
-    let status = crate::ExitStatus::Code(errno);
-    // Node sets up the channel before spawning, so a failed fork also
-    // reports the channel closing — after `close`, as Node v20 does.
-    for kind in [
+    let info = ErrorInfo {
+        code: code.to_owned(),
+        errno: Some(errno),
+        syscall: Some(format!("spawn {module}")),
+        path: Some(module.to_owned()),
+        message,
+        spawnargs: Vec::new(),
+    };
+    failed_child(hive, me, info, errno, true)
+}
+
+/// A child that never started: queues `error` then `close(errno)` (and,
+/// for a fork, `disconnect`: Node opens the channel before spawning and
+/// closes it last, as v20 does).
+fn failed_child(hive: &crate::Hive, me: &Proc, info: ErrorInfo, errno: i32, ipc: bool) -> Child {
+    let id = hive.inner.table.allocate_id();
+    let status = ExitStatus::Code(errno);
+    let mut events = vec![
+        ChildEventKind::Error(info),
         ChildEventKind::Close(WitExitStatus::from(status)),
-        ChildEventKind::Disconnect,
-    ] {
+    ];
+    if ipc {
+        events.push(ChildEventKind::Disconnect);
+    }
+    for kind in events {
         me.inbox.push(Event::Child(ChildEvent { id, kind }), None);
     }
     Child {
-        id,
-        proc: None,
-        channel: None,
         failed: Some(status),
-        killed: false,
-        stdin: None,
-        stdout: None,
-        stderr: None,
+        ..Child::new(id, None)
+    }
+}
+
+/// Kills `proc` with `signal` after `ms` milliseconds unless it ended.
+fn kill_after(proc: &Arc<Proc>, ms: Option<u64>, signal: Signal) {
+    if let Some(ms) = ms {
+        let proc = proc.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = proc.wait() => {}
+                _ = tokio::time::sleep(Duration::from_millis(ms)) => { proc.kill(signal); }
+            }
+        });
     }
 }
 
 /// Formats an error with its whole source chain, `a: b: c`.
-struct ErrorChain<'a>(&'a dyn std::error::Error);
+pub struct ErrorChain<'a>(pub &'a dyn std::error::Error);
 
 impl std::fmt::Display for ErrorChain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -215,28 +627,33 @@ impl std::fmt::Display for ErrorChain<'_> {
     }
 }
 
-/// Pipes for a `silent` child: the child's stdio, and the parent's ends
-/// (stdin to write, stdout and stderr to read).
-fn piped_stdio() -> (Stdio, (DynOutputStream, DynInputStream, DynInputStream)) {
+/// Pipes for a `silent` fork: the child's stdio, and the parent's ends
+/// (stdin to write, stdout and stderr to pump).
+fn piped_stdio() -> (Stdio, (DynOutputStream, DuplexStream, DuplexStream)) {
     let (child_in, parent_in) = tokio::io::duplex(PIPE_CAPACITY);
     let (child_out, parent_out) = tokio::io::duplex(PIPE_CAPACITY);
     let (child_err, parent_err) = tokio::io::duplex(PIPE_CAPACITY);
     let stdio = Stdio {
+        is_host: false,
         stdin: Arc::new(AsyncStdinStream::new(child_in)),
         stdout: Arc::new(AsyncStdoutStream::new(PIPE_CAPACITY, child_out)),
         stderr: Arc::new(AsyncStdoutStream::new(PIPE_CAPACITY, child_err)),
     };
-    let parent: (DynOutputStream, DynInputStream, DynInputStream) = (
-        Box::new(AsyncWriteStream::new(PIPE_CAPACITY, parent_in)),
-        Box::new(AsyncReadStream::new(parent_out)),
-        Box::new(AsyncReadStream::new(parent_err)),
-    );
-    (stdio, parent)
+    let stdin: DynOutputStream = Box::new(AsyncWriteStream::new(PIPE_CAPACITY, parent_in));
+    (stdio, (stdin, parent_out, parent_err))
 }
 
 impl HostChild for HostState {
     async fn id(&mut self, child: Resource<Child>) -> wasmtime::Result<u32> {
         Ok(self.table.get(&child)?.id)
+    }
+
+    async fn spawnfile(&mut self, child: Resource<Child>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&child)?.spawnfile.clone())
+    }
+
+    async fn spawnargs(&mut self, child: Resource<Child>) -> wasmtime::Result<Vec<String>> {
+        Ok(self.table.get(&child)?.spawnargs.clone())
     }
 
     async fn pid(&mut self, child: Resource<Child>) -> wasmtime::Result<Option<u32>> {
@@ -309,14 +726,17 @@ impl HostChild for HostState {
         let Some(signal) = Signal::parse(&signal) else {
             return Ok(Err(ErrorCode::UnknownSignal));
         };
-        let child = self.table.get_mut(&child)?;
-        let delivered = child.proc.as_ref().is_some_and(|p| p.signal(signal));
-        child.killed |= delivered;
-        Ok(Ok(delivered))
+        let child = self.table.get(&child)?;
+        Ok(Ok(child.proc.as_ref().is_some_and(|p| p.kill(signal))))
     }
 
     async fn killed(&mut self, child: Resource<Child>) -> wasmtime::Result<bool> {
-        Ok(self.table.get(&child)?.killed)
+        Ok(self
+            .table
+            .get(&child)?
+            .proc
+            .as_ref()
+            .is_some_and(|p| p.was_killed()))
     }
 
     async fn exit_status(
@@ -378,33 +798,38 @@ impl HostChild for HostState {
         &mut self,
         child: Resource<Child>,
     ) -> wasmtime::Result<Option<Resource<DynInputStream>>> {
-        let stream = self.table.get_mut(&child)?.stdout.take();
-        Ok(match stream {
-            Some(s) => Some(self.table.push(s)?),
-            None => None,
-        })
+        let reader = self
+            .table
+            .get(&child)?
+            .stdout
+            .as_ref()
+            .and_then(Pipe::take_reader);
+        self.push_reader(reader)
     }
 
     async fn stderr(
         &mut self,
         child: Resource<Child>,
     ) -> wasmtime::Result<Option<Resource<DynInputStream>>> {
-        let stream = self.table.get_mut(&child)?.stderr.take();
-        Ok(match stream {
-            Some(s) => Some(self.table.push(s)?),
-            None => None,
-        })
+        let reader = self
+            .table
+            .get(&child)?
+            .stderr
+            .as_ref()
+            .and_then(Pipe::take_reader);
+        self.push_reader(reader)
+    }
+
+    async fn output(&mut self, child: Resource<Child>) -> wasmtime::Result<Option<ExecOutput>> {
+        let Some(mut output) = self.table.get_mut(&child)?.output.take() else {
+            return Ok(None);
+        };
+        let ready = output.wait_for(Option::is_some).await;
+        Ok(ready.ok().and_then(|o| o.clone()))
     }
 
     async fn drop(&mut self, child: Resource<Child>) -> wasmtime::Result<()> {
         self.table.delete(child)?;
         Ok(())
-    }
-}
-
-impl Child {
-    /// Whether every event of this child has been queued.
-    pub fn is_closed(&self) -> bool {
-        self.closed()
     }
 }

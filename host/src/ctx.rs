@@ -26,6 +26,8 @@ pub struct ProcessCtx {
     pub dirs: Vec<Preopen>,
     pub stdio: Stdio,
     pub parent: Option<ParentLink>,
+    /// Which OS programs this process may start (children inherit it).
+    pub allow_spawn: Arc<crate::os::SpawnPolicy>,
 }
 
 impl WasiView for HostState {

@@ -5,7 +5,9 @@ use crate::bindings::GuestPre;
 use crate::cache::{DiskCache, Lookup};
 use crate::ctx::HostState;
 use crate::error::ExitStatus;
-use crate::table::{ProcessTable, SpawnSpec, Stdio};
+use crate::os::SpawnPolicy;
+use crate::signal::Signal;
+use crate::table::{Proc, ProcessTable, SpawnSpec, Stdio};
 use anyhow::Context as _;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,9 @@ pub struct HiveConfig {
     pub max_procs: u32,
     /// The largest linear memory a guest may grow to, in bytes.
     pub max_memory: u64,
+    /// How long an OS child gets between SIGTERM and SIGKILL when its parent
+    /// ends.
+    pub kill_grace: Duration,
 }
 
 impl Default for HiveConfig {
@@ -36,6 +41,7 @@ impl Default for HiveConfig {
             cache_dir: DiskCache::default_dir(),
             max_procs: 10_000,
             max_memory: 512 << 20,
+            kill_grace: Duration::from_secs(3),
         }
     }
 }
@@ -58,6 +64,8 @@ pub struct RunOptions {
     pub dirs: Vec<Preopen>,
     /// The guest's stdio; default: the host's own.
     pub stdio: Option<Stdio>,
+    /// Which OS programs the guest (and its children) may start.
+    pub allow_spawn: SpawnPolicy,
 }
 
 impl RunOptions {
@@ -69,6 +77,7 @@ impl RunOptions {
             env: Vec::new(),
             dirs: Vec::new(),
             stdio: None,
+            allow_spawn: SpawnPolicy::Deny,
         }
     }
 }
@@ -140,6 +149,10 @@ pub(crate) struct Inner {
     pub cache: Option<DiskCache>,
     modules: Mutex<HashMap<PathBuf, Arc<LoadedModule>>>,
     pub table: ProcessTable,
+    pub kill_grace: Duration,
+    /// Live OS children, so the host can wait for them before it exits.
+    pub os_children: Mutex<HashMap<u32, Arc<Proc>>>,
+    pub os_reaped: tokio::sync::Notify,
 }
 
 impl Hive {
@@ -159,6 +172,9 @@ impl Hive {
                 cache: config.cache_dir.map(DiskCache::new),
                 modules: Mutex::default(),
                 table: ProcessTable::new(config.max_procs),
+                kill_grace: config.kill_grace,
+                os_children: Mutex::default(),
+                os_reaped: tokio::sync::Notify::new(),
             }),
         };
         spawn_epoch_ticker(Arc::downgrade(&hive.inner));
@@ -197,16 +213,33 @@ impl Hive {
         Ok(module)
     }
 
+    /// `path`'s module if it is loaded and unchanged: a stat and a lookup,
+    /// cheap enough to call inside a guest's `fork`.
+    pub fn cached(&self, path: &Path) -> Option<Arc<LoadedModule>> {
+        let meta = std::fs::metadata(path).ok()?;
+        let stamp = (meta.len(), meta.modified().ok());
+        let modules = self.inner.modules.lock().unwrap();
+        modules.get(path).filter(|m| m.stamp == stamp).cloned()
+    }
+
+    /// The failures `load` would report that are cheap to find out now: a
+    /// missing or unreadable file, or one that is not a component.
+    pub fn precheck(&self, path: &Path) -> Result<(), LoadError> {
+        use std::io::Read;
+        let read_err = |source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let mut head = [0u8; 8];
+        let mut file = std::fs::File::open(path).map_err(read_err)?;
+        let n = file.read(&mut head).map_err(read_err)?;
+        check_header(path, &head[..n])
+    }
+
     /// Compiles (or fetches from the disk cache) and links a component.
     fn prepare(&self, path: &Path, bytes: &[u8]) -> Result<GuestPre<HostState>, LoadError> {
         let path_buf = || path.to_owned();
-        match bytes.get(..8) {
-            Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => {
-                return Err(LoadError::CoreModule { path: path_buf() });
-            }
-            Some([0, b'a', b's', b'm', ..]) => {}
-            _ => return Err(LoadError::NotWasm { path: path_buf() }),
-        }
+        check_header(path, bytes)?;
         let component = self.compile(bytes).map_err(|source| LoadError::Invalid {
             path: path_buf(),
             source,
@@ -273,13 +306,14 @@ impl Hive {
             .unwrap_or_else(|| options.module.display().to_string());
         let argv = std::iter::once(argv0).chain(options.args).collect();
         let spec = SpawnSpec {
-            module,
+            module: crate::table::ModuleSource::Ready(module),
             argv,
             env: options.env,
             dirs: options.dirs,
             stdio: options.stdio.unwrap_or_else(Stdio::inherit),
             ppid: std::process::id(),
             parent: None,
+            allow_spawn: Arc::new(options.allow_spawn),
         };
         let handle = self.inner.table.spawn(self, spec, |_| {})?;
         Ok(handle.wait().await)
@@ -287,9 +321,57 @@ impl Hive {
 }
 
 impl Hive {
-    /// Ends every process this host runs, at once (SIGKILL).
-    pub fn kill_all(&self) {
+    /// Ends every process this host runs: wasm processes at once, OS
+    /// children with SIGTERM, then SIGKILL after the grace period; waits
+    /// until every OS child that is not detached has been reaped.
+    pub async fn shutdown(&self) {
         self.inner.table.kill_all();
+        let deadline = tokio::time::Instant::now() + self.inner.kill_grace;
+        let mut killed = false;
+        loop {
+            let reaped = self.inner.os_reaped.notified();
+            let live: Vec<_> = self
+                .inner
+                .os_children
+                .lock()
+                .unwrap()
+                .values()
+                .filter(|p| p.os.is_some_and(|os| !os.detached))
+                .cloned()
+                .collect();
+            if live.is_empty() {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline && !killed {
+                killed = true;
+                for proc in &live {
+                    proc.signal(Signal::KILL);
+                }
+            }
+            for proc in live {
+                if proc.status().is_none() && !killed {
+                    crate::table::terminate(proc, self.inner.kill_grace);
+                }
+            }
+            let _ = tokio::time::timeout_at(
+                deadline.max(tokio::time::Instant::now() + Duration::from_millis(50)),
+                reaped,
+            )
+            .await;
+        }
+    }
+}
+
+/// Tells a component from a core module from something else by its header.
+fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
+    match bytes.get(..8) {
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => Err(LoadError::CoreModule {
+            path: path.to_owned(),
+        }),
+        Some([0, b'a', b's', b'm', ..]) => Ok(()),
+        _ => Err(LoadError::NotWasm {
+            path: path.to_owned(),
+        }),
     }
 }
 

@@ -12,16 +12,23 @@ use std::sync::atomic::{AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
+/// Work to do once the receiver has handled an event (see [`Inbox::push_then`]).
+pub type After = Box<dyn FnOnce() + Send>;
+
 /// An event waiting in an inbox, with the flow it is charged to.
 struct Entry {
     event: Event,
     charge: Option<(Arc<Flow>, usize)>,
+    after: Option<After>,
 }
 
 impl Entry {
-    fn take(self) -> Event {
+    fn take(self, local: &mut Local) -> Event {
         if let Some((flow, cost)) = self.charge {
             flow.release(cost);
+        }
+        if let Some(after) = self.after {
+            local.deferred.push(after);
         }
         self.event
     }
@@ -36,6 +43,8 @@ struct Local {
     per_child: HashMap<u32, usize>,
     /// An empty buffer to swap with `incoming`, keeping its capacity.
     spare: VecDeque<Entry>,
+    /// `after` work of events taken, run when the receiver comes back.
+    deferred: Vec<After>,
 }
 
 /// The event queue of one process.
@@ -65,11 +74,36 @@ impl Drop for Waiting<'_> {
 impl Inbox {
     /// Queues an event. `charge` is released when the event is taken.
     pub fn push(&self, event: Event, charge: Option<(Arc<Flow>, usize)>) {
-        self.incoming
-            .lock()
-            .unwrap()
-            .push_back(Entry { event, charge });
+        self.push_entry(Entry {
+            event,
+            charge,
+            after: None,
+        });
+    }
+
+    /// Queues an event and work to run once the receiver has handled it —
+    /// that is, when it next comes back for an event. Node drains a child's
+    /// unread output after its `exit` listeners ran; this is how Hive knows
+    /// when that is.
+    pub fn push_then(&self, event: Event, after: After) {
+        self.push_entry(Entry {
+            event,
+            charge: None,
+            after: Some(after),
+        });
+    }
+
+    fn push_entry(&self, entry: Entry) {
+        self.incoming.lock().unwrap().push_back(entry);
         self.wake_if_waiting();
+    }
+
+    /// Runs the `after` work of events handled so far.
+    fn run_deferred(&self) {
+        let work = std::mem::take(&mut self.local.lock().unwrap().deferred);
+        for after in work {
+            after();
+        }
     }
 
     fn wake_if_waiting(&self) {
@@ -97,6 +131,7 @@ impl Inbox {
 
     /// Takes the oldest event, if any.
     pub fn try_pop(&self) -> Option<Event> {
+        self.run_deferred();
         let mut local = self.local.lock().unwrap();
         if local.queue.is_empty() {
             drop(local);
@@ -106,12 +141,12 @@ impl Inbox {
         if let Event::Child(child) = &entry.event {
             uncount(&mut local.per_child, child.id);
         }
-        drop(local);
-        Some(entry.take())
+        Some(entry.take(&mut local))
     }
 
     /// Takes the oldest event of child `id`, if any.
     pub fn try_pop_child(&self, id: u32) -> Option<ChildEventKind> {
+        self.run_deferred();
         let mut local = self.local();
         if !local.per_child.contains_key(&id) {
             return None;
@@ -122,8 +157,7 @@ impl Inbox {
             .position(|e| matches!(&e.event, Event::Child(c) if c.id == id))?;
         let entry = local.queue.remove(at)?;
         uncount(&mut local.per_child, id);
-        drop(local);
-        match entry.take() {
+        match entry.take(&mut local) {
             Event::Child(child) => Some(child.kind),
             _ => unreachable!("position matched a child event"),
         }

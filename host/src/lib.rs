@@ -32,11 +32,15 @@ mod engine;
 mod error;
 mod inbox;
 mod message;
+mod os;
+mod pipe;
 pub mod process;
 mod signal;
 mod table;
+mod unix;
 
 pub use engine::{Hive, HiveConfig, LoadError, Preopen, RunOptions};
 pub use error::ExitStatus;
+pub use os::SpawnPolicy;
 pub use signal::Signal;
 pub use table::{Captured, Stdio};

@@ -30,6 +30,9 @@ pub const FIRST_VIRTUAL_PID: u32 = (1 << 22) + 1;
 /// A process's stdio streams, shareable with children that inherit them.
 #[derive(Clone)]
 pub struct Stdio {
+    /// Whether these are the host's own stdin/stdout/stderr (an OS child
+    /// inheriting them then gets the real file descriptors).
+    pub is_host: bool,
     pub stdin: Arc<dyn StdinStream + Sync>,
     pub stdout: Arc<dyn StdoutStream + Sync>,
     pub stderr: Arc<dyn StdoutStream + Sync>,
@@ -39,6 +42,7 @@ impl Stdio {
     /// The host's own stdin, stdout and stderr.
     pub fn inherit() -> Stdio {
         Stdio {
+            is_host: true,
             stdin: Arc::new(wasmtime_wasi::cli::stdin()),
             stdout: Arc::new(wasmtime_wasi::cli::stdout()),
             stderr: Arc::new(wasmtime_wasi::cli::stderr()),
@@ -54,6 +58,7 @@ impl Stdio {
             stderr: MemoryOutputPipe::new(CAPACITY),
         };
         let stdio = Stdio {
+            is_host: false,
             stdin: Arc::new(tokio::io::empty()),
             stdout: Arc::new(captured.stdout.clone()),
             stderr: Arc::new(captured.stderr.clone()),
@@ -139,6 +144,19 @@ pub struct Proc {
     children: Mutex<HashMap<u32, Arc<Proc>>>,
     /// Set once `close` was queued to the parent: no more events will come.
     pub closed: AtomicBool,
+    /// Whether a `kill` (or a timeout) delivered a signal (Node's `killed`).
+    pub killed: AtomicBool,
+    /// Output pipes to the parent: `close` waits until they are finished with.
+    pub pipes: Mutex<Vec<Arc<crate::pipe::Pipe>>>,
+    /// `Some` for an OS process: whether it is detached (its own session,
+    /// allowed to outlive the host).
+    pub os: Option<OsKind>,
+}
+
+/// What sets an OS process apart.
+#[derive(Debug, Clone, Copy)]
+pub struct OsKind {
+    pub detached: bool,
 }
 
 impl Proc {
@@ -153,7 +171,29 @@ impl Proc {
             status: watch::Sender::new(None),
             children: Mutex::default(),
             closed: AtomicBool::new(false),
+            killed: AtomicBool::new(false),
+            pipes: Mutex::default(),
+            os: None,
         }
+    }
+
+    /// The record of a spawned OS process with real pid `pid`.
+    pub fn new_os(pid: u32, name: String, detached: bool) -> Proc {
+        Proc {
+            os: Some(OsKind { detached }),
+            ..Proc::new(pid, name, None)
+        }
+    }
+
+    /// Records how the process ended (once).
+    pub fn set_status(&self, status: ExitStatus) {
+        self.status.send_replace(Some(status));
+    }
+
+    /// Forgets a child that has closed.
+    pub fn remove_child(&self, pid: u32) {
+        self.children.lock().unwrap().remove(&pid);
+        self.inbox.wake();
     }
 
     /// How the process ended, once it has.
@@ -188,6 +228,10 @@ impl Proc {
         if self.status().is_some() {
             return false;
         }
+        if self.os.is_some() {
+            // A real process: a real signal. ESRCH (already gone) is `false`.
+            return crate::unix::kill(self.pid, signal.number()).unwrap_or(false);
+        }
         if signal.number() == 0 {
             return true;
         }
@@ -205,6 +249,21 @@ impl Proc {
         true
     }
 
+    /// Sends `signal` as Node's `subprocess.kill` does: a delivered signal
+    /// marks the process `killed`.
+    pub fn kill(&self, signal: Signal) -> bool {
+        let delivered = self.signal(signal);
+        if delivered {
+            self.killed.store(true, Ordering::Release);
+        }
+        delivered
+    }
+
+    /// Whether the process ends by itself or was sent a signal by `kill`.
+    pub fn was_killed(&self) -> bool {
+        self.killed.load(Ordering::Acquire)
+    }
+
     /// Whether an event can still arrive: one is queued, the parent channel
     /// is open, a child is alive, or a signal handler is installed.
     pub fn can_receive(&self) -> bool {
@@ -219,15 +278,24 @@ impl Proc {
     }
 }
 
+/// The module a new process runs: loaded already, or still to load (and
+/// maybe compile, which can take seconds) in the process's own task, so
+/// that `fork` never blocks its caller.
+pub enum ModuleSource {
+    Ready(Arc<LoadedModule>),
+    Pending(std::path::PathBuf),
+}
+
 /// What a new process runs and with what.
 pub struct SpawnSpec {
-    pub module: Arc<LoadedModule>,
+    pub module: ModuleSource,
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
     pub dirs: Vec<Preopen>,
     pub stdio: Stdio,
     pub ppid: u32,
     pub parent: Option<ParentLink>,
+    pub allow_spawn: Arc<crate::os::SpawnPolicy>,
 }
 
 /// Spawning would exceed `--max-procs`.
@@ -301,7 +369,7 @@ impl ProcessTable {
         let task = run(
             hive.clone(),
             proc.clone(),
-            spec.module.pre.clone(),
+            spec.module,
             store,
             spec.stdio.stderr.clone(),
             spec.parent,
@@ -349,6 +417,7 @@ fn build_store(
             dirs: spec.dirs.clone(),
             stdio: spec.stdio.clone(),
             parent: spec.parent.clone(),
+            allow_spawn: spec.allow_spawn.clone(),
         },
     };
     let mut store = Store::new(&hive.inner.engine, state);
@@ -362,11 +431,26 @@ fn build_store(
 async fn run(
     hive: Hive,
     proc: Arc<Proc>,
-    pre: GuestPre<HostState>,
+    module: ModuleSource,
     mut store: Store<HostState>,
     stderr: Arc<dyn StdoutStream + Sync>,
     parent: Option<ParentLink>,
 ) {
+    let pre: GuestPre<HostState> = match module {
+        ModuleSource::Ready(module) => module.pre.clone(),
+        ModuleSource::Pending(path) => match hive.load(&path).await {
+            Ok(module) => module.pre.clone(),
+            Err(err) => {
+                // Like a Node child whose script does not compile: it
+                // started, says why on its stderr, and exits 1.
+                drop(store);
+                let report = format!("error: {}\n", crate::child_process::ErrorChain(&err));
+                write_report(&*stderr, &report).await;
+                finish(&hive, &proc, parent.as_ref(), ExitStatus::Code(1));
+                return;
+            }
+        },
+    };
     let mut kill = proc.kill.subscribe();
     let outcome = tokio::select! {
         biased;
@@ -433,26 +517,88 @@ async fn write_report(stderr: &(dyn StdoutStream + Sync), text: &str) {
 /// Node's order: `disconnect` (if still connected), `exit`, `close`.
 fn finish(hive: &Hive, proc: &Arc<Proc>, parent: Option<&ParentLink>, status: ExitStatus) {
     proc.status.send_replace(Some(status));
-    // No orphans: a process's children end with it.
+    // No orphans: a process's children end with it — wasm children at once,
+    // OS children with SIGTERM and SIGKILL after the grace period, detached
+    // OS children not at all (they are meant to outlive us).
     let children: Vec<_> = proc.children.lock().unwrap().values().cloned().collect();
     for child in children {
-        child.signal(Signal::KILL);
+        // Nobody is left to read their output.
+        for pipe in child.pipes.lock().unwrap().iter() {
+            pipe.abandon();
+        }
+        match child.os {
+            None => {
+                child.signal(Signal::KILL);
+            }
+            Some(os) if !os.detached => terminate(child, hive.inner.kill_grace),
+            Some(_) => {}
+        }
     }
     hive.inner.table.procs.lock().unwrap().remove(&proc.pid);
     if let Some(link) = parent {
         if link.channel.close() {
             link.report(proc.pid, ChildEventKind::Disconnect);
         }
-        let wit = WitExitStatus::from(status);
-        link.report(proc.pid, ChildEventKind::Exit(wit.clone()));
-        link.report(proc.pid, ChildEventKind::Close(wit));
+        report_end(proc.clone(), link.parent.clone(), status);
+    }
+    proc.inbox.wake();
+}
+
+/// Tells `parent` that `proc` exited, then — once its output pipes are
+/// finished with (read to the end, dropped, or drained) — that it closed.
+pub fn report_end(proc: Arc<Proc>, parent: Arc<Proc>, status: ExitStatus) {
+    let wit = WitExitStatus::from(status);
+    let pipes = proc.pipes.lock().unwrap().clone();
+    let exit = Event::Child(ChildEvent {
+        id: proc.pid,
+        kind: ChildEventKind::Exit(wit.clone()),
+    });
+    if pipes.is_empty() {
+        parent.inbox.push(exit, None);
+    } else {
+        // Output nobody took by the time the parent handled `exit` is
+        // drained, as Node's flushStdio does, so that `close` can come.
+        let drained = pipes.clone();
+        parent.inbox.push_then(
+            exit,
+            Box::new(move || drained.iter().for_each(|p| p.drain_if_untaken())),
+        );
+    }
+    let close = move |proc: Arc<Proc>, parent: Arc<Proc>| {
+        parent.inbox.push(
+            Event::Child(ChildEvent {
+                id: proc.pid,
+                kind: ChildEventKind::Close(wit),
+            }),
+            None,
+        );
         proc.closed.store(true, Ordering::Release);
         // Only now is the child no longer live: a parent waiting for events
         // must see `close` queued before it sees no live children.
-        link.parent.children.lock().unwrap().remove(&proc.pid);
-        link.parent.inbox.wake();
+        parent.remove_child(proc.pid);
+    };
+    if pipes.is_empty() {
+        close(proc, parent);
+        return;
     }
-    proc.inbox.wake();
+    tokio::spawn(async move {
+        for pipe in &pipes {
+            pipe.finished().await;
+        }
+        close(proc, parent);
+    });
+}
+
+/// SIGTERM now, SIGKILL after `grace` unless the process ended by then.
+pub fn terminate(proc: Arc<Proc>, grace: std::time::Duration) {
+    if !proc.signal(Signal::TERM) {
+        return;
+    }
+    tokio::spawn(async move {
+        if tokio::time::timeout(grace, proc.wait()).await.is_err() {
+            proc.signal(Signal::KILL);
+        }
+    });
 }
 
 impl From<ExitStatus> for WitExitStatus {

@@ -81,8 +81,13 @@ fn main() -> ExitCode {
                     let Some(case) = cases.get(i) else { break };
                     let row: Vec<Outcome> = KINDS
                         .iter()
-                        .map(|kind| match *kind {
-                            "wasm→wasm" => wasm_to_wasm(&runtime, &hive, &dir, case),
+                        .map(|kind| match (*kind, case.json["kind"].as_str()) {
+                            ("wasm→wasm", None) => {
+                                wasm_to(&runtime, &hive, &dir, case, Target::Wasm)
+                            }
+                            ("wasm→os", Some("os")) => {
+                                wasm_to(&runtime, &hive, &dir, case, Target::Os)
+                            }
                             _ => Outcome::NotApplicable,
                         })
                         .collect();
@@ -99,18 +104,35 @@ fn target_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target")
 }
 
-fn wasm_to_wasm(
+/// The kind of child a scenario's parent (a wasm guest) starts.
+#[derive(Clone, Copy)]
+enum Target {
+    /// `fork`ed wasm guests: `node/parent.js` vs `conf_parent.wasm`.
+    Wasm,
+    /// OS programs: `node/spawn.js` vs `conf_spawn.wasm` (with `--allow-spawn`).
+    Os,
+}
+
+fn wasm_to(
     runtime: &tokio::runtime::Runtime,
     hive: &Hive,
     dir: &Path,
     case: &Case,
+    target: Target,
 ) -> Outcome {
     let scenario = case.json.to_string();
-    let node = run_node(&dir.join("node/parent.js"), &scenario);
+    let (script, guest) = match target {
+        Target::Wasm => ("node/parent.js", test_programs_artifacts::CONF_PARENT),
+        Target::Os => ("node/spawn.js", test_programs_artifacts::CONF_SPAWN),
+    };
+    let node = run_node(&dir.join(script), &scenario);
     let (stdio, captured) = Stdio::capture();
-    let mut options = RunOptions::new(test_programs_artifacts::CONF_PARENT);
+    let mut options = RunOptions::new(guest);
     options.args = vec![scenario];
     options.stdio = Some(stdio);
+    if let Target::Os = target {
+        options.allow_spawn = host::SpawnPolicy::All;
+    }
     let ran = runtime.block_on(async { tokio::time::timeout(TIMEOUT, hive.run(options)).await });
     let mut hive_lines = lines(&captured.stdout());
     match ran {

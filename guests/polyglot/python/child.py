@@ -14,7 +14,6 @@ from wit_world import exports
 from wit_world.imports import process, monotonic_clock, poll
 from wit_world.imports.hive_process_types import (
     Message_Json,
-    Message_Bytes,
     Event_Message,
     Event_Disconnect,
     Event_Signal,

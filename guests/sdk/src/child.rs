@@ -96,21 +96,11 @@ pub fn fork(module: &str, args: &[&str], options: ForkOptions) -> Result<Child, 
         env: options.env,
         exec_argv: options.exec_argv,
         silent: options.silent,
-        inherit_dirs: options.inherit_dirs,
+        inherit_dirs: Some(options.inherit_dirs),
         timeout_ms: options.timeout_ms,
         kill_signal: options.kill_signal,
     };
-    let handle = wit::fork(module, &args, &wit_options)?;
-    let id = handle.id();
-    let inner = Rc::new(ChildInner {
-        handle,
-        id,
-        listeners: RefCell::default(),
-        pending_messages: RefCell::default(),
-        closed: RefCell::new(false),
-    });
-    event_loop::with(|l| l.children.insert(id, inner.clone()));
-    Ok(Child(inner))
+    Ok(Child::register(wit::fork(module, &args, &wit_options)?))
 }
 
 macro_rules! take_call_restore {
@@ -145,6 +135,12 @@ impl ChildInner {
                 take_call_restore!(self, close, |f| f(s.code, s.signal.clone()))
             }
             ChildEvent::Error(e) => {
+                // Node: an exec child's spawn error goes to its callback.
+                if self.listeners.borrow().error.is_empty()
+                    && !self.listeners.borrow().close.is_empty()
+                {
+                    return;
+                }
                 if self.listeners.borrow().error.is_empty() {
                     // Node: an 'error' event without a listener is thrown.
                     eprintln!("Uncaught Error: {} ({})", e.message, e.code);
@@ -157,9 +153,78 @@ impl ChildInner {
 }
 
 impl Child {
+    /// Wraps a new child handle and lets the event loop dispatch to it.
+    pub(crate) fn register(handle: wit::Child) -> Child {
+        let id = handle.id();
+        let inner = Rc::new(ChildInner {
+            handle,
+            id,
+            listeners: RefCell::default(),
+            pending_messages: RefCell::default(),
+            closed: RefCell::new(false),
+        });
+        event_loop::with(|l| l.children.insert(id, inner.clone()));
+        Child(inner)
+    }
+
+    /// For `exec`/`exec_file` children: blocks until the child closed and
+    /// returns its buffered output (Node's callback arguments).
+    pub fn output(&self) -> Option<crate::os::ExecOutput> {
+        self.0.handle.output()
+    }
+
+    /// For `exec`/`exec_file` children: calls `f(error, stdout, stderr)`
+    /// once the child closed, as Node's `exec` callback.
+    pub fn on_output(
+        &self,
+        f: impl FnOnce(Option<crate::os::ExecError>, Vec<u8>, Vec<u8>) + 'static,
+    ) {
+        let this = self.clone();
+        let mut f = Some(f);
+        self.on_close(move |_, _| {
+            if let (Some(f), Some(out)) = (f.take(), this.output()) {
+                f(out.error, out.stdout, out.stderr);
+            }
+        });
+    }
+
+    /// Reads the child's stdout in the event loop (Node's
+    /// `child.stdout.on('data')`); takes the stream. `false` if there is no
+    /// piped stdout (or it was taken).
+    pub fn on_stdout(&self, f: impl FnMut(&[u8]) + 'static) -> bool {
+        match self.stdout() {
+            Some(stream) => {
+                event_loop::on_data(stream, f, || {});
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// As [`Child::on_stdout`], for stderr.
+    pub fn on_stderr(&self, f: impl FnMut(&[u8]) + 'static) -> bool {
+        match self.stderr() {
+            Some(stream) => {
+                event_loop::on_data(stream, f, || {});
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The id events carry: the pid once spawned.
     pub fn id(&self) -> u32 {
         self.0.id
+    }
+
+    /// The program started (Node's `spawnfile`).
+    pub fn spawnfile(&self) -> String {
+        self.0.handle.spawnfile()
+    }
+
+    /// The full argv, `argv[0]` included (Node's `spawnargs`).
+    pub fn spawnargs(&self) -> Vec<String> {
+        self.0.handle.spawnargs()
     }
 
     /// The pid, `None` if spawning failed.

@@ -6,6 +6,7 @@ use crate::bindings::hive::process::process as wit;
 use crate::bindings::hive::process::types::Event;
 use crate::bindings::wasi::clocks::monotonic_clock;
 use crate::bindings::wasi::io::poll::{Pollable, poll};
+use crate::bindings::wasi::io::streams::{InputStream, StreamError};
 use crate::child::ChildInner;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -41,6 +42,18 @@ pub(crate) struct Loop {
     /// Work for the next turn of the loop (replays).
     pub deferred: VecDeque<Callback>,
     inbox: Option<Rc<Pollable>>,
+    /// Streams read by the loop (Node's `stream.on('data')`).
+    readers: Vec<Reader>,
+}
+
+/// A stream the loop reads whenever it has data.
+struct Reader {
+    // Declared before `stream`: a pollable must be dropped before the
+    // stream it watches (the host traps otherwise).
+    pollable: Pollable,
+    stream: InputStream,
+    on_data: Box<dyn FnMut(&[u8])>,
+    on_end: Option<Box<dyn FnOnce()>>,
 }
 
 thread_local! {
@@ -94,17 +107,66 @@ fn add_timer(ms: u64, interval: Option<u64>, callback: Callback) -> TimerId {
     })
 }
 
+/// Reads `stream` in the event loop: `on_data` for every chunk, `on_end`
+/// at end-of-file (Node's `stream.on('data')` / `on('end')`). The stream
+/// keeps the process alive until it ends.
+pub fn on_data(
+    stream: InputStream,
+    on_data: impl FnMut(&[u8]) + 'static,
+    on_end: impl FnOnce() + 'static,
+) {
+    let pollable = stream.subscribe();
+    with(|l| {
+        l.readers.push(Reader {
+            stream,
+            pollable,
+            on_data: Box::new(on_data),
+            on_end: Some(Box::new(on_end)),
+        })
+    });
+}
+
 /// Whether anything can still call back: a timer, a child that has not
-/// closed, or a parent channel with a listener.
+/// closed, a stream being read, or a parent channel with a listener.
 fn alive() -> bool {
     let (timers, children, listening) = with(|l| {
         (
-            !l.timers.is_empty(),
+            !l.timers.is_empty() || !l.readers.is_empty(),
             !l.children.is_empty(),
             !l.on_parent_message.is_empty() || !l.on_parent_disconnect.is_empty(),
         )
     });
     timers || children || (listening && parent_connected())
+}
+
+/// Reads what the streams have (never blocking) and calls their listeners.
+fn run_readers() {
+    let mut readers = with(|l| std::mem::take(&mut l.readers));
+    let mut kept = Vec::with_capacity(readers.len());
+    for mut reader in readers.drain(..) {
+        let mut ended = false;
+        loop {
+            match reader.stream.read(64 * 1024) {
+                Ok(chunk) if chunk.is_empty() => break,
+                Ok(chunk) => (reader.on_data)(&chunk),
+                Err(StreamError::Closed) | Err(StreamError::LastOperationFailed(_)) => {
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        if ended {
+            if let Some(f) = reader.on_end.take() {
+                f();
+            }
+        } else {
+            kept.push(reader);
+        }
+    }
+    with(|l| {
+        kept.append(&mut l.readers);
+        l.readers = kept;
+    });
 }
 
 /// Dispatches events and timers until nothing keeps the process alive
@@ -116,6 +178,7 @@ pub fn run() {
             dispatch(event);
             run_deferred();
         }
+        run_readers();
         run_due_timers();
         if !alive() {
             // Something may have arrived while we decided; take it first.
@@ -218,6 +281,14 @@ pub(crate) fn dispatch(event: Event) {
             });
         }
         Event::Child(event) => {
+            // A child's output has all arrived by its `close`: deliver it
+            // first, as Node emits 'data'/'end' before 'close'.
+            if matches!(
+                event.kind,
+                crate::bindings::hive::process::types::ChildEventKind::Close(_)
+            ) {
+                run_readers();
+            }
             let child = with(|l| l.children.get(&event.id).cloned());
             if let Some(child) = child {
                 child.dispatch(event.kind.into());

@@ -40,10 +40,15 @@ mod bindings {
 
 mod child;
 mod event_loop;
+pub mod os;
 pub mod process;
 
 pub use child::{Child, ChildEvent, ForkOptions, fork};
-pub use event_loop::{TimerId, clear_timeout, run, set_interval, set_timeout};
+pub use event_loop::{TimerId, clear_timeout, on_data, run, set_interval, set_timeout};
+pub use os::{
+    ExecFailure, ExecOptions, SpawnOptions, Stdio, SyncOptions, exec, exec_file, exec_file_sync,
+    exec_sync, pipe, spawn, spawn_sync,
+};
 
 pub use bindings::hive::process::types::{ErrorCode, ErrorInfo, ExitStatus};
 
@@ -133,6 +138,10 @@ impl From<ErrorCode> for Error {
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Error::Code(ErrorCode::Denied) => write!(
+                f,
+                "EPERM: this guest may not start OS programs (run the host with `--allow-spawn`)"
+            ),
             Error::Code(code) => write!(f, "{}", node_code(*code)),
         }
     }
@@ -151,6 +160,7 @@ pub fn node_code(code: ErrorCode) -> &'static str {
         ErrorCode::UnknownSignal => "ERR_UNKNOWN_SIGNAL",
         ErrorCode::TooManyProcesses => "EAGAIN",
         ErrorCode::Denied => "EPERM",
+        ErrorCode::NotADirectory => "ENOTDIR",
     }
 }
 

@@ -2,6 +2,7 @@
 
 use crate::engine::{Hive, HiveConfig, Preopen, RunOptions};
 use crate::error::ExitStatus;
+use crate::os::SpawnPolicy;
 use anyhow::Context as _;
 use clap::Parser;
 use std::path::PathBuf;
@@ -33,6 +34,18 @@ pub struct RunCommand {
     /// Override the guest's `argv[0]`.
     #[arg(long, value_name = "NAME")]
     argv0: Option<String>,
+
+    /// Let the guest start OS programs (`spawn`, `exec`, ...): any program,
+    /// or only those listed, by name (`ls`) or path (`/bin/ls`). Children
+    /// never get more than their parent. `exec` runs `/bin/sh`, so it needs
+    /// `sh` — which, like any shell, can run anything.
+    #[arg(long, value_name = "PROG,...", num_args = 0..=1, require_equals = true, value_delimiter = ',', default_missing_value = "")]
+    allow_spawn: Option<Vec<String>>,
+
+    /// Milliseconds an OS child gets between SIGTERM and SIGKILL when its
+    /// parent ends.
+    #[arg(long, value_name = "MS", default_value_t = 3000)]
+    kill_grace_ms: u64,
 
     /// Do not read or write the compiled-component cache.
     #[arg(long)]
@@ -96,6 +109,7 @@ impl RunCommand {
     pub fn execute(self) -> anyhow::Result<ExitStatus> {
         let mut config = HiveConfig::default();
         config.max_procs = self.max_procs;
+        config.kill_grace = std::time::Duration::from_millis(self.kill_grace_ms);
         if self.no_cache {
             config.cache_dir = None;
         } else if let Some(dir) = self.cache_dir {
@@ -116,6 +130,17 @@ impl RunCommand {
             env,
             dirs: self.dirs,
             stdio: None,
+            allow_spawn: match self.allow_spawn {
+                None => SpawnPolicy::Deny,
+                Some(list) => {
+                    let list: Vec<String> = list.into_iter().filter(|p| !p.is_empty()).collect();
+                    if list.is_empty() {
+                        SpawnPolicy::All
+                    } else {
+                        SpawnPolicy::Only(list)
+                    }
+                }
+            },
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -124,8 +149,9 @@ impl RunCommand {
         let status = runtime.block_on(async {
             let hive = Hive::new(config)?;
             let status = hive.run(options).await;
-            // The root is gone: end whatever is left, at once.
-            hive.kill_all();
+            // The root is gone: end whatever is left (OS children get
+            // SIGTERM, then SIGKILL after the grace period).
+            hive.shutdown().await;
             status
         });
         // Guests blocked reading stdin live on a worker thread; do not wait.

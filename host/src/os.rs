@@ -1,0 +1,566 @@
+//! Real OS child processes: `spawn`, `exec`, `exec-file` and their sync
+//! forms — the capability that guards them, how they start, how their
+//! output is buffered, and how they are reaped.
+//!
+//! Every OS child is reaped by a supervising task (`tokio::process::Child::
+//! wait`), so none becomes a zombie. `kill_on_drop` stays off on purpose:
+//! the supervisor owns the `Child`, and a parent that ends sends its OS
+//! children SIGTERM, then SIGKILL after the grace period (see
+//! `table::finish`); detached children are left alone, the only ones that
+//! may outlive the host.
+
+use crate::bindings::hive::process::child_process::{ExecError, ExecOutput, Stdio as StdioKind};
+use crate::bindings::{ErrorCode, ErrorInfo};
+use crate::error::ExitStatus;
+use crate::pipe::Pipe;
+use crate::signal::Signal;
+use crate::table::{Proc, Stdio};
+use std::path::Path;
+use std::process::Stdio as OsStdio;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+
+/// Node's default `maxBuffer` for exec and the sync forms.
+pub const DEFAULT_MAX_BUFFER: u64 = 1024 * 1024;
+
+/// Which OS programs a guest may start (`host run --allow-spawn[=...]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SpawnPolicy {
+    /// None (the default, as Deno).
+    #[default]
+    Deny,
+    /// Any program.
+    All,
+    /// Programs named here: by name (`ls`, matching any `ls` found in
+    /// `PATH`) or by path (`/bin/ls`).
+    Only(Vec<String>),
+}
+
+impl SpawnPolicy {
+    /// Whether `program` (as the guest named it) may run.
+    pub fn allows(&self, program: &str) -> bool {
+        match self {
+            SpawnPolicy::Deny => false,
+            SpawnPolicy::All => true,
+            SpawnPolicy::Only(list) => {
+                let name = Path::new(program).file_name().and_then(|n| n.to_str());
+                list.iter().any(|allowed| {
+                    allowed == program
+                        || (!allowed.contains('/')
+                            && Some(allowed.as_str()) == name
+                            && !program.contains('/'))
+                        || Path::new(allowed).canonicalize().ok().is_some_and(|a| {
+                            which(program).is_some_and(|p| p.canonicalize().ok() == Some(a.clone()))
+                        })
+                })
+            }
+        }
+    }
+
+    /// The flag that would allow `program`, for error messages.
+    pub fn hint(program: &str) -> String {
+        format!("`host run --allow-spawn={program}` (or `--allow-spawn` for any program)")
+    }
+}
+
+/// Finds `program` as `execvp` would, in the host's `PATH`.
+fn which(program: &str) -> Option<std::path::PathBuf> {
+    if program.contains('/') {
+        return Some(program.into());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+/// A validated request to start a program.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// What to exec: the command, or the shell when `shell` is set.
+    pub file: String,
+    /// Arguments after `argv[0]`.
+    pub args: Vec<String>,
+    /// `argv[0]`; default `file`.
+    pub argv0: Option<String>,
+    /// Node's `spawnargs` for error objects (the arguments as given).
+    pub error_args: Vec<String>,
+    pub cwd: Option<String>,
+    pub env: Vec<(String, String)>,
+    pub stdio: [StdioKind; 3],
+    pub detached: bool,
+}
+
+impl Request {
+    /// Builds a request as Node's `normalizeSpawnArguments` does: with a
+    /// shell, `command` and `args` are joined by spaces into `shell -c`.
+    #[expect(clippy::too_many_arguments, reason = "mirrors Node's option set")]
+    pub fn new(
+        command: &str,
+        args: &[String],
+        shell: Option<&str>,
+        argv0: Option<String>,
+        cwd: Option<String>,
+        env: Vec<(String, String)>,
+        stdio: [StdioKind; 3],
+        detached: bool,
+    ) -> Result<Request, ErrorCode> {
+        let nul = |s: &str| s.contains('\0');
+        if command.is_empty()
+            || nul(command)
+            || args.iter().any(|a| nul(a))
+            || argv0.as_deref().is_some_and(nul)
+            || shell.is_some_and(|s| s.is_empty() || nul(s))
+            || env
+                .iter()
+                .any(|(k, v)| k.is_empty() || k.contains('=') || nul(k) || nul(v))
+        {
+            return Err(ErrorCode::InvalidArgument);
+        }
+        if let Some(dir) = &cwd {
+            if nul(dir) {
+                return Err(ErrorCode::InvalidArgument);
+            }
+            // Node throws ENOTDIR synchronously for a file; a missing
+            // directory is an asynchronous ENOENT at spawn.
+            if Path::new(dir).exists() && !Path::new(dir).is_dir() {
+                return Err(ErrorCode::NotADirectory);
+            }
+        }
+        let (file, args) = match shell {
+            Some(shell) => {
+                let line = std::iter::once(command)
+                    .chain(args.iter().map(String::as_str))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                (shell.to_owned(), vec!["-c".to_owned(), line])
+            }
+            None => (command.to_owned(), args.to_vec()),
+        };
+        Ok(Request {
+            error_args: args.clone(),
+            file,
+            args,
+            argv0,
+            cwd,
+            env,
+            stdio,
+            detached,
+        })
+    }
+}
+
+/// A started OS process and the parent's ends of its pipes.
+pub struct Started {
+    pub child: tokio::process::Child,
+    pub pid: u32,
+    pub stdin: Option<tokio::process::ChildStdin>,
+    pub stdout: Option<tokio::process::ChildStdout>,
+    pub stderr: Option<tokio::process::ChildStderr>,
+}
+
+/// Starts the program. `parent` is the spawning guest's stdio, for
+/// `inherit`: the host's own file descriptors when the guest has them,
+/// otherwise a copy task into the guest's streams.
+pub fn start(request: &Request, parent: &Stdio, kill_on_drop: bool) -> std::io::Result<Started> {
+    let mut command = Command::new(&request.file);
+    command.args(&request.args);
+    if let Some(argv0) = &request.argv0 {
+        command.arg0(argv0);
+    }
+    if let Some(cwd) = &request.cwd {
+        command.current_dir(cwd);
+    }
+    command
+        .env_clear()
+        .envs(request.env.iter().map(|(k, v)| (k, v)));
+    // Async children: the supervisor reaps the child and the parent's exit
+    // ends it (SIGTERM, then SIGKILL), so dropping a handle must not kill it.
+    // Sync children live in the caller's future: if that is dropped (the
+    // guest was killed mid-call) the child must die too.
+    command.kill_on_drop(kill_on_drop);
+    if request.detached {
+        crate::unix::detach(&mut command);
+    }
+    let [stdin, stdout, stderr] = request.stdio;
+    let forward = |kind: StdioKind| match kind {
+        StdioKind::Pipe => OsStdio::piped(),
+        StdioKind::Ignore => OsStdio::null(),
+        StdioKind::Inherit if parent.is_host => OsStdio::inherit(),
+        // The guest's own stream is not a file descriptor: copy into it.
+        StdioKind::Inherit => OsStdio::piped(),
+    };
+    command.stdin(match stdin {
+        StdioKind::Pipe => OsStdio::piped(),
+        StdioKind::Inherit if parent.is_host => OsStdio::inherit(),
+        _ => OsStdio::null(),
+    });
+    command.stdout(forward(stdout));
+    command.stderr(forward(stderr));
+    let mut child = command.spawn()?;
+    let pid = child.id().expect("a just-spawned child has a pid");
+    let mut out = child.stdout.take();
+    let mut err = child.stderr.take();
+    if stdout == StdioKind::Inherit && !parent.is_host {
+        forward_into(out.take(), parent.stdout.clone());
+    }
+    if stderr == StdioKind::Inherit && !parent.is_host {
+        forward_into(err.take(), parent.stderr.clone());
+    }
+    Ok(Started {
+        stdin: child.stdin.take(),
+        stdout: out,
+        stderr: err,
+        child,
+        pid,
+    })
+}
+
+fn forward_into(
+    source: Option<impl AsyncRead + Send + Unpin + 'static>,
+    sink: Arc<dyn wasmtime_wasi::cli::StdoutStream + Sync>,
+) {
+    if let Some(mut source) = source {
+        tokio::spawn(async move {
+            let mut sink = Box::into_pin(sink.async_stream());
+            let _ = tokio::io::copy(&mut source, &mut sink).await;
+            let _ = sink.flush().await;
+        });
+    }
+}
+
+/// Node's fields for a failed start (`spawn x ENOENT`).
+pub fn spawn_error(request: &Request, err: &std::io::Error, syscall: &str) -> (ErrorInfo, i32) {
+    let errno = err.raw_os_error().unwrap_or(libc::EIO);
+    let code = errno_name(errno);
+    let syscall = format!("{syscall} {}", request.file);
+    let info = ErrorInfo {
+        code: code.to_owned(),
+        errno: Some(-errno),
+        message: format!("{syscall} {code}"),
+        syscall: Some(syscall),
+        path: Some(request.file.clone()),
+        spawnargs: request.error_args.clone(),
+    };
+    (info, -errno)
+}
+
+fn errno_name(errno: i32) -> &'static str {
+    match errno {
+        libc::ENOENT => "ENOENT",
+        libc::EACCES => "EACCES",
+        libc::EAGAIN => "EAGAIN",
+        libc::EMFILE => "EMFILE",
+        libc::ENFILE => "ENFILE",
+        libc::ENOTDIR => "ENOTDIR",
+        libc::EPERM => "EPERM",
+        libc::ENOEXEC => "ENOEXEC",
+        _ => "EIO",
+    }
+}
+
+/// Converts a finished process's status.
+pub fn exit_status(status: std::process::ExitStatus) -> ExitStatus {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => ExitStatus::Code(code),
+        (None, Some(signal)) => {
+            ExitStatus::Signal(Signal::parse(&signal.to_string()).unwrap_or(Signal::KILL))
+        }
+        (None, None) => ExitStatus::Code(1),
+    }
+}
+
+/// Output kept by `exec` and the sync forms: at most `limit` bytes of a
+/// stream; past it, `exceeded` is set and reading stops.
+#[derive(Default)]
+pub struct Buffered {
+    pub bytes: Vec<u8>,
+    pub exceeded: bool,
+}
+
+/// Reads `source` to the end or until `limit` bytes; calls `on_exceed` once
+/// when the limit is passed (the child is killed then). `truncate`: keep
+/// exactly `limit` bytes (exec), or the whole read that passed it (Node's
+/// spawnSync keeps what it read).
+pub async fn buffer(
+    source: Option<impl AsyncRead + Unpin>,
+    limit: u64,
+    truncate: bool,
+    on_exceed: impl FnOnce(),
+) -> Buffered {
+    let mut out = Buffered::default();
+    let Some(mut source) = source else { return out };
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut on_exceed = Some(on_exceed);
+    loop {
+        let n = match source.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let room = limit.saturating_sub(out.bytes.len());
+        let keep = if truncate { n.min(room) } else { n };
+        out.bytes.extend_from_slice(&chunk[..keep]);
+        if n > room {
+            out.exceeded = true;
+            if let Some(f) = on_exceed.take() {
+                f();
+            }
+            break;
+        }
+    }
+    out
+}
+
+/// How a run to completion went (what `exec`'s callback and the sync forms
+/// are made from).
+pub struct Completed {
+    pub pid: u32,
+    pub stdout: Buffered,
+    pub stderr: Buffered,
+    /// `None` when the program never started.
+    pub status: Option<ExitStatus>,
+    pub timed_out: bool,
+    /// The start failure, if any.
+    pub spawn_error: Option<(ErrorInfo, i32)>,
+}
+
+/// Runs a started child to completion: feeds `input`, buffers stdout and
+/// stderr up to `max_buffer` each, kills with `kill_signal` on timeout or
+/// overflow, and reaps it.
+pub async fn complete(
+    mut started: Started,
+    proc: Option<Arc<Proc>>,
+    input: Option<Vec<u8>>,
+    max_buffer: u64,
+    timeout: Option<Duration>,
+    kill_signal: Signal,
+) -> Completed {
+    // Async exec (a supervised child) truncates to max-buffer; the sync
+    // forms keep what they read.
+    let truncate = proc.is_some();
+    let pid = started.pid;
+    let kill = {
+        let proc = proc.clone();
+        move || match &proc {
+            Some(proc) => {
+                proc.kill(kill_signal);
+            }
+            None => {
+                let _ = crate::unix::kill(pid, kill_signal.number());
+            }
+        }
+    };
+    if let Some(mut stdin) = started.stdin.take() {
+        tokio::spawn(async move {
+            if let Some(input) = input {
+                let _ = stdin.write_all(&input).await;
+            }
+            // Dropping stdin closes it: the child sees end-of-file.
+        });
+    }
+    let run = async {
+        let (stdout, stderr) = tokio::join!(
+            buffer(started.stdout.take(), max_buffer, truncate, kill.clone()),
+            buffer(started.stderr.take(), max_buffer, truncate, kill.clone()),
+        );
+        let status = started.child.wait().await.map(exit_status).ok();
+        (stdout, stderr, status)
+    };
+    tokio::pin!(run);
+    let mut timed_out = false;
+    let (stdout, stderr, status) = match timeout {
+        Some(limit) => match tokio::time::timeout(limit, &mut run).await {
+            Ok(done) => done,
+            Err(_) => {
+                timed_out = true;
+                kill();
+                run.await
+            }
+        },
+        None => run.await,
+    };
+    Completed {
+        pid,
+        stdout,
+        stderr,
+        status,
+        timed_out,
+        spawn_error: None,
+    }
+}
+
+impl Completed {
+    /// The result when the program could not start.
+    pub fn failed(error: (ErrorInfo, i32)) -> Completed {
+        Completed {
+            pid: 0,
+            stdout: Buffered::default(),
+            stderr: Buffered::default(),
+            status: None,
+            timed_out: false,
+            spawn_error: Some(error),
+        }
+    }
+
+    /// Node's `exec`/`execFile` callback arguments (`sync`: the error
+    /// `execSync`/`execFileSync` throw, whose message differs slightly).
+    /// `file` is the program started (the shell for `exec`).
+    pub fn exec_output(
+        self,
+        cmd: &str,
+        file: &str,
+        killed: bool,
+        kill_signal: Signal,
+        sync: bool,
+    ) -> ExecOutput {
+        let stderr_text = String::from_utf8_lossy(&self.stderr.bytes).into_owned();
+        let failed = |code, signal: Option<Signal>| {
+            let mut message = format!("Command failed: {cmd}");
+            if !sync || !stderr_text.is_empty() {
+                message.push('\n');
+                message += &stderr_text;
+            }
+            Some(ExecError {
+                message,
+                code,
+                error_code: None,
+                killed,
+                signal: signal.map(|s| s.name().to_owned()),
+                cmd: cmd.to_owned(),
+            })
+        };
+        let overflow = if self.stdout.exceeded {
+            Some("stdout")
+        } else if self.stderr.exceeded {
+            Some("stderr")
+        } else {
+            None
+        };
+        let error = if let Some((info, _)) = &self.spawn_error {
+            Some(ExecError {
+                message: info.message.clone(),
+                code: None,
+                error_code: Some(info.code.clone()),
+                killed: false,
+                signal: None,
+                cmd: cmd.to_owned(),
+            })
+        } else if sync && self.timed_out {
+            Some(ExecError {
+                message: format!("spawnSync {file} ETIMEDOUT"),
+                code: None,
+                error_code: Some("ETIMEDOUT".into()),
+                killed: true,
+                signal: Some(kill_signal.name().to_owned()),
+                cmd: cmd.to_owned(),
+            })
+        } else if let Some(stream) = overflow {
+            Some(ExecError {
+                message: if sync {
+                    format!("spawnSync {file} ENOBUFS")
+                } else {
+                    format!("{stream} maxBuffer length exceeded")
+                },
+                code: None,
+                error_code: Some(
+                    if sync {
+                        "ENOBUFS"
+                    } else {
+                        "ERR_CHILD_PROCESS_STDIO_MAXBUFFER"
+                    }
+                    .into(),
+                ),
+                killed,
+                signal: None,
+                cmd: cmd.to_owned(),
+            })
+        } else {
+            match self.status {
+                Some(ExitStatus::Code(0)) | None => None,
+                Some(ExitStatus::Code(code)) => failed(Some(code), None),
+                Some(ExitStatus::Signal(signal)) => failed(None, Some(signal)),
+            }
+        };
+        ExecOutput {
+            stdout: self.stdout.bytes,
+            stderr: self.stderr.bytes,
+            error,
+        }
+    }
+}
+
+/// Starts pumps for a child's piped stdout and stderr and registers them on
+/// `proc`, so its `close` waits for them.
+pub fn pump_outputs(
+    proc: &Proc,
+    stdout: Option<impl AsyncRead + Send + Unpin + 'static>,
+    stderr: Option<impl AsyncRead + Send + Unpin + 'static>,
+) -> (Option<Arc<Pipe>>, Option<Arc<Pipe>>) {
+    let out = stdout.map(Pipe::pump);
+    let err = stderr.map(Pipe::pump);
+    proc.pipes
+        .lock()
+        .unwrap()
+        .extend(out.iter().chain(err.iter()).cloned());
+    (out, err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy() {
+        assert!(!SpawnPolicy::Deny.allows("ls"));
+        assert!(SpawnPolicy::All.allows("anything"));
+        let only = SpawnPolicy::Only(vec!["echo".into(), "/bin/sh".into()]);
+        assert!(only.allows("echo"));
+        assert!(only.allows("/bin/sh"));
+        assert!(!only.allows("ls"));
+        assert!(!only.allows("./echo"));
+    }
+
+    #[test]
+    fn shell_requests_join_arguments() {
+        let stdio = [StdioKind::Pipe; 3];
+        let r = Request::new(
+            "echo",
+            &["a".into(), "b".into()],
+            Some("/bin/sh"),
+            None,
+            None,
+            vec![],
+            stdio,
+            false,
+        )
+        .unwrap();
+        assert_eq!(r.file, "/bin/sh");
+        assert_eq!(r.args, ["-c", "echo a b"]);
+        assert_eq!(
+            Request::new("", &[], None, None, None, vec![], stdio, false).unwrap_err(),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(
+            Request::new("a\0b", &[], None, None, None, vec![], stdio, false).unwrap_err(),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(
+            Request::new(
+                "ls",
+                &[],
+                None,
+                None,
+                Some("/etc/hostname".into()),
+                vec![],
+                stdio,
+                false
+            )
+            .unwrap_err(),
+            ErrorCode::NotADirectory
+        );
+    }
+}

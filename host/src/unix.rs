@@ -1,0 +1,37 @@
+//! The few things Hive needs from the OS that safe Rust does not offer:
+//! sending a signal to a pid, and starting a child in its own session.
+#![expect(unsafe_code, reason = "thin wrappers over two libc calls")]
+
+use std::io;
+use tokio::process::Command;
+
+/// Sends `signal` to `pid` (`kill(2)`); `Ok(false)` if no such process.
+pub fn kill(pid: u32, signal: u8) -> io::Result<bool> {
+    let pid =
+        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    let rc = unsafe { libc::kill(pid, libc::c_int::from(signal)) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::ESRCH) => Ok(false),
+        _ => Err(err),
+    }
+}
+
+/// Makes the child call `setsid()` before exec, so it leads a new session
+/// and process group (pid == pgid == sid), as Node's `detached: true`.
+pub fn detach(command: &mut Command) {
+    // SAFETY: the closure runs in the forked child before exec and calls
+    // only setsid(2), which is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
