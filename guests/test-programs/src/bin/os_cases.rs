@@ -1,0 +1,112 @@
+//! OS-child cases for the host's integration tests; argv[1] picks one.
+//! - `echo`: spawns `echo hi`, prints what it wrote
+//! - `denied`: tries to spawn `echo`, prints the error
+//! - `fork-spawn`: forks itself with `echo`: the child inherits the permission
+//! - `leave-running`: spawns `sleep 30` (and, with argv[2] = `stubborn`, one
+//!   that ignores SIGTERM), prints their pids, exits at once
+//! - `detached`: spawns a detached `sleep 30`, prints its pid, exits
+//! - `reap`: spawns 50 `true`, waits for all, prints `reaped`, then blocks on
+//!   stdin so the test can look for zombies
+//! - `os-to-wasm`: `echo hello` piped into a forked wasm child (upper-cases)
+//! - `wasm-to-os`: a forked wasm child's stdout piped into `wc -c`
+use hive::{ExecOptions, ForkOptions, SpawnOptions, fork, spawn};
+
+fn me() -> String {
+    std::env::args().next().unwrap()
+}
+
+fn sibling(name: &str) -> String {
+    let me = me();
+    format!("{}/{name}", &me[..me.rfind('/').unwrap()])
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args[1].as_str() {
+        "echo" => {
+            let child = hive::exec_file("echo", &["hi"], ExecOptions::default()).expect("execFile");
+            let out = child.output().unwrap();
+            print!("echo said: {}", text(&out.stdout));
+        }
+        "denied" => match spawn("echo", &["hi"], SpawnOptions::default()) {
+            Ok(_) => println!("spawn allowed"),
+            Err(e) => println!("spawn failed: {e}"),
+        },
+        "fork-spawn" => {
+            let child = fork(&me(), &["echo"], ForkOptions::default()).unwrap();
+            child.wait();
+        }
+        "leave-running" => {
+            let sleeper = spawn("sleep", &["30"], SpawnOptions::default()).unwrap();
+            println!("{}", sleeper.pid().unwrap());
+            if args.get(2).map(String::as_str) == Some("stubborn") {
+                let opts = SpawnOptions {
+                    shell: Some("/bin/sh".into()),
+                    ..Default::default()
+                };
+                let stubborn = spawn("trap '' TERM; sleep 30", &[], opts).unwrap();
+                println!("{}", stubborn.pid().unwrap());
+            }
+            // Let both start before the root ends.
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        "detached" => {
+            let opts = SpawnOptions {
+                detached: true,
+                stdio: [hive::Stdio::Ignore; 3],
+                ..Default::default()
+            };
+            let child = spawn("sleep", &["30"], opts).unwrap();
+            println!("{}", child.pid().unwrap());
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        "reap" => {
+            let children: Vec<_> = (0..50)
+                .map(|_| spawn("true", &[], SpawnOptions::default()).unwrap())
+                .collect();
+            for child in &children {
+                child.wait();
+            }
+            println!("reaped");
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+        }
+        "os-to-wasm" => {
+            let echo = spawn("echo", &["hello"], SpawnOptions::default()).unwrap();
+            let upper = fork(
+                &sibling("cli_stdin_echo.wasm"),
+                &[],
+                ForkOptions {
+                    silent: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            hive::pipe(echo.stdout().unwrap(), upper.stdin().unwrap());
+            let out = hive::os::read_to_end(&upper.stdout().unwrap());
+            upper.wait();
+            print!("wasm child said: {}", text(&out));
+        }
+        "wasm-to-os" => {
+            let hello = fork(
+                &sibling("cli_hello.wasm"),
+                &[],
+                ForkOptions {
+                    silent: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            let wc = spawn("wc", &["-c"], SpawnOptions::default()).unwrap();
+            hive::pipe(hello.stdout().unwrap(), wc.stdin().unwrap());
+            let out = hive::os::read_to_end(&wc.stdout().unwrap());
+            wc.wait();
+            print!("wc counted: {}", text(&out).trim_start());
+        }
+        other => panic!("unknown case {other}"),
+    }
+}

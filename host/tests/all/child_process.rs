@@ -1,0 +1,190 @@
+//! OS children from guests: the capability, inheritance, pipes across
+//! kinds, reaping, and what happens to OS children when the root ends.
+
+use crate::util::Test;
+use std::time::{Duration, Instant};
+use test_programs_artifacts::*;
+
+fn alive(pid: u32) -> bool {
+    // A zombie is not alive: it has exited and waits to be reaped.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z "))
+        .unwrap_or(false)
+}
+
+fn wait_gone(pid: u32, within: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if !alive(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    !alive(pid)
+}
+
+fn pids(stdout: &str) -> Vec<u32> {
+    stdout.lines().map(|l| l.parse().unwrap()).collect()
+}
+
+#[test]
+fn seed_spawn_demo() {
+    // The same lines as `node guests/examples/seed-spawn/node/main.js`, in
+    // some order (they come from concurrent children), with npm's help text
+    // around them.
+    let out = Test::new()
+        .args(["run", "--allow-spawn", SEED_SPAWN])
+        .any_stdout()
+        .any_stderr()
+        .check();
+    for line in ["[exec] hello world", "[execFile] hi world", "2"] {
+        assert!(
+            out.stdout.lines().any(|l| l == line),
+            "no {line:?} in:\n{}",
+            out.stdout
+        );
+    }
+    assert!(
+        out.stdout.contains("npm <command>"),
+        "npm --help did not run:\n{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn spawn_needs_the_capability() {
+    let denied = "spawn failed: EPERM: this guest may not start OS programs (run the host with `--allow-spawn`)\n";
+    Test::run(OS_CASES)
+        .args(["denied"])
+        .stdout(denied)
+        .stderr_contains("may not start `echo`: allow it with `host run --allow-spawn=echo` (or `--allow-spawn` for any program)")
+        .check();
+    // A list allows only what it names.
+    Test::new()
+        .args(["run", "--allow-spawn=sh,ls", OS_CASES, "denied"])
+        .stdout(denied)
+        .any_stderr()
+        .check();
+    Test::new()
+        .args(["run", "--allow-spawn=echo", OS_CASES, "denied"])
+        .stdout("spawn allowed\n")
+        .check();
+}
+
+#[test]
+fn forked_children_inherit_the_capability() {
+    Test::new()
+        .args(["run", "--allow-spawn=echo", OS_CASES, "fork-spawn"])
+        .stdout("echo said: hi\n")
+        .check();
+    Test::run(OS_CASES)
+        .args(["fork-spawn"])
+        .stdout("")
+        .stderr_contains("may not start `echo`")
+        .check();
+}
+
+#[test]
+fn pipes_across_kinds() {
+    Test::new()
+        .args(["run", "--allow-spawn", OS_CASES, "os-to-wasm"])
+        .stdout("wasm child said: HELLO\n")
+        .check();
+    Test::new()
+        .args(["run", "--allow-spawn", OS_CASES, "wasm-to-os"])
+        .stdout("wc counted: 19\n")
+        .check();
+}
+
+#[test]
+fn root_exit_terminates_os_children() {
+    let start = Instant::now();
+    let out = Test::new()
+        .args(["run", "--allow-spawn", OS_CASES, "leave-running"])
+        .any_stdout()
+        .check();
+    let pids = pids(&out.stdout);
+    assert_eq!(pids.len(), 1);
+    assert!(
+        wait_gone(pids[0], Duration::from_secs(2)),
+        "sleep {} outlived the host",
+        pids[0]
+    );
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn sigkill_after_the_grace_period() {
+    // One child ignores SIGTERM: the host waits the grace period, then
+    // SIGKILLs it, and only then exits.
+    let start = Instant::now();
+    let out = Test::new()
+        .args([
+            "run",
+            "--allow-spawn",
+            "--kill-grace-ms",
+            "300",
+            OS_CASES,
+            "leave-running",
+            "stubborn",
+        ])
+        .any_stdout()
+        .check();
+    let elapsed = start.elapsed();
+    for pid in pids(&out.stdout) {
+        assert!(!alive(pid), "{pid} outlived the host");
+    }
+    assert!(
+        elapsed >= Duration::from_millis(300),
+        "exited before the grace period: {elapsed:?}"
+    );
+}
+
+#[test]
+fn detached_children_outlive_the_host() {
+    let out = Test::new()
+        .args(["run", "--allow-spawn", OS_CASES, "detached"])
+        .any_stdout()
+        .check();
+    let pid = pids(&out.stdout)[0];
+    assert!(alive(pid), "the detached child died with the host");
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
+    assert_eq!(fields[2], pid.to_string(), "pgid");
+    assert_eq!(fields[3], pid.to_string(), "sid");
+    std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+}
+
+#[test]
+fn every_child_is_reaped() {
+    use std::io::{BufRead, Write};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(["run", "--allow-spawn", OS_CASES, "reap"])
+        .env("HOST_CACHE_DIR", crate::util::shared_cache())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "reaped\n");
+    let host = child.id();
+    let mut zombies = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{host}/task")).unwrap() {
+        let task = task.unwrap().file_name();
+        let kids = std::fs::read_to_string(format!(
+            "/proc/{host}/task/{}/children",
+            task.to_string_lossy()
+        ))
+        .unwrap_or_default();
+        zombies.extend(kids.split_whitespace().map(String::from));
+    }
+    child.stdin.take().unwrap().write_all(b"\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(zombies.is_empty(), "unreaped children: {zombies:?}");
+}
