@@ -45,7 +45,7 @@ vendor-wit:
 # Hive and Node side by side on the same workloads (release build; < 10 min).
 [group('bench')]
 bench: setup
-    cargo build --release -p host -p test-programs-artifacts
+    cargo build --release -p host -p test-programs-artifacts -p spawn-floor
     python3 bench/run.py
 
 # The conformance matrix: every scenario on Node and on Hive, traces compared.

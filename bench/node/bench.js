@@ -24,15 +24,39 @@
 //   idle N              N idle children, all ready -> prints `idle <N> ready`,
 //                       holds them until stdin closes (for outside RSS reads)
 //
+// Plain child processes (spawn/exec, no IPC), as in ../../shared/bench/node
+// spawn_latency.js and pipe_bench.js; each latency workload runs N sequential
+// calls after one untimed warm-up call:
+//
+//   spawn N             spawn('/bin/true') (default stdio: pipes) -> 'close'
+//                       -> spawn_true median_us=.. p99_us=..
+//   exec N              exec('echo hello', cb) -> cb, stdout must be 'hello\n'
+//                       -> exec_echo median_us=.. p99_us=..
+//   spawnsync N         spawnSync('/bin/true'), timed around the call
+//                       -> spawnsync_true median_us=.. p99_us=..
+//   pipeline N          `echo hello world | wc -w` from two spawn()s joined by
+//                       a.stdout.pipe(b.stdin); first spawn -> wc's 'close',
+//                       wc's stdout trimmed must be '2' (echo's 'close' is
+//                       awaited, untimed, before the next run)
+//                       -> pipeline_echo_wc median_us=.. p99_us=..
+//   cat MB              spawn('cat'); write MB MiB (default 1024) to its stdin
+//                       in 64 KiB Buffer writes honouring 'drain', then end();
+//                       count all of stdout (must be the total); time spawn ->
+//                       'close'; no warm-up
+//                       -> cat_throughput MB_per_s=.. (10^6 B/s)
+//
 // Payload of SIZE: a string of SIZE chars if SIZE <= 1024, else a Buffer of
 // SIZE bytes of value 7 (JSON-serialized by Node as {type:'Buffer',data:[..]}).
 // MB = 10^6 bytes of payload (SIZE), not of the serialized message.
 // Percentiles as in bench_parent: sorted[round((len - 1) * q)].
 // Exactly one line goes to stdout; errors go to stderr with exit status 1
-// (children are then killed by their pid). Children get stdin and stdout
-// ignored (the sink's stdout is piped back to check its count) and share stderr.
+// (children are then killed by their pid). Forked children get stdin and
+// stdout ignored (the sink's stdout is piped back to check its count) and share
+// stderr. Spawned children get Node's default pipes for all three (as a plain
+// spawn() call would), except cat, whose stderr is inherited. Every spawned or
+// exec'ed child must exit with status 0.
 
-const { fork } = require('node:child_process');
+const { fork, spawn, exec, spawnSync } = require('node:child_process');
 const path = require('node:path');
 
 const CHILD = path.join(__dirname, 'child.js');
@@ -237,9 +261,111 @@ async function benchIdle(n) {
   return null; // the line is already printed
 }
 
+// --- spawned children (no IPC) ---------------------------------------------
+
+const CAT_CHUNK = 64 * 1024;
+
+// Registers a spawned child like spawnChild does (killed by fail(), 'error'
+// is fatal). c.closed resolves with the hrtime of its 'close' event (exited and
+// all its stdio streams closed); any exit status but 0 is fatal.
+function track(c, what) {
+  live.add(c);
+  c.once('exit', () => live.delete(c));
+  c.on('error', (e) => fail(`${what} (pid ${c.pid}): ${e.message}`));
+  c.closed = new Promise((resolve) => {
+    c.once('close', (code, signal) => {
+      const t = now();
+      if (code !== 0) fail(`${what} (pid ${c.pid}) exited with code ${code} signal ${signal}`);
+      resolve(t);
+    });
+  });
+  return c;
+}
+
+// One untimed warm-up call, then n timed sequential calls of `once` (which
+// returns, or resolves with, its own sample in µs).
+async function latencySeries(name, n, once) {
+  await once();
+  const samples = new Float64Array(n);
+  for (let i = 0; i < n; i++) samples[i] = await once();
+  const [median, p99] = percentiles(samples);
+  return `${name} median_us=${median.toFixed(1)} p99_us=${p99.toFixed(1)}`;
+}
+
+async function spawnTrueOnce() {
+  const t0 = now();
+  const c = track(spawn('/bin/true'), 'spawn /bin/true');
+  return us(t0, await c.closed);
+}
+
+function execEchoOnce() {
+  return new Promise((resolve) => {
+    const t0 = now();
+    const c = exec('echo hello', (err, stdout) => {
+      const t1 = now();
+      live.delete(c);
+      if (err) fail(`exec('echo hello'): ${err.message}`);
+      if (stdout !== 'hello\n') fail(`exec('echo hello') printed ${JSON.stringify(stdout)}`);
+      resolve(us(t0, t1));
+    });
+    live.add(c);
+  });
+}
+
+function spawnSyncTrueOnce() {
+  const t0 = now();
+  const r = spawnSync('/bin/true');
+  const t1 = now();
+  if (r.error) fail(`spawnSync('/bin/true'): ${r.error.message}`);
+  if (r.status !== 0) fail(`spawnSync('/bin/true') exited with status ${r.status} signal ${r.signal}`);
+  return us(t0, t1);
+}
+
+// echo hello world | wc -w; timed to wc's 'close'. echo's own 'close' (which
+// comes at about the same time: wc only sees EOF once echo's stdout ended) is
+// awaited untimed, so no process outlives its run.
+async function pipelineOnce() {
+  const t0 = now();
+  const a = track(spawn('echo', ['hello', 'world']), 'echo');
+  const b = track(spawn('wc', ['-w']), 'wc -w');
+  b.stdin.on('error', (e) => fail(`wc -w stdin: ${e.message}`));
+  a.stdout.pipe(b.stdin);
+  let out = '';
+  b.stdout.setEncoding('utf8');
+  b.stdout.on('data', (d) => { out += d; });
+  const t1 = await b.closed;
+  await a.closed;
+  if (out.trim() !== '2') fail(`echo hello world | wc -w printed ${JSON.stringify(out)}`);
+  return us(t0, t1);
+}
+
+async function benchCat(mib) {
+  const total = mib * 1024 * 1024; // a multiple of CAT_CHUNK
+  const chunk = Buffer.alloc(CAT_CHUNK, 0x61);
+  const t0 = now();
+  const c = track(spawn('cat', [], { stdio: ['pipe', 'pipe', 'inherit'] }), 'cat');
+  c.stdin.on('error', (e) => fail(`cat stdin: ${e.message}`));
+  let got = 0;
+  c.stdout.on('data', (d) => { got += d.length; });
+  let sent = 0;
+  const pump = () => {
+    while (sent < total) {
+      sent += CAT_CHUNK;
+      if (!c.stdin.write(chunk)) { c.stdin.once('drain', pump); return; }
+    }
+    c.stdin.end();
+  };
+  pump();
+  const t1 = await c.closed;
+  if (got !== total) fail(`cat gave back ${got} bytes, sent ${total}`);
+  const secs = Number(t1 - t0) / 1e9;
+  return `cat_throughput MB_per_s=${(total / 1e6 / secs).toFixed(1)}`;
+}
+
 // --- main ---------------------------------------------------------------------
 
-const USAGE = 'usage: node bench.js <fork|forkexit|rtt|throughput|parallel|idle> [N] [SIZE]';
+const USAGE = 'usage: node bench.js <fork|forkexit|rtt|throughput|parallel|idle|spawn|exec|spawnsync|pipeline> [N] [SIZE]\n' +
+  '       node bench.js cat [MB]';
 
 function intArg(s, name, dflt, min) {
   if (s === undefined) return dflt;
@@ -253,9 +379,9 @@ function intArg(s, name, dflt, min) {
 async function main() {
   const [what, nArg, sizeArg] = process.argv.slice(2);
   // Defaults as in bench_parent (N 1000, SIZE 16), except for the workloads
-  // that keep N Node processes alive at once.
+  // that keep N Node processes alive at once, and cat, whose N is MiB.
   const many = what === 'parallel' || what === 'idle';
-  const n = intArg(nArg, 'N', many ? 20 : 1000, 1);
+  const n = what === 'cat' ? intArg(nArg, 'MB', 1024, 1) : intArg(nArg, 'N', many ? 20 : 1000, 1);
   const size = intArg(sizeArg, 'SIZE', 16, 0);
   let line;
   switch (what) {
@@ -265,6 +391,11 @@ async function main() {
     case 'throughput': line = await benchThroughput(n, size); break;
     case 'parallel': line = await benchParallel(n); break;
     case 'idle': line = await benchIdle(n); break;
+    case 'spawn': line = await latencySeries('spawn_true', n, spawnTrueOnce); break;
+    case 'exec': line = await latencySeries('exec_echo', n, execEchoOnce); break;
+    case 'spawnsync': line = await latencySeries('spawnsync_true', n, spawnSyncTrueOnce); break;
+    case 'pipeline': line = await latencySeries('pipeline_echo_wc', n, pipelineOnce); break;
+    case 'cat': line = await benchCat(n); break;
     default:
       process.stderr.write(`bench.js: unknown workload ${JSON.stringify(what)}\n${USAGE}\n`);
       process.exit(2);

@@ -67,13 +67,34 @@ impl SpawnPolicy {
 
 /// Finds `program` as `execvp` would, in the host's `PATH`.
 fn which(program: &str) -> Option<std::path::PathBuf> {
+    resolve(program, None)
+}
+
+/// Finds `program` as `execvp` would: a name with a `/` is a path; else the
+/// first executable file of that name in `path` (the child's `PATH`), or in
+/// the host's `PATH` when the child's environment has none.
+fn resolve(program: &str, path: Option<&str>) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
     if program.contains('/') {
         return Some(program.into());
     }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
+    let host_path = std::env::var_os("PATH");
+    let path = match path {
+        Some(p) => std::ffi::OsString::from(p),
+        None => host_path.unwrap_or_else(|| "/usr/bin:/bin".into()),
+    };
+    let candidates: Vec<_> = std::env::split_paths(&path)
         .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
+        .collect();
+    // Prefer an executable; fall back to a non-executable file so that exec
+    // reports EACCES, as execvp does.
+    candidates
+        .iter()
+        .find(|c| {
+            std::fs::metadata(c).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .or_else(|| candidates.iter().find(|c| c.is_file()))
+        .cloned()
 }
 
 /// A validated request to start a program.
@@ -165,11 +186,20 @@ pub struct Started {
 /// `inherit`: the host's own file descriptors when the guest has them,
 /// otherwise a copy task into the guest's streams.
 pub fn start(request: &Request, parent: &Stdio, kill_on_drop: bool) -> std::io::Result<Started> {
-    let mut command = Command::new(&request.file);
+    // Resolve the program ourselves: given a bare name and a replaced
+    // environment, std would fork+exec to search PATH, and forking a host
+    // whose address space holds thousands of guest slots costs ~16 ms;
+    // with a path it uses posix_spawn (~0.5 ms).
+    let path_env = request
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str());
+    let program = resolve(&request.file, path_env)
+        .ok_or_else(|| std::io::Error::from_raw_os_error(libc::ENOENT))?;
+    let mut command = Command::new(program);
     command.args(&request.args);
-    if let Some(argv0) = &request.argv0 {
-        command.arg0(argv0);
-    }
+    command.arg0(request.argv0.as_deref().unwrap_or(&request.file));
     if let Some(cwd) = &request.cwd {
         command.current_dir(cwd);
     }

@@ -3,10 +3,10 @@
 
 use crate::Error;
 use crate::bindings::hive::process::child_process as wit;
-use crate::bindings::wasi::io::streams::StreamError;
 use crate::child::Child;
 
-pub use crate::bindings::wasi::io::streams::{InputStream, OutputStream};
+pub use crate::bindings::wasi::io::poll::{Pollable, poll};
+pub use crate::bindings::wasi::io::streams::{InputStream, OutputStream, StreamError};
 pub use wit::{ExecError, ExecOutput, SpawnSyncResult, Stdio};
 
 /// Options for [`spawn`] (Node's `spawn` options).

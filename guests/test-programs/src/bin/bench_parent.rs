@@ -18,6 +18,65 @@ fn percentiles(mut samples: Vec<f64>) -> (f64, f64) {
     (at(0.5), at(0.99))
 }
 
+/// Runs `f` `n` times; the microseconds each took.
+fn time_each(n: usize, f: impl Fn()) -> Vec<f64> {
+    (0..n)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64() * 1e6
+        })
+        .collect()
+}
+
+/// Writes `total` bytes to `sink` while reading `source`; returns bytes read.
+fn pump_through(
+    sink: hive::os::OutputStream,
+    source: &hive::os::InputStream,
+    total: usize,
+) -> usize {
+    use hive::os::StreamError;
+    let chunk = vec![7u8; 64 * 1024];
+    let (mut written, mut read) = (0usize, 0usize);
+    let mut sink = Some(sink);
+    let source_ready = source.subscribe();
+    while read < total {
+        let mut progressed = false;
+        if let Some(s) = &sink {
+            let room = s.check_write().unwrap_or(0) as usize;
+            if room > 0 {
+                let k = room.min(chunk.len()).min(total - written);
+                s.write(&chunk[..k]).unwrap();
+                written += k;
+                progressed = true;
+            }
+            if written == total {
+                let s = sink.take().unwrap();
+                let _ = s.blocking_flush();
+                drop(s); // end-of-file for cat
+            }
+        }
+        match source.read(1 << 20) {
+            Ok(bytes) => {
+                progressed |= !bytes.is_empty();
+                read += bytes.len();
+            }
+            Err(StreamError::Closed) => break,
+            Err(e) => panic!("read failed: {e:?}"),
+        }
+        if !progressed {
+            match &sink {
+                Some(s) => {
+                    let sink_ready = s.subscribe();
+                    hive::os::poll(&[&source_ready, &sink_ready]);
+                }
+                None => source_ready.block(),
+            }
+        }
+    }
+    read
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let what = args.get(1).map(String::as_str).unwrap_or("fork");
@@ -124,6 +183,62 @@ fn main() {
             // Hold them until stdin closes, so the harness can read our RSS.
             let mut line = String::new();
             let _ = std::io::stdin().read_line(&mut line);
+        }
+        "spawn" => {
+            let run = || {
+                let child = hive::spawn("/bin/true", &[], hive::SpawnOptions::default()).unwrap();
+                child.wait();
+            };
+            run();
+            let (median, p99) = percentiles(time_each(n, run));
+            println!("spawn_true median_us={median:.1} p99_us={p99:.1}");
+        }
+        "exec" => {
+            let run = || {
+                let child = hive::exec("echo hello", hive::ExecOptions::default()).unwrap();
+                assert_eq!(child.output().unwrap().stdout, b"hello\n");
+            };
+            run();
+            let (median, p99) = percentiles(time_each(n, run));
+            println!("exec_echo median_us={median:.1} p99_us={p99:.1}");
+        }
+        "spawnsync" => {
+            let run = || {
+                let r = hive::spawn_sync("/bin/true", &[], hive::SyncOptions::default()).unwrap();
+                assert_eq!(r.status, Some(0));
+            };
+            run();
+            let (median, p99) = percentiles(time_each(n, run));
+            println!("spawnsync_true median_us={median:.1} p99_us={p99:.1}");
+        }
+        "pipeline" => {
+            let run = || {
+                let echo =
+                    hive::spawn("echo", &["hello world"], hive::SpawnOptions::default()).unwrap();
+                let wc = hive::spawn("wc", &["-w"], hive::SpawnOptions::default()).unwrap();
+                hive::pipe(echo.stdout().unwrap(), wc.stdin().unwrap());
+                let out = hive::os::read_to_end(&wc.stdout().unwrap());
+                wc.wait();
+                echo.wait();
+                assert_eq!(String::from_utf8_lossy(&out).trim(), "2");
+            };
+            run();
+            let (median, p99) = percentiles(time_each(n, run));
+            println!("pipeline_echo_wc median_us={median:.1} p99_us={p99:.1}");
+        }
+        "cat" => {
+            // n MiB through `cat`: written in 64 KiB pieces while reading the
+            // output back, as Node's pipe benchmark does.
+            let total = n << 20;
+            let start = Instant::now();
+            let cat = hive::spawn("cat", &[], hive::SpawnOptions::default()).unwrap();
+            let stdout = cat.stdout().unwrap();
+            let read = pump_through(cat.stdin().unwrap(), &stdout, total);
+            assert_eq!(read, total);
+            drop(stdout);
+            cat.wait();
+            let secs = start.elapsed().as_secs_f64();
+            println!("cat_throughput MB_per_s={:.1}", total as f64 / secs / 1e6);
         }
         other => panic!("unknown benchmark {other}"),
     }
