@@ -32,6 +32,10 @@ use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable};
 /// Bytes buffered in each direction of a piped stdio stream.
 const PIPE_CAPACITY: usize = 64 * 1024;
 
+/// Bytes a guest may write to an OS child's stdin before it must wait: a
+/// few kernel pipe buffers, so the writer task always has the next one.
+const STDIN_BUDGET: usize = 256 * 1024;
+
 /// A child process, as its parent holds it (Node's `ChildProcess`): a wasm
 /// guest or an OS process, with the same events.
 pub struct Child {
@@ -400,7 +404,7 @@ impl HostState {
                 child.stdin = started
                     .stdin
                     .take()
-                    .map(|s| Box::new(AsyncWriteStream::new(PIPE_CAPACITY, s)) as DynOutputStream);
+                    .map(|s| Box::new(AsyncWriteStream::new(STDIN_BUDGET, s)) as DynOutputStream);
                 (child.stdout, child.stderr) =
                     os::pump_outputs(&proc, started.stdout.take(), started.stderr.take());
                 tokio::spawn(async move {

@@ -148,6 +148,8 @@ pub(crate) struct Inner {
     pub linker: Linker<HostState>,
     pub cache: Option<DiskCache>,
     modules: Mutex<HashMap<PathBuf, Arc<LoadedModule>>>,
+    /// Per-path gates so concurrent loads of one module happen once.
+    loading: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
     pub table: ProcessTable,
     pub kill_grace: Duration,
     /// Live OS children, so the host can wait for them before it exits.
@@ -171,6 +173,7 @@ impl Hive {
                 linker,
                 cache: config.cache_dir.map(DiskCache::new),
                 modules: Mutex::default(),
+                loading: Mutex::default(),
                 table: ProcessTable::new(config.max_procs),
                 kill_grace: config.kill_grace,
                 os_children: Mutex::default(),
@@ -189,6 +192,21 @@ impl Hive {
             path: path.to_owned(),
             source,
         };
+        if let Some(module) = self.cached(path) {
+            return Ok(module);
+        }
+        // One load per path at a time: a parent forking 1,000 children of a
+        // module not loaded yet must compile (and hold in memory) one copy
+        // of its code, not 1,000.
+        let gate = self
+            .inner
+            .loading
+            .lock()
+            .unwrap()
+            .entry(path.to_owned())
+            .or_default()
+            .clone();
+        let _loading = gate.lock().await;
         // A plain stat, not tokio::fs: this runs on every fork, and a hop to
         // the blocking pool would cost more than the syscall itself.
         let meta = std::fs::metadata(path).map_err(read_err)?;

@@ -22,6 +22,10 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
+/// Kernel buffer for the pipes to and from an OS child (the Linux default
+/// is 64 KiB; 1 MiB is the unprivileged maximum).
+const PIPE_BUFFER: usize = 1 << 20;
+
 /// Node's default `maxBuffer` for exec and the sync forms.
 pub const DEFAULT_MAX_BUFFER: u64 = 1024 * 1024;
 
@@ -231,6 +235,12 @@ pub fn start(request: &Request, parent: &Stdio, kill_on_drop: bool) -> std::io::
     command.stderr(forward(stderr));
     let mut child = command.spawn()?;
     let pid = child.id().expect("a just-spawned child has a pid");
+    if let Some(stdin) = &child.stdin {
+        crate::unix::grow_pipe(stdin, PIPE_BUFFER);
+    }
+    if let Some(stdout) = &child.stdout {
+        crate::unix::grow_pipe(stdout, PIPE_BUFFER);
+    }
     let mut out = child.stdout.take();
     let mut err = child.stderr.take();
     if stdout == StdioKind::Inherit && !parent.is_host {

@@ -149,10 +149,25 @@ impl InputStream for PipeReader {
             }
             return Ok(Bytes::new());
         };
-        let out = if front.len() <= size {
+        let out = if front.len() >= size {
+            front.split_to(size)
+        } else if s.chunks.len() == 1 {
             s.chunks.pop_front().expect("front exists")
         } else {
-            front.split_to(size)
+            // Hand out as much as asked in one read: fewer guest calls.
+            let mut out = BytesMut::with_capacity(size.min(s.len));
+            while let Some(chunk) = s.chunks.front_mut() {
+                let want = size - out.len();
+                if want == 0 {
+                    break;
+                }
+                if chunk.len() <= want {
+                    out.extend_from_slice(&s.chunks.pop_front().expect("front exists"));
+                } else {
+                    out.extend_from_slice(&chunk.split_to(want));
+                }
+            }
+            out.freeze()
         };
         s.len -= out.len();
         drop(s);
