@@ -309,6 +309,14 @@ impl Child {
         Some(event)
     }
 
+    /// A pollable ready when this child has an event waiting (or none left
+    /// to come), for `wasi:io/poll` over many children. The merged event
+    /// loop ([`crate::run`]) costs O(1) per event; polling N of these costs
+    /// O(N) per call.
+    pub fn subscribe(&self) -> crate::os::Pollable {
+        self.0.handle.subscribe()
+    }
+
     /// Blocks until this child has an event waiting (or none left to come),
     /// returning `true`, or until `timeout` passes, returning `false`.
     pub fn wait_event_for(&self, timeout: std::time::Duration) -> bool {

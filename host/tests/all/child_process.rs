@@ -188,3 +188,21 @@ fn every_child_is_reaped() {
     assert!(child.wait().unwrap().success());
     assert!(zombies.is_empty(), "unreaped children: {zombies:?}");
 }
+
+#[test]
+fn bad_arguments_fail_at_once() {
+    Test::new()
+        .args(["run", "--allow-spawn", OS_CASES, "bad-args"])
+        .stdout(
+            "empty: ERR_INVALID_ARG_VALUE\n\
+             nul: ERR_INVALID_ARG_VALUE\n\
+             nul arg: ERR_INVALID_ARG_VALUE\n\
+             bad env: ERR_INVALID_ARG_VALUE\n\
+             file cwd: ENOTDIR\n\
+             kill signal: ERR_UNKNOWN_SIGNAL\n\
+             missing pid: None\n\
+             error ENOENT Some(-2) Some(\"spawn hive-no-such-program\") Some(\"hive-no-such-program\") [\"x\"]\n\
+             close Some(-2) None\n",
+        )
+        .check();
+}

@@ -4,6 +4,7 @@
 //! - `sink`: counts messages until disconnect, then prints the count
 //! - `idle`: sends `"ready"` and blocks until disconnected
 //! - `exit`: exits at once
+//! - `burst M`: sends M messages, then exits
 use hive::process;
 
 fn main() {
@@ -18,6 +19,12 @@ fn main() {
             }
         }
         "exit" => {}
+        "burst" => {
+            let m: u64 = std::env::args().nth(2).unwrap().parse().unwrap();
+            for i in 0..m {
+                process::send(&i).unwrap();
+            }
+        }
         "sink" => {
             let mut n = 0u64;
             while process::recv().is_some() {

@@ -184,6 +184,45 @@ fn main() {
             let mut line = String::new();
             let _ = std::io::stdin().read_line(&mut line);
         }
+        "fanin-merged" | "fanin-poll" => {
+            // n children each send `size` messages; the parent takes them
+            // all through the merged inbox, or by polling every child.
+            let per = size.to_string();
+            let warm = fork(&path, &["exit"], ForkOptions::default()).unwrap();
+            warm.wait();
+            let start = Instant::now();
+            let children: Vec<_> = (0..n)
+                .map(|_| fork(&path, &["burst", &per], ForkOptions::default()).unwrap())
+                .collect();
+            let total = n * size;
+            let received = std::rc::Rc::new(std::cell::Cell::new(0usize));
+            if what == "fanin-merged" {
+                for child in &children {
+                    let received = received.clone();
+                    child.on_message(move |_| received.set(received.get() + 1));
+                }
+                hive::run();
+            } else {
+                let pollables: Vec<_> = children.iter().map(|c| c.subscribe()).collect();
+                let mut open = vec![true; n];
+                while open.iter().any(|o| *o) {
+                    let live: Vec<usize> = (0..n).filter(|&i| open[i]).collect();
+                    let refs: Vec<&hive::os::Pollable> =
+                        live.iter().map(|&i| &pollables[i]).collect();
+                    for ready in hive::os::poll(&refs) {
+                        let i = live[ready as usize];
+                        match children[i].next_event() {
+                            Some(hive::ChildEvent::Message(_)) => received.set(received.get() + 1),
+                            Some(_) => {}
+                            None => open[i] = false,
+                        }
+                    }
+                }
+            }
+            assert_eq!(received.get(), total);
+            let us = start.elapsed().as_secs_f64() * 1e6 / total as f64;
+            println!("{what}_{n}_children us_per_message={us:.2}");
+        }
         "spawn" => {
             let run = || {
                 let child = hive::spawn("/bin/true", &[], hive::SpawnOptions::default()).unwrap();

@@ -9,6 +9,7 @@
 //!   stdin so the test can look for zombies
 //! - `os-to-wasm`: `echo hello` piped into a forked wasm child (upper-cases)
 //! - `wasm-to-os`: a forked wasm child's stdout piped into `wc -c`
+//! - `bad-args`: invalid spawn arguments, and a missing program
 use hive::{ExecOptions, ForkOptions, SpawnOptions, fork, spawn};
 
 fn me() -> String {
@@ -106,6 +107,42 @@ fn main() {
             let out = hive::os::read_to_end(&wc.stdout().unwrap());
             wc.wait();
             print!("wc counted: {}", text(&out).trim_start());
+        }
+        "bad-args" => {
+            let show = |what: &str, r: Result<hive::Child, hive::Error>| match r {
+                Ok(_) => println!("{what}: started"),
+                Err(e) => println!("{what}: {e}"),
+            };
+            show("empty", spawn("", &[], SpawnOptions::default()));
+            show("nul", spawn("ec\0ho", &[], SpawnOptions::default()));
+            show("nul arg", spawn("echo", &["a\0b"], SpawnOptions::default()));
+            let env = SpawnOptions {
+                env: Some(vec![("A=B".into(), "1".into())]),
+                ..Default::default()
+            };
+            show("bad env", spawn("echo", &[], env));
+            let cwd = SpawnOptions {
+                cwd: Some("/etc/hostname".into()),
+                ..Default::default()
+            };
+            show("file cwd", spawn("ls", &[], cwd));
+            let signal = SpawnOptions {
+                kill_signal: Some("SIGNOPE".into()),
+                ..Default::default()
+            };
+            show("kill signal", spawn("echo", &[], signal));
+            let missing = spawn("hive-no-such-program", &["x"], SpawnOptions::default()).unwrap();
+            println!("missing pid: {:?}", missing.pid());
+            while let Some(event) = missing.next_event() {
+                match event {
+                    hive::ChildEvent::Error(e) => println!(
+                        "error {} {:?} {:?} {:?} {:?}",
+                        e.code, e.errno, e.syscall, e.path, e.spawnargs
+                    ),
+                    hive::ChildEvent::Close(s) => println!("close {:?} {:?}", s.code, s.signal),
+                    other => println!("{other:?}"),
+                }
+            }
         }
         other => panic!("unknown case {other}"),
     }
