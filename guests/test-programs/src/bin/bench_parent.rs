@@ -20,11 +20,19 @@ fn percentiles(mut samples: Vec<f64>) -> (f64, f64) {
 
 /// Runs `f` `n` times; the microseconds each took.
 fn time_each(n: usize, f: impl Fn()) -> Vec<f64> {
+    time_then(n, f, |()| {})
+}
+
+/// Runs `timed` then (untimed) `after` on its result, `n` times; the
+/// microseconds each `timed` took.
+fn time_then<T>(n: usize, timed: impl Fn() -> T, after: impl Fn(T)) -> Vec<f64> {
     (0..n)
         .map(|_| {
             let start = Instant::now();
-            f();
-            start.elapsed().as_secs_f64() * 1e6
+            let value = timed();
+            let us = start.elapsed().as_secs_f64() * 1e6;
+            after(value);
+            us
         })
         .collect()
 }
@@ -90,33 +98,39 @@ fn main() {
             warm.recv();
             warm.disconnect().unwrap();
             warm.wait();
-            let mut samples = Vec::with_capacity(n);
-            for _ in 0..n {
-                let start = Instant::now();
-                let child = fork(&path, &["ready"], ForkOptions::default()).unwrap();
-                child.recv().unwrap();
-                samples.push(start.elapsed().as_secs_f64() * 1e6);
-                child.disconnect().unwrap();
-                child.wait();
-            }
+            let samples = time_then(
+                n,
+                || {
+                    let child = fork(&path, &["ready"], ForkOptions::default()).unwrap();
+                    child.recv().unwrap();
+                    child
+                },
+                |child| {
+                    child.disconnect().unwrap();
+                    child.wait();
+                },
+            );
             let (median, p99) = percentiles(samples);
             println!("fork_first_message median_us={median:.1} p99_us={p99:.1}");
         }
         "forkexit" => {
             let warm = fork(&path, &["exit"], ForkOptions::default()).unwrap();
             warm.wait();
-            let mut samples = Vec::with_capacity(n);
-            for _ in 0..n {
-                let start = Instant::now();
-                let child = fork(&path, &["exit"], ForkOptions::default()).unwrap();
-                while let Some(event) = child.next_event() {
-                    if matches!(event, hive::ChildEvent::Exit(_)) {
-                        break;
+            let samples = time_then(
+                n,
+                || {
+                    let child = fork(&path, &["exit"], ForkOptions::default()).unwrap();
+                    while let Some(event) = child.next_event() {
+                        if matches!(event, hive::ChildEvent::Exit(_)) {
+                            break;
+                        }
                     }
-                }
-                samples.push(start.elapsed().as_secs_f64() * 1e6);
-                child.wait();
-            }
+                    child
+                },
+                |child| {
+                    child.wait();
+                },
+            );
             let (median, p99) = percentiles(samples);
             println!("fork_exit median_us={median:.1} p99_us={p99:.1}");
         }
