@@ -26,10 +26,12 @@ guests: setup
 demo: build
     ./target/debug/host run target/guests/seed-fork-main.wasm
 
-# Run every test: unit, integration (real host binary on real guests) and conformance.
+# Run every test: unit, integration (real host binary on real guests), then
+# the conformance matrix (its `N passed, N failed` line comes last).
 [group('test')]
 test: setup
-    cargo test
+    cargo test -p host -p test-programs-artifacts -p spawn-floor
+    cargo test -p conformance
 
 # Formatting and lints, as CI would want them.
 [group('test')]
