@@ -39,7 +39,7 @@ impl Default for HiveConfig {
     fn default() -> Self {
         HiveConfig {
             cache_dir: DiskCache::default_dir(),
-            max_procs: 10_000,
+            max_procs: 2048,
             max_memory: 512 << 20,
             kill_grace: Duration::from_secs(3),
         }
