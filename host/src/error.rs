@@ -18,11 +18,11 @@ pub enum ExitStatus {
 
 impl ExitStatus {
     /// The exit code for the host process: the code itself, or `128 + n` for
-    /// signal `n` (as shells, spin and just do), capped at 255.
+    /// signal `n` (as shells, spin and just do); signals are below 64.
     pub fn code(&self) -> u8 {
         match *self {
             ExitStatus::Code(code) => u8::try_from(code).unwrap_or(1),
-            ExitStatus::Signal(signal) => (128 + signal.number()).min(255) as u8,
+            ExitStatus::Signal(signal) => 128 + signal.number(),
         }
     }
 

@@ -250,14 +250,14 @@ mod tests {
         let inbox = Inbox::default();
         let flow = Arc::new(Flow::default());
         let cost = 100;
-        futures_lite_block_on(flow.reserve(cost));
+        block_on(flow.reserve(cost));
         inbox.push(Event::Disconnect, Some((flow.clone(), cost)));
         assert_eq!(flow.queued(), cost);
         inbox.try_pop();
         assert_eq!(flow.queued(), 0);
     }
 
-    fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
+    fn block_on<F: Future>(f: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()

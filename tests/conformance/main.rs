@@ -62,8 +62,10 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .unwrap();
-    let mut config = HiveConfig::default();
-    config.cache_dir = Some(target_dir().join("hive-cache"));
+    let config = HiveConfig {
+        cache_dir: Some(target_dir().join("hive-cache")),
+        ..HiveConfig::default()
+    };
     let hive = runtime.block_on(async { Hive::new(config) }).expect("hive");
 
     // Run cases on a few threads: each spends most of its time waiting.

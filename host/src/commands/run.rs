@@ -104,14 +104,17 @@ fn parse_dir(text: &str) -> Result<Preopen, String> {
 
 impl RunCommand {
     pub fn execute(self) -> anyhow::Result<ExitStatus> {
-        let mut config = HiveConfig::default();
-        config.max_procs = self.max_procs;
-        config.kill_grace = std::time::Duration::from_millis(self.kill_grace_ms);
-        if self.no_cache {
-            config.cache_dir = None;
-        } else if let Some(dir) = self.cache_dir {
-            config.cache_dir = Some(dir);
-        }
+        let defaults = HiveConfig::default();
+        let config = HiveConfig {
+            max_procs: self.max_procs,
+            kill_grace: std::time::Duration::from_millis(self.kill_grace_ms),
+            cache_dir: match (self.no_cache, self.cache_dir) {
+                (true, _) => None,
+                (false, Some(dir)) => Some(dir),
+                (false, None) => defaults.cache_dir.clone(),
+            },
+            ..defaults
+        };
         let env = self
             .env
             .into_iter()
