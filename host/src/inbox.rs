@@ -60,6 +60,8 @@ pub struct Inbox {
     /// Tasks inside `wait_until`; a push wakes only when there are some (a
     /// `Notify` costs a lock, and most pushes find their receiver busy).
     waiters: AtomicUsize,
+    /// Events queued (in either half), so `has_any` takes no lock.
+    queued: AtomicUsize,
 }
 
 /// Counts a waiter for as long as it waits, even if its future is dropped.
@@ -95,6 +97,9 @@ impl Inbox {
 
     fn push_entry(&self, entry: Entry) {
         self.incoming.lock().unwrap().push_back(entry);
+        // Counted before the handshake in `wake_if_waiting`, so a waiter that
+        // misses the wake-up sees the count.
+        self.queued.fetch_add(1, Ordering::SeqCst);
         self.wake_if_waiting();
     }
 
@@ -103,6 +108,23 @@ impl Inbox {
         let work = std::mem::take(&mut self.local.lock().unwrap().deferred);
         for after in work {
             after();
+        }
+    }
+
+    /// Moves everything pushed so far into the owner's queue.
+    fn refill(&self, local: &mut Local) {
+        std::mem::swap(&mut *self.incoming.lock().unwrap(), &mut local.spare);
+        let Local {
+            queue,
+            per_child,
+            spare,
+            ..
+        } = local;
+        for entry in spare.drain(..) {
+            if let Event::Child(child) = &entry.event {
+                *per_child.entry(child.id).or_default() += 1;
+            }
+            queue.push_back(entry);
         }
     }
 
@@ -118,30 +140,29 @@ impl Inbox {
     /// The owner's queue, with everything pushed so far moved into it.
     fn local(&self) -> std::sync::MutexGuard<'_, Local> {
         let mut local = self.local.lock().unwrap();
-        let local_ref = &mut *local;
-        std::mem::swap(&mut *self.incoming.lock().unwrap(), &mut local_ref.spare);
-        for entry in local_ref.spare.drain(..) {
-            if let Event::Child(child) = &entry.event {
-                *local_ref.per_child.entry(child.id).or_default() += 1;
-            }
-            local_ref.queue.push_back(entry);
-        }
+        self.refill(&mut local);
         local
     }
 
     /// Takes the oldest event, if any.
     pub fn try_pop(&self) -> Option<Event> {
-        self.run_deferred();
         let mut local = self.local.lock().unwrap();
+        let deferred = std::mem::take(&mut local.deferred);
         if local.queue.is_empty() {
-            drop(local);
-            local = self.local();
+            self.refill(&mut local);
         }
-        let entry = local.queue.pop_front()?;
-        if let Event::Child(child) = &entry.event {
-            uncount(&mut local.per_child, child.id);
+        let event = local.queue.pop_front().map(|entry| {
+            if let Event::Child(child) = &entry.event {
+                uncount(&mut local.per_child, child.id);
+            }
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            entry.take(&mut local)
+        });
+        drop(local);
+        for after in deferred {
+            after();
         }
-        Some(entry.take(&mut local))
+        event
     }
 
     /// Takes the oldest event of child `id`, if any.
@@ -157,6 +178,7 @@ impl Inbox {
             .position(|e| matches!(&e.event, Event::Child(c) if c.id == id))?;
         let entry = local.queue.remove(at)?;
         uncount(&mut local.per_child, id);
+        self.queued.fetch_sub(1, Ordering::SeqCst);
         match entry.take(&mut local) {
             Event::Child(child) => Some(child.kind),
             _ => unreachable!("position matched a child event"),
@@ -165,7 +187,7 @@ impl Inbox {
 
     /// Whether any event is queued.
     pub fn has_any(&self) -> bool {
-        !self.local.lock().unwrap().queue.is_empty() || !self.incoming.lock().unwrap().is_empty()
+        self.queued.load(Ordering::SeqCst) > 0
     }
 
     /// Whether an event of child `id` is queued.

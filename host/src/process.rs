@@ -98,7 +98,7 @@ impl Host for HostState {
                 return Ok(None);
             }
             me.inbox
-                .wait_until(|| !me.can_receive() || me.inbox.has_any())
+                .wait_until(|| me.inbox.has_any() || !me.can_receive())
                 .await;
         }
     }
