@@ -343,9 +343,12 @@ impl Hive {
     /// children with SIGTERM, then SIGKILL after the grace period; waits
     /// until every OS child that is not detached has been reaped.
     pub async fn shutdown(&self) {
+        // Every process that ends SIGTERMs its OS children and SIGKILLs them
+        // after the grace period (`table::finish`): here we only wait for
+        // them to be reaped, with a margin for the kill to land.
         self.inner.table.kill_all();
-        let deadline = tokio::time::Instant::now() + self.inner.kill_grace;
-        let mut killed = false;
+        let deadline =
+            tokio::time::Instant::now() + self.inner.kill_grace + Duration::from_millis(500);
         loop {
             let reaped = self.inner.os_reaped.notified();
             let live: Vec<_> = self
@@ -360,22 +363,15 @@ impl Hive {
             if live.is_empty() {
                 return;
             }
-            if tokio::time::Instant::now() >= deadline && !killed {
-                killed = true;
+            if tokio::time::Instant::now() >= deadline {
+                // The grace timers should have done this; do not hang.
                 for proc in &live {
                     proc.signal(Signal::KILL);
                 }
+                let _ = tokio::time::timeout(Duration::from_millis(500), reaped).await;
+                return;
             }
-            for proc in live {
-                if proc.status().is_none() && !killed {
-                    crate::table::terminate(proc, self.inner.kill_grace);
-                }
-            }
-            let _ = tokio::time::timeout_at(
-                deadline.max(tokio::time::Instant::now() + Duration::from_millis(50)),
-                reaped,
-            )
-            .await;
+            let _ = tokio::time::timeout_at(deadline, reaped).await;
         }
     }
 }

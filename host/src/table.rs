@@ -374,7 +374,7 @@ impl ProcessTable {
             spec.stdio.stderr.clone(),
             spec.parent,
         );
-        tracing::trace!(bytes = std::mem::size_of_val(&task), "process task size");
+        tracing::trace!(bytes = size_of_val(&task), "process task size");
         tokio::spawn(task);
         Ok(proc)
     }
