@@ -83,10 +83,6 @@ impl Child {
     }
 }
 
-fn has_nul(s: &str) -> bool {
-    s.contains('\0')
-}
-
 /// `kill-signal` as given, default SIGTERM.
 fn kill_signal(name: Option<&str>) -> Result<Signal, ErrorCode> {
     match name {
@@ -112,15 +108,13 @@ impl Host for HostState {
         args: Vec<String>,
         options: ForkOptions,
     ) -> wasmtime::Result<Result<Resource<Child>, ErrorCode>> {
-        let bad_env = options
-            .env
-            .iter()
-            .flatten()
-            .any(|(k, v)| has_nul(k) || has_nul(v) || k.is_empty() || k.contains('='));
         if module.is_empty()
-            || has_nul(&module)
-            || args.iter().chain(&options.exec_argv).any(|a| has_nul(a))
-            || bad_env
+            || os::has_nul(&module)
+            || args
+                .iter()
+                .chain(&options.exec_argv)
+                .any(|a| os::has_nul(a))
+            || os::invalid_env(options.env.iter().flatten())
         {
             return Ok(Err(ErrorCode::InvalidArgument));
         }
@@ -238,7 +232,10 @@ impl Host for HostState {
         command: String,
         options: ExecOptions,
     ) -> wasmtime::Result<Result<Resource<Child>, ErrorCode>> {
-        let shell = options.shell.clone().unwrap_or_else(|| "/bin/sh".into());
+        let shell = options
+            .shell
+            .clone()
+            .unwrap_or_else(|| os::DEFAULT_SHELL.into());
         self.exec_common(&command, &[], Some(shell), options).await
     }
 
@@ -269,11 +266,10 @@ impl Host for HostState {
         } else {
             None
         };
-        let (status, signal) = match done.status {
-            Some(ExitStatus::Code(code)) => (Some(code), None),
-            Some(ExitStatus::Signal(s)) => (None, Some(s.name().to_owned())),
-            None => (None, None),
-        };
+        let (status, signal) = done
+            .status
+            .map(WitExitStatus::from)
+            .map_or((None, None), |s| (s.code, s.signal));
         Ok(Ok(SpawnSyncResult {
             pid: done.pid,
             stdout: done.stdout.bytes,
@@ -289,7 +285,12 @@ impl Host for HostState {
         command: String,
         options: SyncOptions,
     ) -> wasmtime::Result<Result<ExecOutput, ErrorCode>> {
-        let shell = Some(options.shell.clone().unwrap_or_else(|| "/bin/sh".into()));
+        let shell = Some(
+            options
+                .shell
+                .clone()
+                .unwrap_or_else(|| os::DEFAULT_SHELL.into()),
+        );
         self.exec_sync_common(&command, &[], shell, options).await
     }
 

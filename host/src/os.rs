@@ -26,6 +26,20 @@ use tokio::process::Command;
 /// is 64 KiB; 1 MiB is the unprivileged maximum).
 const PIPE_BUFFER: usize = 1 << 20;
 
+/// The shell of `exec`, `exec-sync` and Node's `shell: true`.
+pub const DEFAULT_SHELL: &str = "/bin/sh";
+
+/// Whether a string carries a NUL byte, which no argv or environment can.
+pub fn has_nul(s: &str) -> bool {
+    s.contains('\0')
+}
+
+/// Whether an environment has an entry no process could receive: an empty
+/// name, a name with `=`, or a NUL byte (Node's `ERR_INVALID_ARG_VALUE`).
+pub fn invalid_env<'a>(mut env: impl Iterator<Item = &'a (String, String)>) -> bool {
+    env.any(|(k, v)| k.is_empty() || k.contains('=') || has_nul(k) || has_nul(v))
+}
+
 /// Node's default `maxBuffer` for exec and the sync forms.
 pub const DEFAULT_MAX_BUFFER: u64 = 1024 * 1024;
 
@@ -132,20 +146,17 @@ impl Request {
         stdio: [StdioKind; 3],
         detached: bool,
     ) -> Result<Request, ErrorCode> {
-        let nul = |s: &str| s.contains('\0');
         if command.is_empty()
-            || nul(command)
-            || args.iter().any(|a| nul(a))
-            || argv0.as_deref().is_some_and(nul)
-            || shell.is_some_and(|s| s.is_empty() || nul(s))
-            || env
-                .iter()
-                .any(|(k, v)| k.is_empty() || k.contains('=') || nul(k) || nul(v))
+            || has_nul(command)
+            || args.iter().any(|a| has_nul(a))
+            || argv0.as_deref().is_some_and(has_nul)
+            || shell.is_some_and(|s| s.is_empty() || has_nul(s))
+            || invalid_env(env.iter())
         {
             return Err(ErrorCode::InvalidArgument);
         }
         if let Some(dir) = &cwd {
-            if nul(dir) {
+            if has_nul(dir) {
                 return Err(ErrorCode::InvalidArgument);
             }
             // Node throws ENOTDIR synchronously for a file; a missing
