@@ -20,7 +20,6 @@ use crate::signal::Signal;
 use crate::table::{Channel, ModuleSource, ParentLink, Proc, SpawnSpec, Stdio, report_end};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::io::DuplexStream;
 use tokio::sync::watch;
@@ -759,10 +758,7 @@ impl HostChild for HostState {
         let child = self.table.get(&child)?;
         let id = child.id;
         let proc = child.proc.clone();
-        let closed = || {
-            proc.as_ref()
-                .is_none_or(|p| p.closed.load(Ordering::Acquire))
-        };
+        let closed = || Proc::all_reported(proc.as_ref());
         loop {
             if let Some(kind) = inbox.try_pop_child(id) {
                 return Ok(Some(kind));

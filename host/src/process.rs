@@ -136,11 +136,7 @@ impl Pollable for InboxReady {
                     .await
             }
             InboxReady::Child { inbox, id, child } => {
-                let closed = || {
-                    child
-                        .as_ref()
-                        .is_none_or(|c| c.closed.load(std::sync::atomic::Ordering::Acquire))
-                };
+                let closed = || Proc::all_reported(child.as_ref());
                 inbox.wait_until(|| inbox.has_child(*id) || closed()).await
             }
         }

@@ -185,6 +185,12 @@ impl Proc {
         }
     }
 
+    /// Whether every event of this child has been queued; a child that
+    /// never started (`None`) has queued all of its events already.
+    pub fn all_reported(proc: Option<&Arc<Proc>>) -> bool {
+        proc.is_none_or(|p| p.closed.load(Ordering::Acquire))
+    }
+
     /// Records how the process ended (once).
     pub fn set_status(&self, status: ExitStatus) {
         self.status.send_replace(Some(status));
