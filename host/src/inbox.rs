@@ -7,10 +7,12 @@
 
 use crate::bindings::{ChildEventKind, Event};
 use crate::message::Flow;
+use futures_util::task::AtomicWaker;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering, fence};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::Notify;
+use std::task::Poll;
 
 /// Work to do once the receiver has handled an event (see [`Inbox::push_then`]).
 pub type After = Box<dyn FnOnce() + Send>;
@@ -40,7 +42,7 @@ impl Entry {
 struct Local {
     queue: VecDeque<Entry>,
     /// Queued events per child id, so a child's pollable is O(1).
-    per_child: HashMap<u32, usize>,
+    per_child: HashMap<u32, usize, BuildHasherDefault<IdHasher>>,
     /// An empty buffer to swap with `incoming`, keeping its capacity.
     spare: VecDeque<Entry>,
     /// `after` work of events taken, run when the receiver comes back.
@@ -52,25 +54,18 @@ struct Local {
 /// Senders push to `incoming`; the owner moves everything over to `local` in
 /// one swap when it runs dry, so a sender and the receiver meet on a lock
 /// once per batch instead of once per message.
+///
+/// Only the owning process waits on its inbox (its `next-event`, its child
+/// handles, its pollables), and a process is one task, so one waker is
+/// enough: no waiter list, no lock on the wake-up path.
 #[derive(Default)]
 pub struct Inbox {
     incoming: Mutex<VecDeque<Entry>>,
     local: Mutex<Local>,
-    arrived: Notify,
-    /// Tasks inside `wait_until`; a push wakes only when there are some (a
-    /// `Notify` costs a lock, and most pushes find their receiver busy).
-    waiters: AtomicUsize,
+    /// The owning task, while it waits in `wait_until`.
+    owner: AtomicWaker,
     /// Events queued (in either half), so `has_any` takes no lock.
     queued: AtomicUsize,
-}
-
-/// Counts a waiter for as long as it waits, even if its future is dropped.
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 impl Inbox {
@@ -96,23 +91,23 @@ impl Inbox {
     }
 
     fn push_entry(&self, entry: Entry) {
-        self.incoming.lock().unwrap().push_back(entry);
-        // Counted before the handshake in `wake_if_waiting`, so a waiter that
-        // misses the wake-up sees the count.
+        let mut incoming = self.incoming.lock().unwrap();
+        incoming.push_back(entry);
+        // Counted under the lock, so whoever swaps `incoming` out finds every
+        // entry in it counted (`refill` relies on that); and before the
+        // wake-up, so a waiter that registers after it sees the count.
         self.queued.fetch_add(1, Ordering::SeqCst);
-        self.wake_if_waiting();
-    }
-
-    /// Runs the `after` work of events handled so far.
-    fn run_deferred(&self) {
-        let work = std::mem::take(&mut self.local.lock().unwrap().deferred);
-        for after in work {
-            after();
-        }
+        drop(incoming);
+        self.owner.wake();
     }
 
     /// Moves everything pushed so far into the owner's queue.
     fn refill(&self, local: &mut Local) {
+        // `queued` counts both halves: if the owner's queue holds all of
+        // them, nothing waits in `incoming` and its lock can be skipped.
+        if self.queued.load(Ordering::SeqCst) == local.queue.len() {
+            return;
+        }
         std::mem::swap(&mut *self.incoming.lock().unwrap(), &mut local.spare);
         let Local {
             queue,
@@ -120,20 +115,16 @@ impl Inbox {
             spare,
             ..
         } = local;
-        for entry in spare.drain(..) {
+        for entry in spare.iter() {
             if let Event::Child(child) = &entry.event {
                 *per_child.entry(child.id).or_default() += 1;
             }
-            queue.push_back(entry);
         }
-    }
-
-    fn wake_if_waiting(&self) {
-        // Pairs with the fence in `wait_until`: either the waiter sees the
-        // new event, or we see the waiter (a Dekker handshake).
-        fence(Ordering::SeqCst);
-        if self.waiters.load(Ordering::SeqCst) > 0 {
-            self.arrived.notify_waiters();
+        if queue.is_empty() {
+            // The usual case: take the batch whole instead of moving it.
+            std::mem::swap(queue, spare);
+        } else {
+            queue.extend(spare.drain(..));
         }
     }
 
@@ -167,8 +158,17 @@ impl Inbox {
 
     /// Takes the oldest event of child `id`, if any.
     pub fn try_pop_child(&self, id: u32) -> Option<ChildEventKind> {
-        self.run_deferred();
         let mut local = self.local();
+        let deferred = std::mem::take(&mut local.deferred);
+        let kind = self.take_child(&mut local, id);
+        drop(local);
+        for after in deferred {
+            after();
+        }
+        kind
+    }
+
+    fn take_child(&self, local: &mut Local, id: u32) -> Option<ChildEventKind> {
         if !local.per_child.contains_key(&id) {
             return None;
         }
@@ -179,7 +179,7 @@ impl Inbox {
         let entry = local.queue.remove(at)?;
         uncount(&mut local.per_child, id);
         self.queued.fetch_sub(1, Ordering::SeqCst);
-        match entry.take(&mut local) {
+        match entry.take(local) {
             Event::Child(child) => Some(child.kind),
             _ => unreachable!("position matched a child event"),
         }
@@ -192,7 +192,7 @@ impl Inbox {
 
     /// Whether an event of child `id` is queued.
     pub fn has_child(&self, id: u32) -> bool {
-        self.local().per_child.contains_key(&id)
+        self.has_any() && self.local().per_child.contains_key(&id)
     }
 
     /// Waits until `ready()` holds, re-checking after every push.
@@ -201,29 +201,51 @@ impl Inbox {
     ///
     /// Cancel safe: it only waits.
     pub async fn wait_until(&self, mut ready: impl FnMut() -> bool) {
-        if ready() {
-            return;
-        }
-        self.waiters.fetch_add(1, Ordering::SeqCst);
-        let _waiting = Waiting(&self.waiters);
-        loop {
-            let arrived = self.arrived.notified();
-            fence(Ordering::SeqCst);
+        std::future::poll_fn(|cx| {
             if ready() {
-                return;
+                return Poll::Ready(());
             }
-            arrived.await;
-        }
+            // Register, then look again: a push between the two either is
+            // seen by `ready` or wakes the registered waker.
+            self.owner.register(cx.waker());
+            if ready() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
     }
 
-    /// Wakes every waiter so it re-checks its condition (used when something
+    /// Wakes the owner so it re-checks what it waits for (used when something
     /// other than a push changes it, such as the last child closing).
     pub fn wake(&self) {
-        self.wake_if_waiting();
+        self.owner.wake();
     }
 }
 
-fn uncount(per_child: &mut HashMap<u32, usize>, id: u32) {
+/// Hashes a child id (unique, sequential) with one multiplication: SipHash
+/// cost more than the rest of taking a child's event.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+fn uncount(per_child: &mut HashMap<u32, usize, BuildHasherDefault<IdHasher>>, id: u32) {
     if let Some(n) = per_child.get_mut(&id) {
         *n -= 1;
         if *n == 0 {
@@ -277,6 +299,58 @@ mod tests {
         assert_eq!(flow.queued(), cost);
         inbox.try_pop();
         assert_eq!(flow.queued(), 0);
+    }
+
+    /// Senders on other threads, the owner waiting in `wait_until` between
+    /// takes: every event arrives, in each sender's order, with no wake-up
+    /// lost (a lost one would hang this test).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_senders_lose_nothing() {
+        const SENDERS: u32 = 3;
+        const EACH: u32 = 20_000;
+        let inbox = Arc::new(Inbox::default());
+        let senders: Vec<_> = (1..=SENDERS)
+            .map(|id| {
+                let inbox = inbox.clone();
+                std::thread::spawn(move || {
+                    for n in 0..EACH {
+                        inbox.push(child(id, n), None);
+                    }
+                })
+            })
+            .collect();
+        let mut next = [0u32; SENDERS as usize + 1];
+        let mut taken = 0;
+        while taken < SENDERS * EACH {
+            // Alternate the merged take and a per-child take.
+            let id = taken % SENDERS + 1;
+            let by_child = || {
+                inbox
+                    .try_pop_child(id)
+                    .map(|kind| Event::Child(ChildEvent { id, kind }))
+            };
+            let event = if taken % 2 == 0 {
+                inbox.try_pop()
+            } else {
+                by_child().or_else(|| inbox.try_pop())
+            };
+            match event {
+                Some(Event::Child(ChildEvent {
+                    id,
+                    kind: ChildEventKind::Message(Message::Json(n)),
+                })) => {
+                    assert_eq!(n, next[id as usize].to_string(), "child {id} out of order");
+                    next[id as usize] += 1;
+                    taken += 1;
+                }
+                Some(_) => panic!("only child messages were sent"),
+                None => inbox.wait_until(|| inbox.has_any()).await,
+            }
+        }
+        for sender in senders {
+            sender.join().unwrap();
+        }
+        assert!(!inbox.has_any());
     }
 
     fn block_on<F: Future>(f: F) -> F::Output {

@@ -47,6 +47,10 @@ fn main() {
         .env("CARGO_TARGET_DIR", &build_dir)
         // Guests need no debug info; it would only slow their compilation.
         .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+        // Whole-program optimization: smaller guests (fewer functions and
+        // globals, so a smaller instance per process) and faster calls.
+        .env("CARGO_PROFILE_RELEASE_LTO", "true")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTFLAGS");
     for example in &examples {

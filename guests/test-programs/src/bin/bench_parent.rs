@@ -1,5 +1,5 @@
 //! Fork and messaging micro-benchmarks, measured inside the guest.
-//! `bench_parent <fork|rtt|throughput|idle> [N] [SIZE]`; prints one line
+//! `bench_parent <fork|rtt|throughput|idle|hostcall|...> [N] [SIZE]`; prints one line
 //! `name median_us=.. p99_us=..` or `name msgs_per_s=..`.
 use hive::{ForkOptions, Message, fork};
 use std::time::Instant;
@@ -185,6 +185,14 @@ fn main() {
                 n as f64 / secs,
                 (n * size) as f64 / secs / 1e6
             );
+        }
+        "hostcall" => {
+            let start = Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(hive::process::connected());
+            }
+            let ns = start.elapsed().as_secs_f64() * 1e9 / n as f64;
+            println!("hostcall ns_per_call={ns:.1}");
         }
         "idle" => {
             let children: Vec<_> = (0..n)
