@@ -63,9 +63,14 @@ def node(*args):
                                 capture_output=True, text=True).stdout)
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+def memory_kib(pid):
+    """(RSS, USS) in KiB. USS is private memory only: what the process alone
+    costs. RSS also counts every page it maps from shared files — for a Hive
+    guest, the pages it reads of its module's copy-on-write memory image,
+    which all guests of that module share."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        fields = dict(re.findall(r"^(\w+):\s+(\d+) kB", f.read(), re.M))
+    return int(fields["Rss"]), int(fields["Private_Clean"]) + int(fields["Private_Dirty"])
 
 
 def children(pid):
@@ -74,16 +79,16 @@ def children(pid):
 
 
 def idle(cmd, n, per_child_procs):
-    """KiB per idle child: Hive = host RSS growth / n; Node = mean child RSS."""
+    """(RSS, USS) KiB per idle child: Hive = host growth / n; Node = mean child."""
     proc = subprocess.Popen(cmd + [str(n)], env=ENV, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
     assert "ready" in proc.stdout.readline()
     time.sleep(0.3)
     if per_child_procs:
-        kids = children(proc.pid)
-        value = statistics.mean(rss_kib(k) for k in kids)
+        kids = [memory_kib(k) for k in children(proc.pid)]
+        value = tuple(statistics.mean(k[i] for k in kids) for i in (0, 1))
     else:
-        value = rss_kib(proc.pid)
+        value = memory_kib(proc.pid)
     proc.stdin.close()
     proc.wait()
     return value
@@ -113,13 +118,16 @@ def main():
     rows.append(("spawn /bin/true, raw posix_spawn floor (µs) — Hive/floor in ratio column",
                  f"{spawn_hive:,.2f}", ftext, spawn_hive / f))
     hive_cmd = [HOST, "run", PARENT, "idle"]
-    base = statistics.median(idle(hive_cmd, 1, False) for _ in range(3))
+    bases = [idle(hive_cmd, 1, False) for _ in range(3)]
+    node_per = [idle(["node", NODE, "idle"], 20, True) for _ in range(3)]
     for n in (1000, 10000):
-        per = [(idle(hive_cmd, n, False) - base) / n for _ in range(3)]
-        node_per = [idle(["node", NODE, "idle"], 20, True) for _ in range(3)]
-        h, htext = fmt(per)
-        nn, ntext = fmt(node_per)
-        rows.append((f"RSS per idle child, {n} live (KiB; Node: mean child RSS of 20)", htext, ntext, nn / h))
+        runs = [idle(hive_cmd, n, False) for _ in range(3)]
+        for i, what in ((0, "RSS"), (1, "USS (private)")):
+            base = statistics.median(b[i] for b in bases)
+            h, htext = fmt([(r[i] - base) / n for r in runs])
+            nn, ntext = fmt([r[i] for r in node_per])
+            rows.append((f"{what} per idle child, {n} live (KiB; Node: mean of 20 children)",
+                         htext, ntext, nn / h))
 
     lines = [
         f"# Hive vs Node — `just bench`, median of {REPEATS} runs (min–max)",
