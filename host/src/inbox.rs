@@ -137,52 +137,54 @@ impl Inbox {
 
     /// Takes the oldest event, if any.
     pub fn try_pop(&self) -> Option<Event> {
-        let mut local = self.local.lock().unwrap();
-        let deferred = std::mem::take(&mut local.deferred);
-        if local.queue.is_empty() {
-            self.refill(&mut local);
-        }
-        let event = local.queue.pop_front().map(|entry| {
-            if let Event::Child(child) = &entry.event {
-                uncount(&mut local.per_child, child.id);
+        self.taking(|local| {
+            if local.queue.is_empty() {
+                self.refill(local);
             }
-            self.queued.fetch_sub(1, Ordering::SeqCst);
-            entry.take(&mut local)
-        });
-        drop(local);
-        for after in deferred {
-            after();
-        }
-        event
+            self.remove(local, 0)
+        })
     }
 
     /// Takes the oldest event of child `id`, if any.
     pub fn try_pop_child(&self, id: u32) -> Option<ChildEventKind> {
-        let mut local = self.local();
+        self.taking(|local| {
+            self.refill(local);
+            if !local.per_child.contains_key(&id) {
+                return None;
+            }
+            let at = local
+                .queue
+                .iter()
+                .position(|e| matches!(&e.event, Event::Child(c) if c.id == id))?;
+            match self.remove(local, at)? {
+                Event::Child(child) => Some(child.kind),
+                _ => unreachable!("position matched a child event"),
+            }
+        })
+    }
+
+    /// Runs `take` on the owner's queue, then the `after` work of the events
+    /// taken before: the receiver is back, so it has handled them. That work
+    /// runs outside the lock, since it may push.
+    fn taking<R>(&self, take: impl FnOnce(&mut Local) -> R) -> R {
+        let mut local = self.local.lock().unwrap();
         let deferred = std::mem::take(&mut local.deferred);
-        let kind = self.take_child(&mut local, id);
+        let taken = take(&mut local);
         drop(local);
         for after in deferred {
             after();
         }
-        kind
+        taken
     }
 
-    fn take_child(&self, local: &mut Local, id: u32) -> Option<ChildEventKind> {
-        if !local.per_child.contains_key(&id) {
-            return None;
-        }
-        let at = local
-            .queue
-            .iter()
-            .position(|e| matches!(&e.event, Event::Child(c) if c.id == id))?;
+    /// Removes the entry at `at` from the owner's queue, keeping the counts.
+    fn remove(&self, local: &mut Local, at: usize) -> Option<Event> {
         let entry = local.queue.remove(at)?;
-        uncount(&mut local.per_child, id);
-        self.queued.fetch_sub(1, Ordering::SeqCst);
-        match entry.take(local) {
-            Event::Child(child) => Some(child.kind),
-            _ => unreachable!("position matched a child event"),
+        if let Event::Child(child) = &entry.event {
+            uncount(&mut local.per_child, child.id);
         }
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+        Some(entry.take(local))
     }
 
     /// Whether any event is queued.
