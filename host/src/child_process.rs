@@ -166,7 +166,8 @@ impl Host for HostState {
                 channel: channel.clone(),
                 parent: me.clone(),
             }),
-            allow_spawn: self.process.allow_spawn.clone(),
+            caps: self.process.caps.clone(),
+            cwd: self.process.cwd.clone(),
         };
         let (stdin, outputs) = match pipes {
             Some((stdin, stdout, stderr)) => (Some(stdin), Some((stdout, stderr))),
@@ -331,7 +332,7 @@ impl HostState {
     /// Checks the spawn capability; a denial is logged with the flag that
     /// would allow it.
     fn may_spawn(&self, request: &Request) -> Result<(), ErrorCode> {
-        if self.process.allow_spawn.allows(&request.file) {
+        if self.process.caps.spawn.allows(&request.file) {
             return Ok(());
         }
         tracing::warn!(

@@ -1,6 +1,7 @@
 //! The per-process host state (the `Store`'s `T`) and linker setup.
 
 use crate::bindings::hive::process::{child_process, process, types};
+use crate::capability::Capabilities;
 use crate::engine::{Hive, Preopen};
 use crate::table::{ParentLink, Proc, Stdio};
 use std::sync::Arc;
@@ -12,6 +13,8 @@ pub struct HostState {
     pub wasi: WasiCtx,
     pub table: ResourceTable,
     pub process: ProcessCtx,
+    /// Enforces the process's `--max-memory`.
+    pub limiter: crate::capability::MemoryLimiter,
 }
 
 /// The `hive:process` side of a process: who it is, what it may hand to
@@ -26,8 +29,10 @@ pub struct ProcessCtx {
     pub dirs: Vec<Preopen>,
     pub stdio: Stdio,
     pub parent: Option<ParentLink>,
-    /// Which OS programs this process may start (children inherit it).
-    pub allow_spawn: Arc<crate::os::SpawnPolicy>,
+    /// What this process may use (children inherit it).
+    pub caps: Arc<Capabilities>,
+    /// The initial working directory (`--cwd`), which children inherit.
+    pub cwd: Option<String>,
 }
 
 impl WasiView for HostState {

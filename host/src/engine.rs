@@ -3,8 +3,10 @@
 
 use crate::bindings::GuestPre;
 use crate::cache::{DiskCache, Lookup};
+use crate::capability::Capabilities;
 use crate::ctx::HostState;
 use crate::error::ExitStatus;
+use crate::net::NetPolicy;
 use crate::os::SpawnPolicy;
 use crate::signal::Signal;
 use crate::table::{Proc, ProcessTable, SpawnSpec, Stdio};
@@ -20,6 +22,13 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 /// be killed) within one tick.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// The default `--max-memory`. The pool reserves this much address space
+/// (plus a 32 MiB guard) for every memory slot up front; at 100,000
+/// processes with two memory slots each, 512 MiB is 106 TiB of the 128 TiB
+/// a Linux process can address, so a larger default could not stay the
+/// pool's reservation. Most guests need far less; `--max-memory` raises it.
+pub const DEFAULT_MAX_MEMORY: u64 = 512 << 20;
+
 /// Host-wide settings.
 #[derive(Debug, Clone)]
 pub struct HiveConfig {
@@ -28,7 +37,9 @@ pub struct HiveConfig {
     /// The most wasm processes alive at once (the root included). The
     /// pooling allocator reserves slots for this many up front.
     pub max_procs: u32,
-    /// The largest linear memory a guest may grow to, in bytes.
+    /// The most linear memory any guest may have, in bytes: the pool
+    /// reserves this much address space per memory slot, and it bounds
+    /// every process's own limit ([`RunOptions::max_memory`]).
     pub max_memory: u64,
     /// How long an OS child gets between SIGTERM and SIGKILL when its parent
     /// ends.
@@ -40,17 +51,29 @@ impl Default for HiveConfig {
         HiveConfig {
             cache_dir: DiskCache::default_dir(),
             max_procs: 2048,
-            max_memory: 512 << 20,
+            max_memory: DEFAULT_MAX_MEMORY,
             kill_grace: Duration::from_secs(3),
         }
     }
 }
 
-/// A directory made visible to a guest (`--dir HOST::GUEST`).
+/// A directory made visible to a guest (`--dir HOST::GUEST`, or
+/// `--ro-dir HOST::GUEST` for a read-only one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Preopen {
     pub host: PathBuf,
     pub guest: String,
+    /// Whether the guest may only read (wasmtime-wasi's read-only
+    /// permissions: no create, write, truncate, rename or remove).
+    pub read_only: bool,
+}
+
+impl Preopen {
+    /// The flag that grants it, for messages: `--dir HOST` or `--ro-dir HOST`.
+    pub fn flag(&self) -> String {
+        let flag = if self.read_only { "--ro-dir" } else { "--dir" };
+        format!("{flag} {}", self.host.display())
+    }
 }
 
 /// The root guest to run.
@@ -66,6 +89,14 @@ pub struct RunOptions {
     pub stdio: Option<Stdio>,
     /// Which OS programs the guest (and its children) may start.
     pub allow_spawn: SpawnPolicy,
+    /// Which addresses the guest (and its children) may use.
+    pub allow_net: NetPolicy,
+    /// The guest's memory limit; default (and at most): the host's
+    /// [`HiveConfig::max_memory`].
+    pub max_memory: Option<u64>,
+    /// The guest's initial working directory, a guest path
+    /// (`wasi:cli/environment.initial-cwd`).
+    pub cwd: Option<String>,
 }
 
 impl RunOptions {
@@ -78,6 +109,9 @@ impl RunOptions {
             dirs: Vec::new(),
             stdio: None,
             allow_spawn: SpawnPolicy::Deny,
+            allow_net: NetPolicy::Deny,
+            max_memory: None,
+            cwd: None,
         }
     }
 }
@@ -152,6 +186,8 @@ pub(crate) struct Inner {
     loading: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
     pub table: ProcessTable,
     pub kill_grace: Duration,
+    /// The pool's per-memory capacity ([`HiveConfig::max_memory`]).
+    pub max_memory: u64,
     /// Live OS children, so the host can wait for them before it exits.
     pub os_children: Mutex<HashMap<u32, Arc<Proc>>>,
     pub os_reaped: tokio::sync::Notify,
@@ -176,6 +212,7 @@ impl Hive {
                 loading: Mutex::default(),
                 table: ProcessTable::new(config.max_procs),
                 kill_grace: config.kill_grace,
+                max_memory: config.max_memory,
                 os_children: Mutex::default(),
                 os_reaped: tokio::sync::Notify::new(),
             }),
@@ -312,12 +349,29 @@ impl Hive {
     /// end with it).
     pub async fn run(&self, options: RunOptions) -> anyhow::Result<ExitStatus> {
         for dir in &options.dirs {
-            anyhow::ensure!(
-                dir.host.is_dir(),
-                "`--dir {}`: no such directory",
-                dir.host.display()
-            );
+            match std::fs::metadata(&dir.host) {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(_) => anyhow::bail!(
+                    "`{}`: `{}` is a file, not a directory; preopen its directory instead",
+                    dir.flag(),
+                    dir.host.display()
+                ),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    anyhow::bail!("`{}`: no such directory", dir.flag())
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::from(e).context(format!("`{}`", dir.flag())));
+                }
+            }
         }
+        let pool_max = self.inner.max_memory;
+        let max_memory = options.max_memory.unwrap_or(pool_max);
+        anyhow::ensure!(
+            max_memory <= pool_max,
+            "a memory limit of {} is more than this host's pool allows ({})",
+            crate::capability::format_size(max_memory),
+            crate::capability::format_size(pool_max)
+        );
         let module = self.load(&options.module).await?;
         let argv0 = options
             .argv0
@@ -331,7 +385,12 @@ impl Hive {
             stdio: options.stdio.unwrap_or_else(Stdio::inherit),
             ppid: std::process::id(),
             parent: None,
-            allow_spawn: Arc::new(options.allow_spawn),
+            caps: Arc::new(Capabilities {
+                spawn: options.allow_spawn,
+                net: Arc::new(options.allow_net),
+                max_memory,
+            }),
+            cwd: options.cwd,
         };
         let handle = self.inner.table.spawn(self, spec, |_| {})?;
         Ok(handle.wait().await)

@@ -25,6 +25,7 @@
 
 pub mod bindings;
 mod cache;
+mod capability;
 pub mod child_process;
 pub mod commands;
 mod ctx;
@@ -32,6 +33,7 @@ mod engine;
 mod error;
 mod inbox;
 mod message;
+mod net;
 mod os;
 mod pipe;
 pub mod process;
@@ -39,8 +41,10 @@ mod signal;
 mod table;
 mod unix;
 
+pub use capability::{format_size, parse_size};
 pub use engine::{Hive, HiveConfig, LoadError, Preopen, RunOptions};
 pub use error::ExitStatus;
+pub use net::{NetPolicy, NetRule};
 pub use os::SpawnPolicy;
 pub use signal::Signal;
 pub use table::{Captured, Stdio};

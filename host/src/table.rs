@@ -7,6 +7,7 @@
 //! where that can happen within one epoch tick.
 
 use crate::bindings::{ChildEvent, ChildEventKind, Event, GuestPre, WitExitStatus};
+use crate::capability::{Capabilities, MemoryLimiter};
 use crate::ctx::{HostState, ProcessCtx};
 use crate::engine::{Hive, LoadedModule, Preopen};
 use crate::error::ExitStatus;
@@ -301,7 +302,9 @@ pub struct SpawnSpec {
     pub stdio: Stdio,
     pub ppid: u32,
     pub parent: Option<ParentLink>,
-    pub allow_spawn: Arc<crate::os::SpawnPolicy>,
+    pub caps: Arc<Capabilities>,
+    /// The guest's initial working directory (`wasi:cli/environment.initial-cwd`).
+    pub cwd: Option<String>,
 }
 
 /// Spawning would exceed `--max-procs`.
@@ -406,12 +409,21 @@ fn build_store(
         .stdout(spec.stdio.stdout.clone())
         .stderr(spec.stdio.stderr.clone());
     for dir in &spec.dirs {
-        wasi.preopened_dir(&dir.host, &dir.guest, FsPerms::ReadWrite)
+        let perms = if dir.read_only {
+            FsPerms::ReadOnly
+        } else {
+            FsPerms::ReadWrite
+        };
+        wasi.preopened_dir(&dir.host, &dir.guest, perms)
             .map_err(|e| {
-                anyhow::Error::from(e)
-                    .context(format!("failed to open `--dir {}`", dir.host.display()))
+                anyhow::Error::from(e).context(format!("failed to open `{}`", dir.flag()))
             })?;
     }
+    if let Some(cwd) = &spec.cwd {
+        wasi.initial_cwd(cwd);
+    }
+    let who = format!("guest `{}` (pid {})", proc.name, proc.pid);
+    spec.caps.net.apply(&mut wasi, who.clone());
     let state = HostState {
         wasi: wasi.build(),
         table: ResourceTable::new(),
@@ -424,10 +436,13 @@ fn build_store(
             dirs: spec.dirs.clone(),
             stdio: spec.stdio.clone(),
             parent: spec.parent.clone(),
-            allow_spawn: spec.allow_spawn.clone(),
+            caps: spec.caps.clone(),
+            cwd: spec.cwd.clone(),
         },
+        limiter: MemoryLimiter::new(spec.caps.max_memory, who),
     };
     let mut store = Store::new(&hive.inner.engine, state);
+    store.limiter(|state| &mut state.limiter);
     // Yield to other tasks at every epoch tick, so a busy guest neither
     // starves the others nor escapes `kill`.
     store.epoch_deadline_async_yield_and_update(1);

@@ -1,23 +1,36 @@
-//! `host run`: run a WASI 0.2 command component as the root process.
+//! `host run`: run a WASI program (a WASI 0.2 command component, or a
+//! wasip1 core module) as the root process.
 
+use crate::capability::parse_size;
 use crate::engine::{Hive, HiveConfig, Preopen, RunOptions};
 use crate::error::ExitStatus;
+use crate::net::NetPolicy;
 use crate::os::SpawnPolicy;
 use anyhow::Context as _;
 use clap::Parser;
 use std::path::PathBuf;
 
-/// Runs a WebAssembly component (a WASI 0.2 command) as a process.
+/// Runs a WebAssembly program as a process: a WASI 0.2 command component,
+/// or a wasip1 core module.
 ///
-/// Arguments after the guest go to the guest; its `argv[0]` is the guest's
-/// path as given. The guest's exit code becomes the host's. A guest that
-/// traps prints the trap and its wasm backtrace to stderr and exits with 134
-/// (128 + SIGABRT); one killed by signal N exits with 128 + N.
+/// Everything after the guest goes to the guest, even words that look like
+/// host options; its `argv[0]` is the guest's path as given. The guest's
+/// exit code becomes the host's. A guest that traps prints the trap and its
+/// wasm backtrace to stderr and exits with 134 (128 + SIGABRT); one killed
+/// by signal N exits with 128 + N.
+///
+/// A guest gets nothing it was not given: no files without `--dir`, no
+/// environment without `--env`/`--inherit-env`, no OS programs without
+/// `--allow-spawn`, no network without `--allow-net`.
 #[derive(Debug, Parser)]
 #[command(after_help = "Examples:\n  \
     host run target/guests/hello.wasm\n  \
     host run --env NAME=value --env HOME app.wasm --flag input.txt\n  \
-    host run --dir ./data::/data app.wasm   # ./data is /data in the guest\n\n\
+    host run --dir ./data::/data app.wasm   # ./data is /data in the guest\n  \
+    host run --ro-dir .::/src --cwd /src rg.wasm TODO   # search . read-only\n  \
+    host run --max-memory 2G python.wasm\n  \
+    host run --allow-net=127.0.0.1:8080 server.wasm\n  \
+    host run --allow-spawn=ls,git app.wasm\n\n\
     Exit status: the guest's code; 134 if it trapped; 128+N if killed by signal N; \
     1 for a host error; 2 for a usage error.")]
 pub struct RunCommand {
@@ -26,14 +39,39 @@ pub struct RunCommand {
     #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = parse_env)]
     env: Vec<(String, Option<String>)>,
 
-    /// Give the guest a host directory: `HOST` (seen at the same path) or
-    /// `HOST::GUEST`.
+    /// Pass the host's whole environment to the guest (`--env` entries
+    /// still apply on top).
+    #[arg(long)]
+    inherit_env: bool,
+
+    /// Give the guest a host directory, read-write: `HOST` (seen at the
+    /// same path) or `HOST::GUEST`.
     #[arg(long = "dir", value_name = "HOST[::GUEST]", value_parser = parse_dir)]
     dirs: Vec<Preopen>,
+
+    /// Give the guest a host directory it may only read: no create, write,
+    /// truncate, rename or remove inside it (the guest gets
+    /// `read-only`/`access-denied`). Forked children see it read-only too.
+    #[arg(long = "ro-dir", value_name = "HOST[::GUEST]", value_parser = parse_ro_dir)]
+    ro_dirs: Vec<Preopen>,
+
+    /// The guest's initial working directory, a guest path inside a
+    /// preopen (`--cwd /data`), so that relative paths such as `.` resolve
+    /// there.
+    #[arg(long, value_name = "DIR")]
+    cwd: Option<String>,
 
     /// Override the guest's `argv[0]`.
     #[arg(long, value_name = "NAME")]
     argv0: Option<String>,
+
+    /// The most linear memory the guest may have (over all its memories),
+    /// in bytes or with a K/M/G suffix (powers of 1024). A refused
+    /// `memory.grow` prints one line naming this flag. The pool reserves
+    /// this much address space per memory slot, which is why the default is
+    /// 512M and not wasmtime's 4G.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "512M")]
+    max_memory: u64,
 
     /// Let the guest start OS programs (`spawn`, `exec`, ...): any program,
     /// or only those listed, by name (`ls`) or path (`/bin/ls`). Children
@@ -41,6 +79,14 @@ pub struct RunCommand {
     /// `sh` — which, like any shell, can run anything.
     #[arg(long, value_name = "PROG,...", num_args = 0..=1, require_equals = true, value_delimiter = ',', default_missing_value = "")]
     allow_spawn: Option<Vec<String>>,
+
+    /// Let the guest use the network (TCP and UDP): any address and name
+    /// lookup, or only the addresses listed — `IP:PORT`, `IP:*` (any port),
+    /// `[IPv6]:PORT`, `localhost:PORT`. An entry allows connecting to it and
+    /// binding or listening on it; with a list, name lookup fails. A denied
+    /// use is `access-denied` in the guest and a warning naming this flag.
+    #[arg(long, value_name = "HOST:PORT,...", num_args = 0..=1, require_equals = true, value_delimiter = ',', value_parser = parse_net_entry)]
+    allow_net: Option<Vec<NetEntry>>,
 
     /// Milliseconds an OS child gets between SIGTERM and SIGKILL when its
     /// parent ends.
@@ -57,22 +103,97 @@ pub struct RunCommand {
     cache_dir: Option<PathBuf>,
 
     /// The most wasm processes alive at once, the root guest included. The
-    /// pool is reserved up front, costing ~4 µs of start-up per slot (one
-    /// guard page per fiber stack): raise it for more live guests.
+    /// pool is reserved up front: raise it for more live guests.
     #[arg(long, env = "HOST_MAX_PROCS", default_value_t = 2048, value_name = "N")]
     max_procs: u32,
 
-    /// The guest component (`.wasm`) to run.
-    #[arg(value_name = "GUEST.wasm")]
-    module: PathBuf,
+    #[command(flatten)]
+    wasmtime: WasmtimeFlags,
 
-    /// Arguments passed to the guest.
+    /// The guest (`.wasm`) and the arguments passed to it. Everything after
+    /// the guest goes to the guest, even words that spell a host option
+    /// (`--dir`, `--help`, `--`): a wrapper `host run tool.wasm "$@"` can
+    /// never widen the sandbox.
     #[arg(
+        value_name = "GUEST.wasm",
         trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "ARGS"
+        required = true,
+        num_args = 1..
     )]
-    args: Vec<String>,
+    module_and_args: Vec<String>,
+}
+
+/// `wasmtime run` flags a user may carry over. None is accepted: each is
+/// a usage error that names Hive's flag for the same thing, or says that
+/// there is none.
+#[derive(Debug, clap::Args)]
+struct WasmtimeFlags {
+    #[arg(short = 'S', long = "wasi", hide = true, value_parser = wasi_flag)]
+    wasi: Vec<String>,
+    #[arg(short = 'W', long = "wasm", hide = true, value_parser = wasm_flag)]
+    wasm: Vec<String>,
+    #[arg(short = 'O', long = "optimize", hide = true, value_parser = no_equivalent("-O"))]
+    optimize: Vec<String>,
+    #[arg(short = 'C', long = "codegen", hide = true, value_parser = codegen_flag)]
+    codegen: Vec<String>,
+    #[arg(short = 'D', long = "debug", hide = true, value_parser = no_equivalent("-D"))]
+    debug: Vec<String>,
+    #[arg(long = "invoke", hide = true, value_parser = invoke_flag)]
+    invoke: Vec<String>,
+    #[arg(long = "preload", hide = true, value_parser = no_equivalent("--preload"))]
+    preload: Vec<String>,
+}
+
+fn wasi_flag(value: &str) -> Result<String, String> {
+    let name = value.split('=').next().unwrap_or(value);
+    Err(match name {
+        "inherit-env" => "that is `wasmtime run` syntax: Hive's flag is `--inherit-env`".into(),
+        "inherit-network" | "network" | "tcp" | "udp" | "allow-ip-name-lookup" => {
+            "that is `wasmtime run` syntax: Hive's flag is `--allow-net` \
+             (any address) or `--allow-net=HOST:PORT,...`"
+                .into()
+        }
+        "preview2" => "Hive runs wasip1 modules directly: drop the flag".into(),
+        _ => format!("that is `wasmtime run` syntax; Hive has no equivalent of `-S {name}`"),
+    })
+}
+
+fn wasm_flag(value: &str) -> Result<String, String> {
+    let name = value.split('=').next().unwrap_or(value);
+    Err(match name {
+        "max-memory-size" => {
+            "that is `wasmtime run` syntax: Hive's flag is `--max-memory SIZE`".into()
+        }
+        _ => format!(
+            "that is `wasmtime run` syntax; Hive has no equivalent of `-W {name}` \
+             (it chooses the wasm features itself)"
+        ),
+    })
+}
+
+fn codegen_flag(value: &str) -> Result<String, String> {
+    let name = value.split('=').next().unwrap_or(value);
+    Err(match name {
+        "cache" => "that is `wasmtime run` syntax: Hive's flag is `--no-cache`".into(),
+        "cache-config" => "that is `wasmtime run` syntax: Hive's flag is `--cache-dir DIR`".into(),
+        _ => format!("that is `wasmtime run` syntax; Hive has no equivalent of `-C {name}`"),
+    })
+}
+
+fn invoke_flag(_: &str) -> Result<String, String> {
+    Err(
+        "that is `wasmtime run` syntax; Hive has no `--invoke`: it runs commands \
+         (`wasi:cli/run`, or a wasip1 `_start`)"
+            .into(),
+    )
+}
+
+fn no_equivalent(flag: &'static str) -> impl Fn(&str) -> Result<String, String> + Clone {
+    move |_| {
+        Err(format!(
+            "that is `wasmtime run` syntax; Hive has no equivalent of `{flag}`"
+        ))
+    }
 }
 
 fn parse_env(text: &str) -> Result<(String, Option<String>), String> {
@@ -89,17 +210,48 @@ fn parse_env(text: &str) -> Result<(String, Option<String>), String> {
 }
 
 fn parse_dir(text: &str) -> Result<Preopen, String> {
+    preopen(text, false)
+}
+
+fn parse_ro_dir(text: &str) -> Result<Preopen, String> {
+    preopen(text, true)
+}
+
+fn preopen(text: &str, read_only: bool) -> Result<Preopen, String> {
     let (host, guest) = match text.split_once("::") {
         Some((host, guest)) => (host, guest),
         None => (text, text),
     };
     if host.is_empty() || guest.is_empty() {
-        return Err(format!("`{text}`: use `--dir HOST` or `--dir HOST::GUEST`"));
+        return Err(format!("`{text}`: use `HOST` or `HOST::GUEST`"));
     }
     Ok(Preopen {
         host: PathBuf::from(host),
         guest: guest.to_owned(),
+        read_only,
     })
+}
+
+/// One `--allow-net` entry (`localhost` is two rules).
+#[derive(Debug, Clone)]
+struct NetEntry(Vec<crate::net::NetRule>);
+
+fn parse_net_entry(text: &str) -> Result<NetEntry, String> {
+    if text.is_empty() {
+        // `--allow-net=$HOSTS` with `$HOSTS` unset must not mean "any".
+        return Err(
+            "an empty list allows nothing: give `--allow-net` alone for any \
+                    address, or list `HOST:PORT` entries"
+                .into(),
+        );
+    }
+    NetPolicy::parse_entry(text).map(NetEntry)
+}
+
+/// An allow-list flag's value: `None` = absent, `Some(empty)` = plain flag
+/// (allow all), else the entries.
+fn allow_list(list: Option<Vec<String>>) -> Option<Vec<String>> {
+    list.map(|list| list.into_iter().filter(|p| !p.is_empty()).collect())
 }
 
 impl RunCommand {
@@ -107,40 +259,50 @@ impl RunCommand {
         let defaults = HiveConfig::default();
         let config = HiveConfig {
             max_procs: self.max_procs,
+            max_memory: self
+                .max_memory
+                .next_multiple_of(crate::capability::WASM_PAGE),
             kill_grace: std::time::Duration::from_millis(self.kill_grace_ms),
             cache_dir: match (self.no_cache, self.cache_dir) {
                 (true, _) => None,
                 (false, Some(dir)) => Some(dir),
                 (false, None) => defaults.cache_dir.clone(),
             },
-            ..defaults
         };
-        let env = self
-            .env
-            .into_iter()
-            .filter_map(|(name, value)| match value {
-                Some(value) => Some((name, value)),
-                None => std::env::var(&name).ok().map(|value| (name, value)),
-            })
-            .collect();
+        let mut env: Vec<(String, String)> = if self.inherit_env {
+            std::env::vars().collect()
+        } else {
+            Vec::new()
+        };
+        for (name, value) in self.env {
+            let Some(value) = value.or_else(|| std::env::var(&name).ok()) else {
+                continue;
+            };
+            env.retain(|(n, _)| *n != name);
+            env.push((name, value));
+        }
+        let allow_net = match self.allow_net {
+            None => NetPolicy::Deny,
+            Some(list) if list.is_empty() => NetPolicy::All,
+            Some(list) => NetPolicy::Only(list.into_iter().flat_map(|e| e.0).collect()),
+        };
+        let mut module_and_args = self.module_and_args.into_iter();
+        let module = module_and_args.next().expect("clap requires the guest");
         let options = RunOptions {
-            module: self.module,
+            module: module.into(),
             argv0: self.argv0,
-            args: self.args,
+            args: module_and_args.collect(),
             env,
-            dirs: self.dirs,
+            dirs: self.dirs.into_iter().chain(self.ro_dirs).collect(),
             stdio: None,
-            allow_spawn: match self.allow_spawn {
+            allow_spawn: match allow_list(self.allow_spawn) {
                 None => SpawnPolicy::Deny,
-                Some(list) => {
-                    let list: Vec<String> = list.into_iter().filter(|p| !p.is_empty()).collect();
-                    if list.is_empty() {
-                        SpawnPolicy::All
-                    } else {
-                        SpawnPolicy::Only(list)
-                    }
-                }
+                Some(list) if list.is_empty() => SpawnPolicy::All,
+                Some(list) => SpawnPolicy::Only(list),
             },
+            allow_net,
+            max_memory: None,
+            cwd: self.cwd,
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()

@@ -2,6 +2,8 @@
 //! bad input, and the compiled-component cache.
 
 use crate::util::{Test, temp_dir};
+// The `cli_net` guest's tests live in net.rs.
+use crate::net::cli_net;
 use test_programs_artifacts::*;
 
 macro_rules! assert_test_exists {
@@ -293,4 +295,203 @@ fn compiled_cache() {
         .stderr("a line on stderr\n")
         .check();
     assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
+}
+
+/// Nothing after the guest is a host option: a wrapper `host run tool.wasm
+/// "$@"` must not let its caller widen the sandbox (or stop the guest from
+/// seeing `--help`).
+#[test]
+fn guest_args_are_never_host_options() {
+    let flags: &[&[&str]] = &[
+        &["--version"],
+        &["-V"],
+        &["--help"],
+        &["-h"],
+        &["--"],
+        &["--", "--dir", "."],
+        &["--env", "A=1"],
+        &["--inherit-env"],
+        &["--dir", "."],
+        &["--ro-dir", "."],
+        &["--cwd", "/"],
+        &["--argv0", "x"],
+        &["--max-memory", "4G"],
+        &["--allow-spawn"],
+        &["--allow-spawn=sh"],
+        &["--allow-net"],
+        &["--allow-net=127.0.0.1:*"],
+        &["--kill-grace-ms", "1"],
+        &["--no-cache"],
+        &["--cache-dir", "/tmp"],
+        &["--max-procs", "9"],
+        &["-S", "inherit-env"],
+        &["--invoke", "f"],
+        &["run", "x.wasm"],
+    ];
+    for args in flags {
+        let mut expected = format!("argv[0]={CLI_ARGS_ENV}\n");
+        for (i, arg) in args.iter().enumerate() {
+            expected += &format!("argv[{}]={arg}\n", i + 1);
+        }
+        Test::run(CLI_ARGS_ENV)
+            .args(args.iter().copied())
+            .env("A", "from the host")
+            .stdout(&expected)
+            .check();
+    }
+    // The guest's file really stayed out of reach.
+    let dir = temp_dir("wrapper");
+    std::fs::write(dir.join("secret.txt"), "secret\n").unwrap();
+    Test::run(CLI_READ_FILE)
+        .args(["--dir", &dir.display().to_string()])
+        .args([dir.join("secret.txt").display().to_string()])
+        .stderr_contains("cannot read")
+        .status(1)
+        .check();
+    assert!(!dir.join("secret.txt.out").exists());
+    // Host options still go before the guest.
+    Test::new()
+        .args(["run", "--env", "A=1", "--", CLI_ARGS_ENV, "x"])
+        .stdout(&format!("argv[0]={CLI_ARGS_ENV}\nargv[1]=x\nenv A=1\n"))
+        .check();
+}
+
+#[test]
+fn inherit_env() {
+    let out = Test::new()
+        .args(["run", "--inherit-env", "--env", "B=override", CLI_ARGS_ENV])
+        .env("A", "1")
+        .env("B", "2")
+        .any_stdout()
+        .check();
+    assert!(out.stdout.contains("\nenv A=1\n"), "{}", out.stdout);
+    assert!(out.stdout.contains("\nenv B=override\n"), "{}", out.stdout);
+    assert!(!out.stdout.contains("env B=2"), "{}", out.stdout);
+    assert!(out.stdout.contains("\nenv PATH="), "{}", out.stdout);
+    // Without it, only what --env names.
+    Test::run(CLI_ARGS_ENV)
+        .env("A", "1")
+        .stdout(&format!("argv[0]={CLI_ARGS_ENV}\n"))
+        .check();
+}
+
+const MEMORY_REFUSED: &str =
+    "M of linear memory would pass its limit of 512M; raise it with `--max-memory SIZE`\n";
+
+#[test]
+fn cli_alloc() {
+    // Past the default limit: the guest's own abort, and our line naming
+    // the flag, once.
+    let out = Test::run(CLI_ALLOC)
+        .args(["600"])
+        .stderr_contains(&format!(
+            "guest `{CLI_ALLOC}` (pid 4194305) was refused memory: growing to 60"
+        ))
+        .stderr_contains(MEMORY_REFUSED)
+        .stderr_contains("memory allocation of 629145600 bytes failed")
+        .status(134)
+        .check();
+    assert_eq!(out.stderr.matches("was refused memory").count(), 1);
+    // A guest that copes with the failure still gets the line.
+    Test::run(CLI_ALLOC)
+        .args(["600", "try"])
+        .stdout("could not allocate 600 MiB; carrying on\n")
+        .stderr_contains(MEMORY_REFUSED)
+        .check();
+    Test::new()
+        .args(["run", "--max-memory", "1G", CLI_ALLOC, "600"])
+        .stdout("allocated 600 MiB\n")
+        .check();
+    Test::new()
+        .args(["run", "--max-memory", "8M", CLI_ALLOC, "16", "try"])
+        .stdout("could not allocate 16 MiB; carrying on\n")
+        .stderr_contains("would pass its limit of 8M; raise it with `--max-memory SIZE`")
+        .check();
+    Test::new()
+        .args(["run", "--max-memory", "lots", CLI_ALLOC, "1"])
+        .stderr_contains("invalid value 'lots' for '--max-memory <SIZE>': `lots` is not a size")
+        .status(2)
+        .check();
+    let help = Test::new().args(["run", "--help"]).any_stdout().check();
+    assert!(help.stdout.contains("[default: 512M]"), "{}", help.stdout);
+}
+
+#[test]
+fn cli_fs_ops() {
+    let denied = "create: PermissionDenied\nwrite: PermissionDenied\ntruncate: PermissionDenied\n\
+                  rename: PermissionDenied\nmkdir: PermissionDenied\nremove: PermissionDenied\n\
+                  read: \"kept\\n\"\n";
+    for how in [&["/d"][..], &["fork", "/d"]] {
+        let dir = temp_dir("ro-dir");
+        std::fs::write(dir.join("in.txt"), "kept\n").unwrap();
+        Test::new()
+            .args([
+                "run",
+                "--ro-dir",
+                &format!("{}::/d", dir.display()),
+                CLI_FS_OPS,
+            ])
+            .args(how.iter().copied())
+            .stdout(denied)
+            .check();
+        let mut left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["in.txt"]);
+        assert_eq!(
+            std::fs::read_to_string(dir.join("in.txt")).unwrap(),
+            "kept\n"
+        );
+    }
+    // The same operations in a `--dir` all work.
+    let dir = temp_dir("rw-dir");
+    std::fs::write(dir.join("in.txt"), "kept\n").unwrap();
+    Test::new()
+        .args(["run", "--dir", &format!("{}::/d", dir.display()), CLI_FS_OPS, "/d"])
+        .stdout("create: ok\nwrite: ok\ntruncate: ok\nrename: ok\nmkdir: ok\nremove: NotFound\nread: NotFound\n")
+        .check();
+}
+
+#[test]
+fn dir_errors() {
+    Test::new()
+        .args(["run", "--dir", "Cargo.toml", CLI_HELLO])
+        .stderr("error: `--dir Cargo.toml`: `Cargo.toml` is a file, not a directory; preopen its directory instead\n")
+        .status(1)
+        .check();
+    Test::new()
+        .args(["run", "--ro-dir", "/no/such/dir", CLI_HELLO])
+        .stderr("error: `--ro-dir /no/such/dir`: no such directory\n")
+        .status(1)
+        .check();
+}
+
+/// `wasmtime run` users get Hive's flag for what they typed.
+#[test]
+fn wasmtime_flags_get_a_hint() {
+    for (args, hint) in [
+        (&["-S", "inherit-env"][..], "Hive's flag is `--inherit-env`"),
+        (&["-S", "inherit-network"], "Hive's flag is `--allow-net`"),
+        (&["-S", "tcp=y"], "Hive's flag is `--allow-net`"),
+        (&["-S", "http"], "Hive has no equivalent of `-S http`"),
+        (
+            &["-W", "max-memory-size=1000"],
+            "Hive's flag is `--max-memory SIZE`",
+        ),
+        (&["-W", "simd=n"], "Hive has no equivalent of `-W simd`"),
+        (&["-C", "cache=n"], "Hive's flag is `--no-cache`"),
+        (&["-O", "opt-level=2"], "Hive has no equivalent of `-O`"),
+        (&["--invoke", "add"], "Hive has no `--invoke`"),
+    ] {
+        Test::new()
+            .args(["run"])
+            .args(args.iter().copied())
+            .args([CLI_HELLO])
+            .stderr_contains("that is `wasmtime run` syntax")
+            .stderr_contains(hint)
+            .status(2)
+            .check();
+    }
 }

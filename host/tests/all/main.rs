@@ -3,5 +3,6 @@
 
 mod child_process;
 mod cli;
+mod net;
 mod process;
 mod util;

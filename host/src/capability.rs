@@ -1,0 +1,165 @@
+//! What a process may use beyond its own instance: OS programs, the network
+//! and memory. A forked child gets its parent's capabilities, never more.
+
+use crate::net::NetPolicy;
+use crate::os::SpawnPolicy;
+use std::sync::Arc;
+
+/// One wasm page: linear memory grows in these.
+pub const WASM_PAGE: u64 = 64 * 1024;
+
+/// Everything a process was granted, shared with the children it forks.
+#[derive(Debug, Clone, Default)]
+pub struct Capabilities {
+    /// Which OS programs it may start (`--allow-spawn`).
+    pub spawn: SpawnPolicy,
+    /// Which addresses it may use (`--allow-net`).
+    pub net: Arc<NetPolicy>,
+    /// The most bytes of linear memory it may have, over all its memories
+    /// (`--max-memory`).
+    pub max_memory: u64,
+}
+
+/// Parses a size: bytes, or a number with a `K`, `M`, `G` or `T` suffix
+/// (powers of 1024; `KiB`, `MB` and friends mean the same).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let bad = || format!("`{text}` is not a size: use bytes or a K/M/G suffix, e.g. `512M`");
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &text[digits.len()..];
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => return Err(bad()),
+    };
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    n.checked_mul(1 << shift).ok_or_else(bad)
+}
+
+/// Formats a byte count as `parse_size` reads it (`512M`), or, when it is
+/// not a whole number of any unit from a mebibyte up, to one decimal
+/// (`600.1M`).
+pub fn format_size(bytes: u64) -> String {
+    const UNITS: [(u32, &str); 3] = [(40, "T"), (30, "G"), (20, "M")];
+    if bytes < 1 << 20 {
+        return match bytes % 1024 {
+            0 if bytes > 0 => format!("{}K", bytes >> 10),
+            _ => format!("{bytes}"),
+        };
+    }
+    let exact = UNITS
+        .iter()
+        .find(|(shift, _)| bytes.is_multiple_of(1 << shift));
+    if let Some((shift, unit)) = exact.filter(|(shift, _)| bytes >= 1 << shift) {
+        return format!("{}{unit}", bytes >> shift);
+    }
+    let (shift, unit) = UNITS.iter().find(|(shift, _)| bytes >= 1 << shift).unwrap();
+    format!("{:.1}{unit}", bytes as f64 / (1u64 << shift) as f64)
+}
+
+/// Enforces a process's memory limit over all its linear memories, and
+/// says so once on stderr when it refuses a `memory.grow` — whatever the
+/// guest then does with the failure (most allocators abort with a message
+/// that does not name the limit).
+pub struct MemoryLimiter {
+    max: u64,
+    used: u64,
+    warned: bool,
+    /// "guest `name` (pid N)", for the warning.
+    who: String,
+}
+
+impl MemoryLimiter {
+    pub fn new(max: u64, who: String) -> MemoryLimiter {
+        MemoryLimiter {
+            max,
+            used: 0,
+            warned: false,
+            who,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Past the memory's own declared maximum wasmtime refuses anyway;
+        // that is the guest's own limit, not ours to report.
+        if maximum.is_some_and(|max| desired > max) {
+            return Ok(false);
+        }
+        let delta = desired.saturating_sub(current) as u64;
+        let total = self.used.saturating_add(delta);
+        if total > self.max {
+            if !self.warned {
+                self.warned = true;
+                tracing::warn!(
+                    "{} was refused memory: growing to {} of linear memory would pass its limit of {}; \
+                     raise it with `--max-memory SIZE`",
+                    self.who,
+                    format_size(total.next_multiple_of(WASM_PAGE)),
+                    format_size(self.max),
+                );
+            }
+            return Ok(false);
+        }
+        // A grow we allowed that then fails (the OS is out of memory) stays
+        // counted: conservative, and it only happens once memory is short.
+        self.used = total;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Tables are bounded by the pool's per-table capacity.
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::ResourceLimiter;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("4g"), Ok(4 << 30));
+        for bad in ["", "M", "1.5G", "-1", "12Q", "99999999999T"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+        assert_eq!(format_size(512 << 20), "512M");
+        assert_eq!(format_size(3 << 30), "3G");
+        assert_eq!(format_size(1000), "1000");
+        assert_eq!(format_size(64 << 10), "64K");
+        assert_eq!(format_size(1536 << 20), "1536M");
+        assert_eq!(format_size((600 << 20) + (100 << 10)), "600.1M");
+    }
+
+    #[test]
+    fn limit_is_over_all_memories() {
+        let mut limiter = MemoryLimiter::new(10 * WASM_PAGE, "guest".into());
+        let page = WASM_PAGE as usize;
+        assert!(limiter.memory_growing(0, 6 * page, None).unwrap());
+        assert!(limiter.memory_growing(0, 4 * page, None).unwrap());
+        assert!(!limiter.memory_growing(4 * page, 5 * page, None).unwrap());
+        assert!(limiter.warned);
+        // The guest's own declared maximum is not our limit.
+        let mut own = MemoryLimiter::new(u64::MAX, "guest".into());
+        assert!(!own.memory_growing(page, 3 * page, Some(2 * page)).unwrap());
+        assert!(!own.warned);
+    }
+}
