@@ -6,10 +6,10 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 default:
     @just --list
 
-# Install what a fresh machine lacks: the wasm32-wasip2 target.
+# Install what a fresh machine lacks: the wasm32-wasip2 and wasm32-wasip1 targets.
 [group('setup')]
 setup:
-    rustup target add wasm32-wasip2
+    rustup target add wasm32-wasip2 wasm32-wasip1
 
 # Build the host and every guest (guests land in target/guests/<name>.wasm).
 [group('build')]

@@ -585,22 +585,50 @@ fn failed_fork(hive: &crate::Hive, me: &Proc, module: &str, err: &LoadError) -> 
 /// A child that never started: queues `error` then `close(errno)` (and,
 /// for a fork, `disconnect`: Node opens the channel before spawning and
 /// closes it last, as v20 does).
+///
+/// A fork's channel stays open (`connected`) until `close`, as in Node, and
+/// `close` comes only once the parent has handled `error`: a message sent
+/// until then — even from the `error` listener — fails as Node's write to
+/// the dead channel does, with an `EPIPE` `error` before `close`.
 fn failed_child(hive: &crate::Hive, me: &Proc, info: ErrorInfo, errno: i32, ipc: bool) -> Child {
     let id = hive.inner.table.allocate_id();
     let status = ExitStatus::Code(errno);
-    let mut events = vec![
-        ChildEventKind::Error(info),
-        ChildEventKind::Close(WitExitStatus::from(status)),
-    ];
-    if ipc {
-        events.push(ChildEventKind::Disconnect);
-    }
-    for kind in events {
-        me.inbox.push(Event::Child(ChildEvent { id, kind }), None);
-    }
-    Child {
+    let event = move |kind| Event::Child(ChildEvent { id, kind });
+    let close = event(ChildEventKind::Close(WitExitStatus::from(status)));
+    let failed = Child {
         failed: Some(status),
         ..Child::new(id, None)
+    };
+    if !ipc {
+        me.inbox.push(event(ChildEventKind::Error(info)), None);
+        me.inbox.push(close, None);
+        return failed;
+    }
+    let channel = Channel::open();
+    let (inbox, closing) = (me.inbox.clone(), channel.clone());
+    me.inbox.push_then(
+        event(ChildEventKind::Error(info)),
+        Box::new(move || {
+            closing.close();
+            inbox.push(close, None);
+            inbox.push(event(ChildEventKind::Disconnect), None);
+        }),
+    );
+    Child {
+        channel: Some(channel),
+        ..failed
+    }
+}
+
+/// Node's error for a message written to a child that never started.
+fn epipe() -> ErrorInfo {
+    ErrorInfo {
+        code: "EPIPE".into(),
+        errno: Some(-32),
+        syscall: Some("write".into()),
+        path: None,
+        message: "write EPIPE".into(),
+        spawnargs: Vec::new(),
     }
 }
 
@@ -671,7 +699,7 @@ impl HostChild for HostState {
         msg: Message,
     ) -> wasmtime::Result<Result<bool, ErrorCode>> {
         let child = self.table.get(&child)?;
-        let (Some(proc), Some(channel)) = (&child.proc, &child.channel) else {
+        let Some(channel) = &child.channel else {
             return Ok(Err(ErrorCode::ChannelClosed));
         };
         let cost = match message::validate(&msg) {
@@ -681,6 +709,19 @@ impl HostChild for HostState {
         if !channel.connected() {
             return Ok(Err(ErrorCode::ChannelClosed));
         }
+        let Some(proc) = &child.proc else {
+            // A fork that never started (see `failed_child`): queued
+            // nowhere, reported as an event, after the start error.
+            let id = child.id;
+            self.process.me.inbox.push(
+                Event::Child(ChildEvent {
+                    id,
+                    kind: ChildEventKind::Error(epipe()),
+                }),
+                None,
+            );
+            return Ok(Ok(true));
+        };
         // The common case clones nothing but the charge.
         let room = match channel.down.try_reserve(cost) {
             Some(room) => room,

@@ -17,6 +17,13 @@ pub struct HostState {
     pub limiter: crate::capability::MemoryLimiter,
 }
 
+/// The host state of a wasip1 core module: WASI only (it imports nothing
+/// else), and its memory limit.
+pub struct CoreState {
+    pub wasi: wasmtime_wasi::p1::WasiP1Ctx,
+    pub limiter: crate::capability::MemoryLimiter,
+}
+
 /// The `hive:process` side of a process: who it is, what it may hand to
 /// children, and where its parent is.
 pub struct ProcessCtx {

@@ -4,7 +4,7 @@
 use crate::bindings::GuestPre;
 use crate::cache::{DiskCache, Lookup};
 use crate::capability::Capabilities;
-use crate::ctx::HostState;
+use crate::ctx::{CoreState, HostState};
 use crate::error::ExitStatus;
 use crate::net::NetPolicy;
 use crate::os::SpawnPolicy;
@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, InstancePre, Module, PoolingAllocationConfig,
+};
 
 /// How often the epoch advances. A busy guest yields to other tasks (and can
 /// be killed) within one tick.
@@ -128,11 +130,28 @@ pub enum LoadError {
     #[error("`{}` is not a WebAssembly file (it does not start with `\\0asm`)", path.display())]
     NotWasm { path: PathBuf },
     #[error(
-        "`{path}` is a core WebAssembly module, not a component; Hive runs WASI 0.2 components: \
-         build it for `wasm32-wasip2`, or adapt it with \
-         `wasm-tools component new {path} --adapt wasi_snapshot_preview1.command.wasm -o out.wasm`"
+        "`{path}` is a core WebAssembly module that imports `{import}`; Hive runs core modules \
+         that import only `wasi_snapshot_preview1` (wasip1), and WASI 0.2 components: build it for \
+         `wasm32-wasip1` or `wasm32-wasip2`, or make it a component with \
+         `wasm-tools component new {path} --adapt wasi_snapshot_preview1.command.wasm -o out.wasm` \
+         (the adapter is published with every wasmtime release)"
     )]
-    CoreModule { path: PathBuf },
+    CoreModule { path: PathBuf, import: String },
+    #[error(
+        "`{path}` uses the component model's async features (`stream`, `future` or async \
+         functions, as WASI 0.3 components do), which Hive does not run yet: build it for WASI \
+         0.2 (`wasm32-wasip2`)"
+    )]
+    Async {
+        path: PathBuf,
+        #[source]
+        source: anyhow::Error,
+    },
+    #[error(
+        "`{path}` is a library (reactor), not a command: it exports no {entry}, so there is \
+         nothing to run; build it as a command (a binary with `fn main`)"
+    )]
+    Reactor { path: PathBuf, entry: &'static str },
     #[error("`{path}` is not a valid WebAssembly component")]
     Invalid {
         path: PathBuf,
@@ -167,8 +186,25 @@ impl LoadError {
 
 /// A compiled, linked guest, ready to instantiate.
 pub struct LoadedModule {
-    pub pre: GuestPre<HostState>,
+    pub program: Program,
     stamp: (u64, Option<SystemTime>),
+}
+
+/// The two kinds of WebAssembly program Hive runs.
+#[derive(Clone)]
+pub enum Program {
+    /// A WASI 0.2 command component, with `hive:process` to fork and talk.
+    Component(GuestPre<HostState>),
+    /// A wasip1 core module (`_start`, imports only `wasi_snapshot_preview1`):
+    /// WASI with the same args, env, preopens and stdio, and its exact exit
+    /// code, but no `hive:process` — so no channel to its parent.
+    Core(InstancePre<CoreState>),
+}
+
+/// What a file's header says it is.
+enum Kind {
+    Component,
+    Core,
 }
 
 /// The host: engine, linker, caches and the process table. Cheap to clone.
@@ -180,6 +216,7 @@ pub struct Hive {
 pub(crate) struct Inner {
     pub engine: Engine,
     pub linker: Linker<HostState>,
+    core_linker: std::sync::OnceLock<wasmtime::Linker<CoreState>>,
     pub cache: Option<DiskCache>,
     modules: Mutex<HashMap<PathBuf, Arc<LoadedModule>>>,
     /// Per-path gates so concurrent loads of one module happen once.
@@ -207,6 +244,7 @@ impl Hive {
             inner: Arc::new(Inner {
                 engine,
                 linker,
+                core_linker: std::sync::OnceLock::new(),
                 cache: config.cache_dir.map(DiskCache::new),
                 modules: Mutex::default(),
                 loading: Mutex::default(),
@@ -256,10 +294,10 @@ impl Hive {
         let bytes = tokio::fs::read(path).await.map_err(read_err)?;
         let this = self.clone();
         let owned = path.to_owned();
-        let pre = tokio::task::spawn_blocking(move || this.prepare(&owned, &bytes))
+        let program = tokio::task::spawn_blocking(move || this.prepare(&owned, &bytes))
             .await
             .expect("module preparation panicked")?;
-        let module = Arc::new(LoadedModule { pre, stamp });
+        let module = Arc::new(LoadedModule { program, stamp });
         self.inner
             .modules
             .lock()
@@ -280,6 +318,10 @@ impl Hive {
     /// The failures `load` would report that are cheap to find out now: a
     /// missing or unreadable file, or one that is not a component.
     pub fn precheck(&self, path: &Path) -> Result<(), LoadError> {
+        self.precheck_kind(path).map(drop)
+    }
+
+    fn precheck_kind(&self, path: &Path) -> Result<Kind, LoadError> {
         use std::io::Read;
         let read_err = |source| LoadError::Read {
             path: path.to_owned(),
@@ -291,13 +333,26 @@ impl Hive {
         check_header(path, &head[..n])
     }
 
-    /// Compiles (or fetches from the disk cache) and links a component.
-    fn prepare(&self, path: &Path, bytes: &[u8]) -> Result<GuestPre<HostState>, LoadError> {
+    /// Compiles (or fetches from the disk cache) and links a program.
+    fn prepare(&self, path: &Path, bytes: &[u8]) -> Result<Program, LoadError> {
         let path_buf = || path.to_owned();
-        check_header(path, bytes)?;
-        let component = self.compile(bytes).map_err(|source| LoadError::Invalid {
-            path: path_buf(),
-            source,
+        if let Kind::Core = check_header(path, bytes)? {
+            return self.prepare_core(path, bytes).map(Program::Core);
+        }
+        let component = self.compile(bytes).map_err(|source| {
+            // wasmparser names the feature it lacks; that is the only
+            // place the distinction exists before we would enable it.
+            if format!("{source:#}").contains("requires the component model async feature") {
+                LoadError::Async {
+                    path: path_buf(),
+                    source,
+                }
+            } else {
+                LoadError::Invalid {
+                    path: path_buf(),
+                    source,
+                }
+            }
         })?;
         let link = |source: anyhow::Error| LoadError::Link {
             path: path_buf(),
@@ -308,10 +363,69 @@ impl Hive {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| link(e.into()))?;
-        GuestPre::new(pre).map_err(|e| {
-            link(anyhow::Error::from(e).context(
-                "the component does not export `wasi:cli/run`: build it as a command (a `fn main` binary)",
-            ))
+        GuestPre::new(pre)
+            .map(Program::Component)
+            .map_err(|_| LoadError::Reactor {
+                path: path_buf(),
+                entry: "`wasi:cli/run`",
+            })
+    }
+
+    /// Compiles and links a wasip1 core module.
+    fn prepare_core(&self, path: &Path, bytes: &[u8]) -> Result<InstancePre<CoreState>, LoadError> {
+        let module = Module::new(&self.inner.engine, bytes).map_err(|e| LoadError::Invalid {
+            path: path.to_owned(),
+            source: e.into(),
+        })?;
+        if let Some(import) = module
+            .imports()
+            .find(|i| i.module() != "wasi_snapshot_preview1")
+        {
+            return Err(LoadError::CoreModule {
+                path: path.to_owned(),
+                import: format!("{}::{}", import.module(), import.name()),
+            });
+        }
+        if module.get_export("_start").is_none() {
+            return Err(LoadError::Reactor {
+                path: path.to_owned(),
+                entry: "`_start`",
+            });
+        }
+        self.core_linker()
+            .instantiate_pre(&module)
+            .map_err(|e| LoadError::Link {
+                path: path.to_owned(),
+                source: e.into(),
+            })
+    }
+
+    /// The linker for wasip1 modules, made on first use (most hosts never
+    /// run one, and it has a hundred functions to register).
+    fn core_linker(&self) -> &wasmtime::Linker<CoreState> {
+        self.inner.core_linker.get_or_init(|| {
+            let mut linker = wasmtime::Linker::new(&self.inner.engine);
+            wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut CoreState| &mut s.wasi)
+                .expect("wasip1 functions are defined once");
+            // wasmtime-wasi traps on codes from 126 up (shells reserve
+            // them); a wasip1 program gets the whole 0..=255, as a
+            // component does through `hive:process/process.exit`.
+            linker.allow_shadowing(true);
+            linker
+                .func_wrap(
+                    "wasi_snapshot_preview1",
+                    "proc_exit",
+                    |_: wasmtime::Caller<'_, CoreState>, code: u32| -> wasmtime::Result<()> {
+                        match i32::try_from(code) {
+                            Ok(code @ 0..=255) => Err(wasmtime_wasi::I32Exit(code).into()),
+                            _ => Err(wasmtime::format_err!(
+                                "exit with code {code}, outside 0..=255"
+                            )),
+                        }
+                    },
+                )
+                .expect("proc_exit has this signature");
+            linker
         })
     }
 
@@ -364,6 +478,11 @@ impl Hive {
                 }
             }
         }
+        let mut dirs = options.dirs;
+        if let Some(cwd) = &options.cwd {
+            let root = cwd_preopen(&dirs, cwd)?;
+            dirs.push(root);
+        }
         let pool_max = self.inner.max_memory;
         let max_memory = options.max_memory.unwrap_or(pool_max);
         anyhow::ensure!(
@@ -381,7 +500,7 @@ impl Hive {
             module: crate::table::ModuleSource::Ready(module),
             argv,
             env: options.env,
-            dirs: options.dirs,
+            dirs,
             stdio: options.stdio.unwrap_or_else(Stdio::inherit),
             ppid: std::process::id(),
             parent: None,
@@ -435,13 +554,66 @@ impl Hive {
     }
 }
 
+/// The preopen that makes `--cwd DIR` work: DIR's host directory, again, at
+/// guest path `.`.
+///
+/// wasi-libc (and so Rust's std on wasip2) never asks for
+/// `wasi:cli/environment.initial-cwd`: its working directory starts at `/`,
+/// and it resolves a relative path against the preopens by name, where a
+/// preopen named `.` matches any path no other preopen names. So that
+/// preopen is what makes `.` mean DIR. `initial-cwd` reports DIR too, for
+/// guests that read it.
+fn cwd_preopen(dirs: &[Preopen], cwd: &str) -> anyhow::Result<Preopen> {
+    let flag = format!("--cwd {cwd}");
+    if dirs
+        .iter()
+        .any(|d| matches!(d.guest.as_str(), "." | "/" | "./"))
+    {
+        anyhow::bail!(
+            "`{flag}`: a preopen at guest path `.` or `/` already decides what relative paths \
+             mean; drop one of them"
+        );
+    }
+    let wanted = Path::new(cwd);
+    anyhow::ensure!(
+        wanted.is_absolute()
+            && !wanted
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir)),
+        "`{flag}`: give an absolute guest path without `..`, inside a preopen (e.g. `--dir ./data::/data --cwd /data`)"
+    );
+    // The preopen with the longest guest path that contains DIR.
+    let found = dirs
+        .iter()
+        .filter_map(|d| {
+            let rest = wanted.strip_prefix(Path::new("/").join(&d.guest)).ok()?;
+            Some((d, rest))
+        })
+        .max_by_key(|(d, _)| d.guest.len());
+    let Some((dir, rest)) = found else {
+        anyhow::bail!(
+            "`{flag}`: `{cwd}` is not inside any preopen; give it one, e.g. `--dir HOST::{cwd}`"
+        );
+    };
+    let host = dir.host.join(rest);
+    anyhow::ensure!(
+        host.is_dir(),
+        "`{flag}`: `{}` (in `{}`) is not a directory",
+        host.display(),
+        dir.flag()
+    );
+    Ok(Preopen {
+        host,
+        guest: ".".into(),
+        read_only: dir.read_only,
+    })
+}
+
 /// Tells a component from a core module from something else by its header.
-fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
+fn check_header(path: &Path, bytes: &[u8]) -> Result<Kind, LoadError> {
     match bytes.get(..8) {
-        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => Err(LoadError::CoreModule {
-            path: path.to_owned(),
-        }),
-        Some([0, b'a', b's', b'm', ..]) => Ok(()),
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => Ok(Kind::Core),
+        Some([0, b'a', b's', b'm', ..]) => Ok(Kind::Component),
         _ => Err(LoadError::NotWasm {
             path: path.to_owned(),
         }),

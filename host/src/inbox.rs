@@ -163,18 +163,21 @@ impl Inbox {
         })
     }
 
-    /// Runs `take` on the owner's queue, then the `after` work of the events
-    /// taken before: the receiver is back, so it has handled them. That work
-    /// runs outside the lock, since it may push.
+    /// Runs the `after` work of the events taken before — the receiver is
+    /// back, so it has handled them — then `take` on the owner's queue, so
+    /// that what the work queues is taken now. The work runs outside the
+    /// lock, since it may push.
     fn taking<R>(&self, take: impl FnOnce(&mut Local) -> R) -> R {
         let mut local = self.local.lock().unwrap();
-        let deferred = std::mem::take(&mut local.deferred);
-        let taken = take(&mut local);
-        drop(local);
-        for after in deferred {
-            after();
+        if !local.deferred.is_empty() {
+            let deferred = std::mem::take(&mut local.deferred);
+            drop(local);
+            for after in deferred {
+                after();
+            }
+            local = self.local.lock().unwrap();
         }
-        taken
+        take(&mut local)
     }
 
     /// Removes the entry at `at` from the owner's queue, keeping the counts.

@@ -6,10 +6,10 @@
 //! Store); epoch interruption makes even a guest in `loop {}` reach a point
 //! where that can happen within one epoch tick.
 
-use crate::bindings::{ChildEvent, ChildEventKind, Event, GuestPre, WitExitStatus};
+use crate::bindings::{ChildEvent, ChildEventKind, Event, WitExitStatus};
 use crate::capability::{Capabilities, MemoryLimiter};
-use crate::ctx::{HostState, ProcessCtx};
-use crate::engine::{Hive, LoadedModule, Preopen};
+use crate::ctx::{CoreState, HostState, ProcessCtx};
+use crate::engine::{Hive, LoadedModule, Preopen, Program};
 use crate::error::ExitStatus;
 use crate::inbox::Inbox;
 use crate::message::Flow;
@@ -22,7 +22,7 @@ use wasmtime::Store;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::{StdinStream, StdoutStream};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{FsPerms, WasiCtx};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
 /// Virtual pids start above Linux's largest `pid_max` (2^22), so they never
 /// collide with a real pid.
@@ -357,8 +357,8 @@ impl ProcessTable {
         if let Some(link) = &spec.parent {
             link.parent.add_child(proc.clone());
         }
-        let store = match build_store(hive, &proc, &spec) {
-            Ok(store) => store,
+        let start = match prepare_start(hive, &proc, &spec) {
+            Ok(start) => start,
             Err(e) => {
                 // A preopen vanished between check and use: report it as the
                 // process failing, on its own stderr, like any other start-up
@@ -379,7 +379,7 @@ impl ProcessTable {
             hive.clone(),
             proc.clone(),
             spec.module,
-            store,
+            start,
             spec.stdio.stderr.clone(),
             spec.parent,
         );
@@ -397,11 +397,15 @@ impl ProcessTable {
     }
 }
 
-fn build_store(
-    hive: &Hive,
-    proc: &Arc<Proc>,
-    spec: &SpawnSpec,
-) -> anyhow::Result<Store<HostState>> {
+/// A process's state before its program is known to be a component or a
+/// core module: the WASI context (preopens already opened) and the rest.
+struct Start {
+    wasi: WasiCtxBuilder,
+    process: ProcessCtx,
+    limiter: MemoryLimiter,
+}
+
+fn prepare_start(hive: &Hive, proc: &Arc<Proc>, spec: &SpawnSpec) -> anyhow::Result<Start> {
     let mut wasi = WasiCtx::builder();
     wasi.args(&spec.argv)
         .envs(&spec.env)
@@ -424,9 +428,8 @@ fn build_store(
     }
     let who = format!("guest `{}` (pid {})", proc.name, proc.pid);
     spec.caps.net.apply(&mut wasi, who.clone());
-    let state = HostState {
-        wasi: wasi.build(),
-        table: ResourceTable::new(),
+    Ok(Start {
+        wasi,
         process: ProcessCtx {
             hive: hive.clone(),
             me: proc.clone(),
@@ -440,13 +443,54 @@ fn build_store(
             cwd: spec.cwd.clone(),
         },
         limiter: MemoryLimiter::new(spec.caps.max_memory, who),
-    };
+    })
+}
+
+/// A fresh store for `state`, limited and preemptible.
+fn new_store<T: 'static>(
+    hive: &Hive,
+    state: T,
+    limiter: fn(&mut T) -> &mut MemoryLimiter,
+) -> Store<T> {
     let mut store = Store::new(&hive.inner.engine, state);
-    store.limiter(|state| &mut state.limiter);
+    store.limiter(move |state| limiter(state) as &mut dyn wasmtime::ResourceLimiter);
     // Yield to other tasks at every epoch tick, so a busy guest neither
     // starves the others nor escapes `kill`.
     store.epoch_deadline_async_yield_and_update(1);
-    Ok(store)
+    store
+}
+
+/// Instantiates `program` and runs its entry point to the end. The store
+/// lives inside this future: when it ends or is dropped (a kill), the
+/// guest's stdio and child handles close before anyone hears it exited.
+async fn run_program(
+    hive: &Hive,
+    program: Program,
+    mut start: Start,
+) -> wasmtime::Result<Result<(), ()>> {
+    match program {
+        Program::Component(pre) => {
+            let state = HostState {
+                wasi: start.wasi.build(),
+                table: ResourceTable::new(),
+                process: start.process,
+                limiter: start.limiter,
+            };
+            let mut store = new_store(hive, state, |s| &mut s.limiter);
+            let guest = pre.instantiate_async(&mut store).await?;
+            guest.wasi_cli_run().call_run(&mut store).await
+        }
+        Program::Core(pre) => {
+            let state = CoreState {
+                wasi: start.wasi.build_p1(),
+                limiter: start.limiter,
+            };
+            let mut store = new_store(hive, state, |s| &mut s.limiter);
+            let instance = pre.instantiate_async(&mut store).await?;
+            let main = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+            main.call_async(&mut store, ()).await.map(Ok)
+        }
+    }
 }
 
 /// The task of one wasm process.
@@ -454,18 +498,18 @@ async fn run(
     hive: Hive,
     proc: Arc<Proc>,
     module: ModuleSource,
-    mut store: Store<HostState>,
+    start: Start,
     stderr: Arc<dyn StdoutStream + Sync>,
     parent: Option<ParentLink>,
 ) {
-    let pre: GuestPre<HostState> = match module {
-        ModuleSource::Ready(module) => module.pre.clone(),
+    let program = match module {
+        ModuleSource::Ready(module) => module.program.clone(),
         ModuleSource::Pending(path) => match hive.load(&path).await {
-            Ok(module) => module.pre.clone(),
+            Ok(module) => module.program.clone(),
             Err(err) => {
                 // Like a Node child whose script does not compile: it
                 // started, says why on its stderr, and exits 1.
-                drop(store);
+                drop(start);
                 let report = format!("error: {}\n", crate::child_process::ErrorChain(&err));
                 write_report(&*stderr, &report).await;
                 finish(&hive, &proc, parent.as_ref(), ExitStatus::Code(1));
@@ -479,14 +523,8 @@ async fn run(
         signal = kill.wait_for(Option::is_some) => {
             Outcome::Killed(signal.map(|s| s.expect("waited for some")).unwrap_or(Signal::KILL))
         }
-        result = async {
-            let guest = pre.instantiate_async(&mut store).await?;
-            guest.wasi_cli_run().call_run(&mut store).await
-        } => Outcome::Ran(result),
+        result = run_program(&hive, program, start) => Outcome::Ran(result),
     };
-    // Drop the Store first: that closes the guest's stdio and child handles
-    // before anyone hears that it exited.
-    drop(store);
     let status = match outcome {
         Outcome::Killed(signal) => ExitStatus::Signal(signal),
         Outcome::Ran(Ok(Ok(()))) => ExitStatus::Code(0),

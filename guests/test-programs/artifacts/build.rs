@@ -23,7 +23,12 @@ fn main() {
     let build_dir = target.join("guests-build");
     let out_dir = target.join("guests");
 
-    for dir in ["sdk", "examples", "test-programs/src"] {
+    for dir in [
+        "sdk",
+        "examples",
+        "test-programs/src",
+        "test-programs/p1/src",
+    ] {
         println!("cargo:rerun-if-changed={}", guests.join(dir).display());
     }
     println!("cargo:rerun-if-changed={}", workspace.join("wit").display());
@@ -33,6 +38,7 @@ fn main() {
     );
 
     let test_bins = names(&guests.join("test-programs/src/bin"), true);
+    let p1_bins = names(&guests.join("test-programs/p1/src/bin"), true);
     let examples = names(&guests.join("examples"), false);
 
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
@@ -61,11 +67,37 @@ fn main() {
         status.success(),
         "building the guests failed; is the target installed? (`rustup target add wasm32-wasip2`)"
     );
+    // wasip1 core modules: the programs Hive runs without a component.
+    let mut p1 = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    p1.current_dir(&workspace)
+        .args([
+            "build",
+            "--release",
+            "--target=wasm32-wasip1",
+            "-p",
+            "test-programs-p1",
+        ])
+        .env("CARGO_TARGET_DIR", &build_dir)
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS");
+    let status = p1
+        .status()
+        .expect("failed to run cargo for the wasip1 guests");
+    assert!(
+        status.success(),
+        "building the wasip1 guests failed; is the target installed? (`rustup target add wasm32-wasip1`)"
+    );
 
     std::fs::create_dir_all(&out_dir).unwrap();
     let mut generated = String::new();
-    for name in test_bins.iter().chain(&examples) {
-        let built = build_dir.join(format!("wasm32-wasip2/release/{name}.wasm"));
+    let built = test_bins
+        .iter()
+        .chain(&examples)
+        .map(|name| (name, "wasm32-wasip2"))
+        .chain(p1_bins.iter().map(|name| (name, "wasm32-wasip1")));
+    for (name, triple) in built {
+        let built = build_dir.join(format!("{triple}/release/{name}.wasm"));
         let dest = out_dir.join(format!("{name}.wasm"));
         copy_if_changed(&built, &dest);
         let konst = name.to_uppercase().replace('-', "_");
@@ -78,9 +110,10 @@ fn main() {
         "pub const GUESTS_DIR: &str = {:?};\n",
         out_dir.display().to_string()
     );
-    for suite in ["cli", "proc"] {
+    for suite in ["cli", "proc", "p1"] {
         let members: Vec<_> = test_bins
             .iter()
+            .chain(&p1_bins)
             .filter(|n| n.starts_with(&format!("{suite}_")))
             .map(|n| n.to_string())
             .collect();

@@ -13,6 +13,7 @@ macro_rules! assert_test_exists {
     };
 }
 foreach_cli!(assert_test_exists);
+foreach_p1!(assert_test_exists);
 
 #[test]
 fn cli_hello() {
@@ -152,20 +153,221 @@ fn truncated_component() {
         .check();
 }
 
+/// Writes the module or component `wat` describes to a fresh file.
+fn wat_file(name: &str, wat: &str) -> String {
+    let path = temp_dir(name).join(format!("{name}.wasm"));
+    std::fs::write(&path, wat::parse_str(wat).unwrap()).unwrap();
+    path.display().to_string()
+}
+
 #[test]
-fn core_module() {
-    let dir = temp_dir("core");
-    let path = dir.join("core.wasm");
-    std::fs::write(&path, b"\0asm\x01\0\0\0").unwrap();
-    let path = path.display().to_string();
+fn core_module_with_other_imports() {
+    let path = wat_file(
+        "core-env",
+        r#"(module (import "env" "foo" (func)) (func (export "_start")))"#,
+    );
     Test::run(&path)
         .stderr(&format!(
-            "error: `{path}` is a core WebAssembly module, not a component; Hive runs WASI 0.2 components: \
-             build it for `wasm32-wasip2`, or adapt it with `wasm-tools component new {path} \
-             --adapt wasi_snapshot_preview1.command.wasm -o out.wasm`\n"
+            "error: `{path}` is a core WebAssembly module that imports `env::foo`; Hive runs core modules \
+             that import only `wasi_snapshot_preview1` (wasip1), and WASI 0.2 components: build it for \
+             `wasm32-wasip1` or `wasm32-wasip2`, or make it a component with `wasm-tools component new {path} \
+             --adapt wasi_snapshot_preview1.command.wasm -o out.wasm` (the adapter is published with every \
+             wasmtime release)\n"
         ))
         .status(1)
         .check();
+}
+
+#[test]
+fn reactors_are_not_commands() {
+    let path = wat_file(
+        "core-reactor",
+        r#"(module (import "wasi_snapshot_preview1" "proc_exit" (func (param i32))) (func (export "_initialize")))"#,
+    );
+    Test::run(&path)
+        .stderr(&format!(
+            "error: `{path}` is a library (reactor), not a command: it exports no `_start`, so there is \
+             nothing to run; build it as a command (a binary with `fn main`)\n"
+        ))
+        .status(1)
+        .check();
+    let path = wat_file("component-reactor", "(component)");
+    Test::run(&path)
+        .stderr(&format!(
+            "error: `{path}` is a library (reactor), not a command: it exports no `wasi:cli/run`, so there \
+             is nothing to run; build it as a command (a binary with `fn main`)\n"
+        ))
+        .status(1)
+        .check();
+}
+
+#[test]
+fn async_components_are_named() {
+    for (name, wat) in [
+        ("stream", "(component (type (stream u8)))"),
+        ("future", "(component (type (future)))"),
+    ] {
+        let path = wat_file(name, wat);
+        Test::run(&path)
+            .stderr_contains(&format!(
+                "error: `{path}` uses the component model's async features (`stream`, `future` or async \
+                 functions, as WASI 0.3 components do), which Hive does not run yet: build it for WASI 0.2 \
+                 (`wasm32-wasip2`)\n\nCaused by:"
+            ))
+            .status(1)
+            .check();
+    }
+}
+
+/// wasip1 core modules run directly: args, env, stdio, preopens, and any
+/// exit code (the adapter route keeps only 0 and 1).
+#[test]
+fn p1_cli() {
+    Test::new()
+        .args(["run", "--env", "A=1", P1_CLI, "--flag"])
+        .stdout(&format!("argv[0]={P1_CLI}\nargv[1]=--flag\nenv A=1\n"))
+        .stderr("a line on stderr\n")
+        .check();
+    for code in [0, 3, 42, 255] {
+        Test::run(P1_CLI)
+            .args(["exit", &code.to_string()])
+            .any_stdout()
+            .any_stderr()
+            .status(code)
+            .check();
+    }
+    Test::run(P1_CLI)
+        .args(["stdin"])
+        .stdin("from stdin\n")
+        .stdout(&format!("argv[0]={P1_CLI}\nargv[1]=stdin\nFROM STDIN\n"))
+        .any_stderr()
+        .check();
+    let dir = temp_dir("p1-read");
+    std::fs::write(dir.join("in.txt"), "file contents\n").unwrap();
+    Test::new()
+        .args([
+            "run",
+            "--dir",
+            &format!("{}::/data", dir.display()),
+            P1_CLI,
+            "read",
+            "/data/in.txt",
+        ])
+        .stdout(&format!(
+            "argv[0]={P1_CLI}\nargv[1]=read\nargv[2]=/data/in.txt\nfile contents\n"
+        ))
+        .any_stderr()
+        .check();
+    assert_eq!(
+        std::fs::read_to_string(dir.join("in.txt.out")).unwrap(),
+        "written by a wasip1 guest\n"
+    );
+    // A read-only preopen holds for wasip1 too.
+    Test::new()
+        .args([
+            "run",
+            "--ro-dir",
+            &format!("{}::/data", dir.display()),
+            P1_CLI,
+            "read",
+            "/data/in.txt",
+        ])
+        .any_stdout()
+        .stderr_contains("a line on stderr")
+        .status(134)
+        .check();
+    // Memory limits hold for wasip1 modules too.
+    let grow = wat_file(
+        "p1-grow",
+        r#"(module (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+             (memory 1)
+             (func (export "_start") (call $exit (i32.add (i32.const 10) (memory.grow (i32.const 200))))))"#,
+    );
+    Test::new()
+        .args(["run", "--max-memory", "4M", &grow])
+        .stderr_contains(
+            "was refused memory: growing to 12.6M of linear memory would pass its limit of 4M",
+        )
+        .status(9)
+        .check();
+}
+
+/// `--cwd`: relative paths (and tools that default to `.`) resolve inside a
+/// preopen, for the root and its forked children.
+#[test]
+fn cwd() {
+    let dir = temp_dir("cwd");
+    std::fs::create_dir(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("sub/in.txt"), "relative\n").unwrap();
+    let preopen = format!("{}::/data", dir.display());
+    Test::new()
+        .args([
+            "run",
+            "--dir",
+            &preopen,
+            "--cwd",
+            "/data/sub",
+            CLI_READ_FILE,
+            "in.txt",
+        ])
+        .stdout("relative\n")
+        .check();
+    assert!(dir.join("sub/in.txt.out").exists());
+    Test::new()
+        .args([
+            "run",
+            "--dir",
+            &preopen,
+            "--cwd",
+            "/data",
+            CLI_READ_FILE,
+            "sub/in.txt",
+        ])
+        .stdout("relative\n")
+        .check();
+    // Read-only stays read-only through the cwd.
+    Test::new()
+        .args([
+            "run", "--ro-dir", &preopen, "--cwd", "/data", CLI_FS_OPS, "sub",
+        ])
+        .stdout(
+            "create: PermissionDenied\nwrite: PermissionDenied\ntruncate: PermissionDenied\n\
+                 rename: PermissionDenied\nmkdir: PermissionDenied\nremove: PermissionDenied\n\
+                 read: \"relative\\n\"\n",
+        )
+        .check();
+    // A forked child has the same working directory.
+    Test::new()
+        .args([
+            "run", "--ro-dir", &preopen, "--cwd", "/data", CLI_FS_OPS, "fork", "sub",
+        ])
+        .stdout(
+            "create: PermissionDenied\nwrite: PermissionDenied\ntruncate: PermissionDenied\n\
+                 rename: PermissionDenied\nmkdir: PermissionDenied\nremove: PermissionDenied\n\
+                 read: \"relative\\n\"\n",
+        )
+        .check();
+    for (cwd, why) in [
+        (
+            "/elsewhere",
+            "`--cwd /elsewhere`: `/elsewhere` is not inside any preopen; give it one, e.g. `--dir HOST::/elsewhere`",
+        ),
+        (
+            "data",
+            "`--cwd data`: give an absolute guest path without `..`",
+        ),
+        (
+            "/data/../x",
+            "`--cwd /data/../x`: give an absolute guest path without `..`",
+        ),
+        ("/data/nope", "is not a directory"),
+    ] {
+        Test::new()
+            .args(["run", "--dir", &preopen, "--cwd", cwd, CLI_HELLO])
+            .stderr_contains(why)
+            .status(1)
+            .check();
+    }
 }
 
 #[test]

@@ -124,6 +124,37 @@ fn fork_invalid_module_is_enoexec() {
         .check();
 }
 
+/// The README's "Writing a guest" example, run as the README says (from the
+/// checkout); and the same with its worker missing: the unhandled start
+/// error is what the user sees, not a panic in `send`.
+#[test]
+fn readme_example() {
+    let checkout = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    Test::run("target/guests/readme.wasm")
+        .cwd(checkout)
+        .stdout(
+            "[worker] started with \"arg\"\nchild says {\"done\":1}\n[worker] parent disconnected\n\
+             child exited: Some(0) None\nmy pid is 4194305\n",
+        )
+        .check();
+    Test::run(README)
+        .stderr("Uncaught Error: spawn target/guests/worker.wasm ENOENT (ENOENT)\n")
+        .status(1)
+        .check();
+}
+
+/// A wasip1 module forks like a component, with no channel.
+#[test]
+fn fork_wasip1_module() {
+    scenario(&["wasip1", P1_CLI])
+        .stdout(&format!(
+            "pid: true\nchild stdout:\nargv[0]={P1_CLI}\nargv[1]=exit\nargv[2]=7\nstatus Some(7) connected false\n"
+        ))
+        .check();
+}
+
 #[test]
 fn fork_bad_arguments() {
     scenario(&["bad-args"])

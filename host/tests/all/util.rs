@@ -28,6 +28,7 @@ pub struct Test {
     stderr_contains: Vec<String>,
     status: i32,
     cache: PathBuf,
+    cwd: PathBuf,
 }
 
 pub struct Output {
@@ -46,6 +47,7 @@ impl Test {
             stderr_contains: Vec::new(),
             status: 0,
             cache: shared_cache(),
+            cwd: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
         }
     }
 
@@ -61,6 +63,12 @@ impl Test {
 
     pub fn env(mut self, key: &str, value: &str) -> Test {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Run in `dir` (default: the `host` crate's directory).
+    pub fn cwd(mut self, dir: &Path) -> Test {
+        self.cwd = dir.to_owned();
         self
     }
 
@@ -110,7 +118,7 @@ impl Test {
     pub fn check(self) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_host"));
         cmd.args(&self.args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .current_dir(&self.cwd)
             .env("HOST_CACHE_DIR", &self.cache)
             .env_remove("HOST_LOG")
             .env_remove("RUST_BACKTRACE")
@@ -160,7 +168,7 @@ impl Test {
             panic!(
                 "\ncommand: host {:?}\ncwd: {}\nstatus: {status}\n{}\n--- full stdout\n{stdout}\n--- full stderr\n{stderr}",
                 self.args,
-                env!("CARGO_MANIFEST_DIR"),
+                self.cwd.display(),
                 problems.join("\n"),
             );
         }

@@ -69,6 +69,11 @@ async function main() {
         print(`send ${ok}`);
         break;
       }
+      case 'send-event': {
+        // No callback: a failed write is an 'error' event.
+        print(`send ${child.send(decode(a))}`);
+        break;
+      }
       case 'disconnect': child.disconnect(); break;
       case 'kill':
         try { print(`kill ${child.kill(a)}`); } catch (e) { print(`kill error ${e.code}`); }

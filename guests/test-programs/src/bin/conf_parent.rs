@@ -152,6 +152,15 @@ fn main() {
                     Err(e) => println!("send false\nsend error {e}"),
                 }
             }
+            // Node's `send` without a callback: a failure is an `error`
+            // event (Hive reports a dead channel's write that way anyway).
+            "send-event" => {
+                let text = conf_json::stringify(&step[1]).expect("sendable");
+                match p.child().send(hive::Message::Json(text)) {
+                    Ok(ok) => println!("send {ok}"),
+                    Err(e) => println!("send false\nerror {e}"),
+                }
+            }
             "disconnect" => {
                 if let Err(e) = p.child().disconnect() {
                     println!("error {e}");

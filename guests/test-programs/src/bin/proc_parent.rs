@@ -246,6 +246,24 @@ fn main() {
             print!("child stdout: {}", String::from_utf8_lossy(&out));
             println!("status {:?}", status.code);
         }
+        "wasip1" => {
+            // argv[2] is a wasip1 core module: it runs as a child with no
+            // channel (it has no Hive imports), its own args and exit code.
+            let opts = ForkOptions {
+                silent: true,
+                ..Default::default()
+            };
+            let child = fork(&args[2], &["exit", "7"], opts).unwrap();
+            println!("pid: {}", child.pid().is_some());
+            let stdout = child.stdout().unwrap();
+            let status = child.wait();
+            let mut out = Vec::new();
+            while let Ok(chunk) = stdout.blocking_read(4096) {
+                out.extend(chunk);
+            }
+            print!("child stdout:\n{}", String::from_utf8_lossy(&out));
+            println!("status {:?} connected {}", status.code, child.connected());
+        }
         "orphans" => {
             // A grandchild must not outlive its parent: the middle child
             // forks a spinning grandchild, then exits; this parent then checks
