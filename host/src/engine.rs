@@ -602,6 +602,23 @@ fn cwd_preopen(dirs: &[Preopen], cwd: &str) -> anyhow::Result<Preopen> {
         host.display(),
         dir.flag()
     );
+    // A relative path whose first name is another preopen's goes there.
+    for other in dirs {
+        let first = other
+            .guest
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or("");
+        if !first.is_empty() && host.join(first).exists() {
+            tracing::warn!(
+                "`{flag}`: relative paths under `{first}` reach the preopen `/{}`, not `{}`: \
+                 give that preopen another guest path",
+                other.guest.trim_start_matches('/'),
+                host.join(first).display()
+            );
+        }
+    }
     Ok(Preopen {
         host,
         guest: ".".into(),

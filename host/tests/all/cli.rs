@@ -347,6 +347,22 @@ fn cwd() {
                  read: \"relative\\n\"\n",
         )
         .check();
+    // wasi-libc resolves `sub/in.txt` as `/sub/in.txt`: with a preopen
+    // named `/sub`, that is where it goes. Said up front.
+    Test::new()
+        .args([
+            "run",
+            "--dir",
+            &format!("{}::/sub", dir.display()),
+            "--cwd",
+            "/sub",
+            CLI_READ_FILE,
+        ])
+        .args(["sub/in.txt"])
+        .stderr_contains("`--cwd /sub`: relative paths under `sub` reach the preopen `/sub`, not ")
+        .stderr_contains("cannot read sub/in.txt")
+        .status(1)
+        .check();
     for (cwd, why) in [
         (
             "/elsewhere",
