@@ -52,7 +52,14 @@ pub struct Child {
     /// Node's `spawnfile` and `spawnargs`.
     spawnfile: String,
     spawnargs: Vec<String>,
+    /// `EPIPE` errors reported for messages sent to a fork that never
+    /// started (at most `MAX_EPIPE_EVENTS`).
+    epipes: u32,
 }
+
+/// How many messages to a fork that never started are each reported as an
+/// `EPIPE` error; past that, `send` fails at once with `channel-closed`.
+const MAX_EPIPE_EVENTS: u32 = 1000;
 
 impl Child {
     fn new(id: u32, proc: Option<Arc<Proc>>) -> Child {
@@ -67,6 +74,7 @@ impl Child {
             output: None,
             spawnfile: String::new(),
             spawnargs: Vec::new(),
+            epipes: 0,
         }
     }
 
@@ -698,7 +706,8 @@ impl HostChild for HostState {
         child: Resource<Child>,
         msg: Message,
     ) -> wasmtime::Result<Result<bool, ErrorCode>> {
-        let child = self.table.get(&child)?;
+        let child_handle = child;
+        let child = self.table.get(&child_handle)?;
         let Some(channel) = &child.channel else {
             return Ok(Err(ErrorCode::ChannelClosed));
         };
@@ -711,8 +720,15 @@ impl HostChild for HostState {
         }
         let Some(proc) = &child.proc else {
             // A fork that never started (see `failed_child`): queued
-            // nowhere, reported as an event, after the start error.
+            // nowhere, reported as an event, after the start error — up to
+            // a bound, so a guest that sends in a loop without ever taking
+            // its events cannot grow its inbox without end.
             let id = child.id;
+            let child = self.table.get_mut(&child_handle)?;
+            child.epipes += 1;
+            if child.epipes > MAX_EPIPE_EVENTS {
+                return Ok(Err(ErrorCode::ChannelClosed));
+            }
             self.process.me.inbox.push(
                 Event::Child(ChildEvent {
                     id,

@@ -145,6 +145,17 @@ fn readme_example() {
         .check();
 }
 
+/// Sends to a fork that never started are EPIPE errors, up to a bound.
+#[test]
+fn flood_a_failed_fork() {
+    scenario(&["flood-failed"])
+        .stdout(&format!(
+            "sent 1000, refused 99000\n1 × close -2 null\n1 × disconnect\n\
+             1 × error ENOENT -2 spawn {PROC_CHILD}.missing\n1000 × error EPIPE -32 write\n"
+        ))
+        .check();
+}
+
 /// A wasip1 module forks like a component, with no channel.
 #[test]
 fn fork_wasip1_module() {

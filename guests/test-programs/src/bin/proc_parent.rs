@@ -246,6 +246,31 @@ fn main() {
             print!("child stdout: {}", String::from_utf8_lossy(&out));
             println!("status {:?}", status.code);
         }
+        "flood-failed" => {
+            // A hostile parent: sends to a fork that never started, in a
+            // loop, taking no events. The host must not queue without end.
+            let child = fork(
+                &format!("{}.missing", child_path()),
+                &[],
+                ForkOptions::default(),
+            )
+            .unwrap();
+            let (mut ok, mut err) = (0, 0);
+            for _ in 0..100_000 {
+                match child.send(Message::json(&"x")) {
+                    Ok(_) => ok += 1,
+                    Err(_) => err += 1,
+                }
+            }
+            println!("sent {ok}, refused {err}");
+            let mut counts = std::collections::BTreeMap::new();
+            while let Some(event) = child.next_event() {
+                *counts.entry(show(&event)).or_insert(0) += 1;
+            }
+            for (event, n) in counts {
+                println!("{n} × {event}");
+            }
+        }
         "wasip1" => {
             // argv[2] is a wasip1 core module: it runs as a child with no
             // channel (it has no Hive imports), its own args and exit code.
