@@ -25,12 +25,19 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(after_help = "Examples:\n  \
     host run target/guests/hello.wasm\n  \
-    host run --env NAME=value --env HOME app.wasm --flag input.txt\n  \
-    host run --dir ./data::/data app.wasm   # ./data is /data in the guest\n  \
-    host run --ro-dir .::/src --cwd /src rg.wasm TODO   # search . read-only\n  \
+    host run app.wasm --flag input.txt          # everything after app.wasm is the guest's\n  \
+    host run --env NAME=value --env HOME app.wasm\n  \
+    host run --inherit-env --env DEBUG=1 app.wasm\n  \
+    host run --dir ./data::/data app.wasm       # ./data is /data in the guest\n  \
+    host run --ro-dir .::/work --cwd /work rg.wasm TODO   # search . read-only\n  \
+    host run --argv0 rg rg.wasm --version\n  \
     host run --max-memory 2G python.wasm\n  \
-    host run --allow-net=127.0.0.1:8080 server.wasm\n  \
-    host run --allow-spawn=ls,git app.wasm\n\n\
+    host run --allow-spawn=ls,git app.wasm      # or --allow-spawn for any program\n  \
+    host run --allow-net=127.0.0.1:8080 server.wasm   # or --allow-net for any address\n  \
+    host run --allow-spawn --kill-grace-ms 500 supervisor.wasm\n  \
+    host run --no-cache app.wasm                # or --cache-dir /tmp/hive-cache\n  \
+    host run --max-procs 20000 actors.wasm\n  \
+    host run legacy-wasip1.wasm                 # a wasip1 core module runs as is\n\n\
     Exit status: the guest's code; 134 if it trapped; 128+N if killed by signal N; \
     1 for a host error; 2 for a usage error.")]
 pub struct RunCommand {
