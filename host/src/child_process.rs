@@ -220,7 +220,7 @@ impl Host for HostState {
         options: SpawnOptions,
     ) -> wasmtime::Result<Result<Resource<Child>, ErrorCode>> {
         let kill_signal = guest_try!(kill_signal(options.kill_signal.as_deref()));
-        let request = guest_try!(Request::new(
+        let mut request = guest_try!(Request::new(
             &command,
             &args,
             options.shell.as_deref(),
@@ -230,7 +230,7 @@ impl Host for HostState {
             [options.stdin, options.stdout, options.stderr],
             options.detached,
         ));
-        guest_try!(self.may_spawn(&request));
+        guest_try!(self.may_spawn(&mut request));
         let child = self.start_os(&request, options.timeout_ms, kill_signal, None);
         Ok(Ok(self.table.push(child)?))
     }
@@ -339,8 +339,14 @@ fn sync_error(code: &str, errno: i32, request: &Request) -> ErrorInfo {
 impl HostState {
     /// Checks the spawn capability; a denial is logged with the flag that
     /// would allow it.
-    fn may_spawn(&self, request: &Request) -> Result<(), ErrorCode> {
-        if self.process.caps.spawn.allows(&request.file) {
+    fn may_spawn(&self, request: &mut Request) -> Result<(), ErrorCode> {
+        if let Ok(program) = self
+            .process
+            .caps
+            .spawn
+            .program(&request.file, request.path_env())
+        {
+            request.program = program;
             return Ok(());
         }
         tracing::warn!(
@@ -459,7 +465,7 @@ impl HostState {
         options: ExecOptions,
     ) -> wasmtime::Result<Result<Resource<Child>, ErrorCode>> {
         let kill_signal = guest_try!(kill_signal(options.kill_signal.as_deref()));
-        let request = guest_try!(Request::new(
+        let mut request = guest_try!(Request::new(
             file,
             args,
             shell.as_deref(),
@@ -469,7 +475,7 @@ impl HostState {
             [StdioKind::Pipe; 3],
             false,
         ));
-        guest_try!(self.may_spawn(&request));
+        guest_try!(self.may_spawn(&mut request));
         let cmd = exec_cmd(file, args);
         let max_buffer = options.max_buffer.unwrap_or(os::DEFAULT_MAX_BUFFER);
         let child = self.start_os(
@@ -491,7 +497,7 @@ impl HostState {
         options: SyncOptions,
     ) -> Result<(Completed, Request, Signal), ErrorCode> {
         let kill_signal = kill_signal(options.kill_signal.as_deref())?;
-        let request = Request::new(
+        let mut request = Request::new(
             command,
             args,
             shell.as_deref(),
@@ -501,7 +507,7 @@ impl HostState {
             [StdioKind::Pipe, StdioKind::Pipe, options.stderr],
             false,
         )?;
-        self.may_spawn(&request)?;
+        self.may_spawn(&mut request)?;
         // The guest may be killed while it waits here: then the child must
         // die with the dropped future, so these children kill on drop.
         let done = match os::start(&request, &self.process.stdio, true) {

@@ -239,6 +239,7 @@ impl Hive {
             .context("failed to create the engine")?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        crate::filesystem::add_to_linker(&mut linker)?;
         crate::ctx::add_to_linker(&mut linker)?;
         let hive = Hive {
             inner: Arc::new(Inner {
@@ -425,6 +426,8 @@ impl Hive {
                     },
                 )
                 .expect("proc_exit has this signature");
+            crate::filesystem::add_to_core_linker(&mut linker)
+                .expect("path_symlink has this signature");
             linker
         })
     }

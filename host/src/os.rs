@@ -15,7 +15,7 @@ use crate::error::ExitStatus;
 use crate::pipe::Pipe;
 use crate::signal::Signal;
 use crate::table::{Proc, Stdio};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio as OsStdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,28 +51,74 @@ pub enum SpawnPolicy {
     Deny,
     /// Any program.
     All,
-    /// Programs named here: by name (`ls`, matching any `ls` found in
-    /// `PATH`) or by path (`/bin/ls`).
-    Only(Vec<String>),
+    /// Only these programs, by their canonical path.
+    Only(Vec<AllowedProgram>),
 }
 
+/// One `--allow-spawn` entry, resolved when the host starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedProgram {
+    /// As the user wrote it (`ls`, `/bin/ls`).
+    pub given: String,
+    /// The file that will run: the entry's path, or the first `given` in
+    /// the host's `PATH`, with every symlink resolved.
+    pub canonical: PathBuf,
+}
+
+impl AllowedProgram {
+    /// Resolves an entry: a path as is, a bare name over the host's `PATH`.
+    pub fn new(given: &str) -> Result<AllowedProgram, String> {
+        if given.is_empty() {
+            return Err(
+                "an empty list allows nothing: give `--allow-spawn` alone for any \
+                        program, or name programs"
+                    .into(),
+            );
+        }
+        let found = resolve(given, None).ok_or_else(|| {
+            format!("`{given}`: no such program (looked for it in the host's `PATH`)")
+        })?;
+        let canonical = found
+            .canonicalize()
+            .map_err(|e| format!("`{given}`: {e}"))?;
+        Ok(AllowedProgram {
+            given: given.to_owned(),
+            canonical,
+        })
+    }
+}
+
+/// Why a program may not run.
+#[derive(Debug)]
+pub struct Denied;
+
 impl SpawnPolicy {
-    /// Whether `program` (as the guest named it) may run.
-    pub fn allows(&self, program: &str) -> bool {
+    /// Decides whether `program` may run with `path_env` (the child's
+    /// `PATH`), and returns the file to execute — the decision is made on
+    /// exactly what will run.
+    ///
+    /// With a list, a bare name is looked up in the *host's* `PATH`, never
+    /// in one the guest chose (its directories may be guest-writable: a
+    /// symlink named `echo` there could be a shell), and the result must be
+    /// one of the allowed files after every symlink is resolved; that
+    /// resolved file is what runs. Without a list (`All`) the lookup is
+    /// Node's: the child's `PATH`, else the host's.
+    pub fn program(
+        &self,
+        program: &str,
+        path_env: Option<&str>,
+    ) -> Result<Option<PathBuf>, Denied> {
         match self {
-            SpawnPolicy::Deny => false,
-            SpawnPolicy::All => true,
+            SpawnPolicy::Deny => Err(Denied),
+            SpawnPolicy::All => Ok(resolve(program, path_env)),
             SpawnPolicy::Only(list) => {
-                let name = Path::new(program).file_name().and_then(|n| n.to_str());
-                list.iter().any(|allowed| {
-                    allowed == program
-                        || (!allowed.contains('/')
-                            && Some(allowed.as_str()) == name
-                            && !program.contains('/'))
-                        || Path::new(allowed).canonicalize().ok().is_some_and(|a| {
-                            which(program).is_some_and(|p| p.canonicalize().ok() == Some(a.clone()))
-                        })
-                })
+                let canonical = resolve(program, None)
+                    .and_then(|p| p.canonicalize().ok())
+                    .ok_or(Denied)?;
+                list.iter()
+                    .any(|a| a.canonical == canonical)
+                    .then_some(Some(canonical))
+                    .ok_or(Denied)
             }
         }
     }
@@ -83,15 +129,10 @@ impl SpawnPolicy {
     }
 }
 
-/// Finds `program` as `execvp` would, in the host's `PATH`.
-fn which(program: &str) -> Option<std::path::PathBuf> {
-    resolve(program, None)
-}
-
 /// Finds `program` as `execvp` would: a name with a `/` is a path; else the
 /// first executable file of that name in `path` (the child's `PATH`), or in
 /// the host's `PATH` when the child's environment has none.
-fn resolve(program: &str, path: Option<&str>) -> Option<std::path::PathBuf> {
+fn resolve(program: &str, path: Option<&str>) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     if program.contains('/') {
         return Some(program.into());
@@ -130,6 +171,9 @@ pub struct Request {
     pub env: Vec<(String, String)>,
     pub stdio: [StdioKind; 3],
     pub detached: bool,
+    /// The file to execute, as the spawn policy decided
+    /// ([`SpawnPolicy::program`]); `None` when it found none (ENOENT).
+    pub program: Option<PathBuf>,
 }
 
 impl Request {
@@ -184,7 +228,16 @@ impl Request {
             env,
             stdio,
             detached,
+            program: None,
         })
+    }
+
+    /// The child's `PATH`, if its environment has one.
+    pub fn path_env(&self) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -201,16 +254,13 @@ pub struct Started {
 /// `inherit`: the host's own file descriptors when the guest has them,
 /// otherwise a copy task into the guest's streams.
 pub fn start(request: &Request, parent: &Stdio, kill_on_drop: bool) -> std::io::Result<Started> {
-    // Resolve the program ourselves: given a bare name and a replaced
-    // environment, std would fork+exec to search PATH, and forking a host
-    // whose address space holds thousands of guest slots costs ~16 ms;
-    // with a path it uses posix_spawn (~0.5 ms).
-    let path_env = request
-        .env
-        .iter()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.as_str());
-    let program = resolve(&request.file, path_env)
+    // The policy resolved the program (`SpawnPolicy::program`): given a
+    // bare name and a replaced environment, std would fork+exec to search
+    // PATH, and forking a host whose address space holds thousands of guest
+    // slots costs ~16 ms; with a path it uses posix_spawn (~0.5 ms).
+    let program = request
+        .program
+        .as_ref()
         .ok_or_else(|| std::io::Error::from_raw_os_error(libc::ENOENT))?;
     let mut command = Command::new(program);
     command.args(&request.args);
@@ -566,13 +616,21 @@ mod tests {
 
     #[test]
     fn policy() {
-        assert!(!SpawnPolicy::Deny.allows("ls"));
-        assert!(SpawnPolicy::All.allows("anything"));
-        let only = SpawnPolicy::Only(vec!["echo".into(), "/bin/sh".into()]);
-        assert!(only.allows("echo"));
-        assert!(only.allows("/bin/sh"));
-        assert!(!only.allows("ls"));
-        assert!(!only.allows("./echo"));
+        assert!(SpawnPolicy::Deny.program("ls", None).is_err());
+        assert!(SpawnPolicy::All.program("anything", None).is_ok());
+        let only = SpawnPolicy::Only(vec![
+            AllowedProgram::new("echo").unwrap(),
+            AllowedProgram::new("/bin/sh").unwrap(),
+        ]);
+        let echo = only.program("echo", None).unwrap().unwrap();
+        assert_eq!(echo, AllowedProgram::new("echo").unwrap().canonical);
+        // The guest's PATH does not decide which `echo` runs.
+        assert_eq!(only.program("echo", Some("/nowhere")).unwrap(), Some(echo));
+        assert!(only.program("/bin/sh", None).is_ok());
+        assert!(only.program("ls", None).is_err());
+        assert!(only.program("./echo", None).is_err());
+        assert!(AllowedProgram::new("").is_err());
+        assert!(AllowedProgram::new("no-such-program-anywhere").is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use crate::capability::parse_size;
 use crate::engine::{Hive, HiveConfig, Preopen, RunOptions};
 use crate::error::ExitStatus;
 use crate::net::NetPolicy;
-use crate::os::SpawnPolicy;
+use crate::os::{AllowedProgram, SpawnPolicy};
 use anyhow::Context as _;
 use clap::Parser;
 use std::path::PathBuf;
@@ -84,8 +84,11 @@ pub struct RunCommand {
     /// or only those listed, by name (`ls`) or path (`/bin/ls`). Children
     /// never get more than their parent. `exec` runs `/bin/sh`, so it needs
     /// `sh` — which, like any shell, can run anything.
-    #[arg(long, value_name = "PROG,...", num_args = 0..=1, require_equals = true, value_delimiter = ',', default_missing_value = "")]
-    allow_spawn: Option<Vec<String>>,
+    /// Each entry is resolved once, when the host starts, to the file it
+    /// names (a bare name over the host's `PATH`, symlinks followed): a
+    /// guest may run exactly those files, whatever `PATH` it passes.
+    #[arg(long, value_name = "PROG,...", num_args = 0..=1, require_equals = true, value_delimiter = ',', value_parser = AllowedProgram::new)]
+    allow_spawn: Option<Vec<AllowedProgram>>,
 
     /// Let the guest use the network (TCP and UDP): any address and name
     /// lookup, or only the addresses listed — `IP:PORT`, `IP:*` (any port),
@@ -255,12 +258,6 @@ fn parse_net_entry(text: &str) -> Result<NetEntry, String> {
     NetPolicy::parse_entry(text).map(NetEntry)
 }
 
-/// An allow-list flag's value: `None` = absent, `Some(empty)` = plain flag
-/// (allow all), else the entries.
-fn allow_list(list: Option<Vec<String>>) -> Option<Vec<String>> {
-    list.map(|list| list.into_iter().filter(|p| !p.is_empty()).collect())
-}
-
 impl RunCommand {
     pub fn execute(self) -> anyhow::Result<ExitStatus> {
         let defaults = HiveConfig::default();
@@ -302,7 +299,7 @@ impl RunCommand {
             env,
             dirs: self.dirs.into_iter().chain(self.ro_dirs).collect(),
             stdio: None,
-            allow_spawn: match allow_list(self.allow_spawn) {
+            allow_spawn: match self.allow_spawn {
                 None => SpawnPolicy::Deny,
                 Some(list) if list.is_empty() => SpawnPolicy::All,
                 Some(list) => SpawnPolicy::Only(list),

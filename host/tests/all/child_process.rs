@@ -71,6 +71,64 @@ fn spawn_needs_the_capability() {
         .check();
 }
 
+/// The allow-list is decided on the file that will run. A guest that plants
+/// `D/echo -> /bin/sh` (here the test plants it: the guest itself may not
+/// create such a link) and spawns `echo` with `PATH=D` gets the real echo;
+/// naming the planted path is denied; an empty list is a usage error.
+#[test]
+fn allow_list_has_no_back_door() {
+    let dir = crate::util::temp_dir("spawn-planted");
+    std::os::unix::fs::symlink("/bin/sh", dir.join("echo")).unwrap();
+    let d = dir.display().to_string();
+    for path in [d.as_str(), ".", "/guest"] {
+        Test::new()
+            .args([
+                "run",
+                "--allow-spawn=echo",
+                "--dir",
+                &d,
+                "--dir",
+                &format!("{d}::/guest"),
+            ])
+            .args([OS_CASES, "run", "echo", path, "-c", "echo pwned"])
+            .cwd(&dir)
+            .stdout("stdout: -c echo pwned\n")
+            .check();
+    }
+    for planted in [format!("{d}/echo"), "./echo".into()] {
+        Test::new()
+            .args(["run", "--allow-spawn=echo", "--dir", &d])
+            .args([OS_CASES, "run", &planted, "/usr/bin:/bin", "-c", "echo pwned"])
+            .cwd(&dir)
+            .stdout("spawn failed: EPERM: this guest may not start OS programs (run the host with `--allow-spawn`)\n")
+            .stderr_contains(&format!("may not start `{planted}`"))
+            .check();
+    }
+    // `--allow-spawn=$PROGS` with `$PROGS` unset must not mean "anything".
+    Test::new()
+        .args(["run", "--allow-spawn=", OS_CASES, "echo"])
+        .stderr_contains("an empty list allows nothing")
+        .status(2)
+        .check();
+    Test::new()
+        .args(["run", "--allow-spawn=echo,", OS_CASES, "echo"])
+        .stderr_contains("an empty list allows nothing")
+        .status(2)
+        .check();
+    Test::new()
+        .args([
+            "run",
+            "--allow-spawn=no-such-program-anywhere",
+            OS_CASES,
+            "echo",
+        ])
+        .stderr_contains(
+            "`no-such-program-anywhere`: no such program (looked for it in the host's `PATH`)",
+        )
+        .status(2)
+        .check();
+}
+
 #[test]
 fn forked_children_inherit_the_capability() {
     Test::new()

@@ -332,7 +332,8 @@ fn cwd() {
         ])
         .stdout(
             "create: PermissionDenied\nwrite: PermissionDenied\ntruncate: PermissionDenied\n\
-                 rename: PermissionDenied\nmkdir: PermissionDenied\nremove: PermissionDenied\n\
+                 rename: PermissionDenied\nmkdir: PermissionDenied\nsymlink-out: PermissionDenied\n\
+                 symlink-in: PermissionDenied\nremove: PermissionDenied\n\
                  read: \"relative\\n\"\n",
         )
         .check();
@@ -343,7 +344,8 @@ fn cwd() {
         ])
         .stdout(
             "create: PermissionDenied\nwrite: PermissionDenied\ntruncate: PermissionDenied\n\
-                 rename: PermissionDenied\nmkdir: PermissionDenied\nremove: PermissionDenied\n\
+                 rename: PermissionDenied\nmkdir: PermissionDenied\nsymlink-out: PermissionDenied\n\
+                 symlink-in: PermissionDenied\nremove: PermissionDenied\n\
                  read: \"relative\\n\"\n",
         )
         .check();
@@ -637,7 +639,8 @@ fn cli_alloc() {
 #[test]
 fn cli_fs_ops() {
     let denied = "create: PermissionDenied\nwrite: PermissionDenied\ntruncate: PermissionDenied\n\
-                  rename: PermissionDenied\nmkdir: PermissionDenied\nremove: PermissionDenied\n\
+                  rename: PermissionDenied\nmkdir: PermissionDenied\nsymlink-out: PermissionDenied\n\
+                 symlink-in: PermissionDenied\nremove: PermissionDenied\n\
                   read: \"kept\\n\"\n";
     for how in [&["/d"][..], &["fork", "/d"]] {
         let dir = temp_dir("ro-dir");
@@ -667,9 +670,25 @@ fn cli_fs_ops() {
     let dir = temp_dir("rw-dir");
     std::fs::write(dir.join("in.txt"), "kept\n").unwrap();
     Test::new()
-        .args(["run", "--dir", &format!("{}::/d", dir.display()), CLI_FS_OPS, "/d"])
-        .stdout("create: ok\nwrite: ok\ntruncate: ok\nrename: ok\nmkdir: ok\nremove: NotFound\nread: NotFound\n")
+        .args([
+            "run",
+            "--dir",
+            &format!("{}::/d", dir.display()),
+            CLI_FS_OPS,
+            "/d",
+        ])
+        .stdout(
+            "create: ok\nwrite: ok\ntruncate: ok\nrename: ok\nmkdir: ok\n\
+             symlink-out: PermissionDenied\nsymlink-in: ok\nremove: NotFound\nread: NotFound\n",
+        )
         .check();
+    // A guest may not plant a link out of its preopen (for an OS child, or
+    // the user, to follow later); one inside is fine.
+    assert!(!dir.join("out").exists() && dir.join("out").symlink_metadata().is_err());
+    assert_eq!(
+        std::fs::read_link(dir.join("link")).unwrap(),
+        std::path::Path::new("in.txt")
+    );
 }
 
 #[test]

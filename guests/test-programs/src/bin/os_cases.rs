@@ -10,6 +10,8 @@
 //! - `os-to-wasm`: `echo hello` piped into a forked wasm child (upper-cases)
 //! - `wasm-to-os`: a forked wasm child's stdout piped into `wc -c`
 //! - `bad-args`: invalid spawn arguments, and a missing program
+//! - `run PROG PATH ARGS...`: `execFile(PROG, ARGS)` with the child's
+//!   `PATH` set to PATH; prints its stdout or the error
 use hive::{ExecOptions, ForkOptions, SpawnOptions, fork, spawn};
 
 fn me() -> String {
@@ -32,6 +34,20 @@ fn main() {
             let child = hive::exec_file("echo", &["hi"], ExecOptions::default()).expect("execFile");
             let out = child.output().unwrap();
             print!("echo said: {}", text(&out.stdout));
+        }
+        "run" => {
+            let options = ExecOptions {
+                env: Some(vec![("PATH".into(), args[3].clone())]),
+                ..Default::default()
+            };
+            let rest: Vec<&str> = args[4..].iter().map(String::as_str).collect();
+            match hive::exec_file(&args[2], &rest, options) {
+                Ok(child) => {
+                    let out = child.output().unwrap();
+                    print!("stdout: {}", text(&out.stdout));
+                }
+                Err(e) => println!("spawn failed: {e}"),
+            }
         }
         "denied" => match spawn("echo", &["hi"], SpawnOptions::default()) {
             Ok(_) => println!("spawn allowed"),
