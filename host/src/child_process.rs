@@ -398,7 +398,15 @@ impl HostState {
             }
         };
         let pid = started.pid;
-        let proc = Arc::new(Proc::new_os(pid, request.file.clone(), request.detached));
+        if started.group {
+            hive.watch_group(pid);
+        }
+        let proc = Arc::new(Proc::new_os(
+            pid,
+            request.file.clone(),
+            request.detached,
+            started.group,
+        ));
         me.inbox.push(
             Event::Child(ChildEvent {
                 id: pid,
@@ -423,7 +431,9 @@ impl HostState {
                 (child.stdout, child.stderr) =
                     os::pump_outputs(&proc, started.stdout.take(), started.stderr.take());
                 tokio::spawn(async move {
-                    let status = started.child.wait().await.map(os::exit_status);
+                    let raw = started.child.wait().await;
+                    tracing::debug!(?raw, "os child reaped");
+                    let status = raw.map(os::exit_status);
                     finish_os(&hive, proc, me, status.unwrap_or(ExitStatus::Code(1)));
                 });
             }
@@ -510,11 +520,16 @@ impl HostState {
         self.may_spawn(&mut request)?;
         // The guest may be killed while it waits here: then the child must
         // die with the dropped future, so these children kill on drop.
+        let hive = self.process.hive.clone();
         let done = match os::start(&request, &self.process.stdio, true) {
             Ok(started) => {
+                let (pid, group) = (started.pid, started.group);
+                if group {
+                    hive.watch_group(pid);
+                }
                 let timeout = options.timeout_ms.map(Duration::from_millis);
                 let max_buffer = options.max_buffer.unwrap_or(os::DEFAULT_MAX_BUFFER);
-                os::complete(
+                let done = os::complete(
                     started,
                     None,
                     options.input,
@@ -522,7 +537,11 @@ impl HostState {
                     timeout,
                     kill_signal,
                 )
-                .await
+                .await;
+                if group {
+                    hive.group_reaped(pid);
+                }
+                done
             }
             Err(err) => Completed::failed(os::spawn_error(&request, &err, "spawnSync")),
         };
@@ -573,6 +592,9 @@ fn exec_cmd(file: &str, args: &[String]) -> String {
 fn finish_os(hive: &crate::Hive, proc: Arc<Proc>, parent: Arc<Proc>, status: ExitStatus) {
     proc.set_status(status);
     let pid = proc.pid;
+    if proc.os.is_some_and(|os| os.group) {
+        hive.group_reaped(pid);
+    }
     report_end(proc, parent, status);
     hive.inner.os_children.lock().unwrap().remove(&pid);
     hive.inner.os_reaped.notify_waiters();

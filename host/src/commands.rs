@@ -19,7 +19,13 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    Run(RunCommand),
+    Run(Box<RunCommand>),
+    /// The host's sentinel (see `sentinel.rs`); started by the host itself.
+    #[command(name = "__sentinel", hide = true)]
+    Sentinel {
+        #[arg(long)]
+        grace_ms: u64,
+    },
 }
 
 impl Cli {
@@ -27,6 +33,10 @@ impl Cli {
     pub fn execute(self) -> anyhow::Result<ExitStatus> {
         match self.command {
             Command::Run(run) => run.execute(),
+            Command::Sentinel { grace_ms } => {
+                crate::sentinel::serve(std::time::Duration::from_millis(grace_ms));
+                Ok(ExitStatus::Code(0))
+            }
         }
     }
 }

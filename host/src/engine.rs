@@ -46,6 +46,11 @@ pub struct HiveConfig {
     /// How long an OS child gets between SIGTERM and SIGKILL when its parent
     /// ends.
     pub kill_grace: Duration,
+    /// A `host` binary to run as the sentinel (`host __sentinel`), which
+    /// ends the OS children's process groups if this host dies without
+    /// cleaning up (`kill -9`). `host run` sets its own; an embedder
+    /// without one gets no sentinel.
+    pub sentinel: Option<PathBuf>,
 }
 
 impl Default for HiveConfig {
@@ -55,6 +60,7 @@ impl Default for HiveConfig {
             max_procs: 2048,
             max_memory: DEFAULT_MAX_MEMORY,
             kill_grace: Duration::from_secs(3),
+            sentinel: None,
         }
     }
 }
@@ -228,6 +234,10 @@ pub(crate) struct Inner {
     /// Live OS children, so the host can wait for them before it exits.
     pub os_children: Mutex<HashMap<u32, Arc<Proc>>>,
     pub os_reaped: tokio::sync::Notify,
+    /// The sentinel's program ([`HiveConfig::sentinel`]).
+    sentinel_program: Option<PathBuf>,
+    /// Started with the first OS child (`None` if it could not start).
+    sentinel: std::sync::OnceLock<Option<crate::sentinel::Sentinel>>,
 }
 
 impl Hive {
@@ -254,6 +264,8 @@ impl Hive {
                 max_memory: config.max_memory,
                 os_children: Mutex::default(),
                 os_reaped: tokio::sync::Notify::new(),
+                sentinel_program: config.sentinel,
+                sentinel: std::sync::OnceLock::new(),
             }),
         };
         spawn_epoch_ticker(Arc::downgrade(&hive.inner));
@@ -465,6 +477,11 @@ impl Hive {
     /// ends, every process it left behind is ended too (a process's children
     /// end with it).
     pub async fn run(&self, options: RunOptions) -> anyhow::Result<ExitStatus> {
+        Ok(self.start(options).await?.wait().await)
+    }
+
+    /// Starts the root guest; [`Hive::run`] without the wait.
+    pub(crate) async fn start(&self, options: RunOptions) -> anyhow::Result<Arc<Proc>> {
         for dir in &options.dirs {
             match std::fs::metadata(&dir.host) {
                 Ok(meta) if meta.is_dir() => {}
@@ -514,12 +531,61 @@ impl Hive {
             }),
             cwd: options.cwd,
         };
-        let handle = self.inner.table.spawn(self, spec, |_| {})?;
-        Ok(handle.wait().await)
+        Ok(self.inner.table.spawn(self, spec, |_| {})?)
     }
 }
 
 impl Hive {
+    /// Has the sentinel end OS process group `pgid` if the host dies.
+    pub(crate) fn watch_group(&self, pgid: u32) {
+        if let Some(sentinel) = self.sentinel() {
+            sentinel.watch(pgid);
+        }
+    }
+
+    /// Group `pgid`'s leader was reaped.
+    pub(crate) fn group_reaped(&self, pgid: u32) {
+        if let Some(sentinel) = self.sentinel() {
+            sentinel.reaped(pgid);
+        }
+    }
+
+    fn sentinel(&self) -> Option<&crate::sentinel::Sentinel> {
+        self.inner
+            .sentinel
+            .get_or_init(|| {
+                let program = self.inner.sentinel_program.as_ref()?;
+                crate::sentinel::Sentinel::start(program, self.inner.kill_grace)
+                    .inspect_err(|e| {
+                        tracing::warn!(
+                            "could not start the sentinel ({e}): OS children may outlive a killed host"
+                        )
+                    })
+                    .ok()
+            })
+            .as_ref()
+    }
+}
+
+impl Hive {
+    /// SIGKILLs every OS child, with its group, now.
+    pub(crate) fn kill_os_children(&self) {
+        let live: Vec<_> = self
+            .inner
+            .os_children
+            .lock()
+            .unwrap()
+            .values()
+            .cloned()
+            .collect();
+        for proc in live.iter().filter(|p| p.os.is_some_and(|os| !os.detached)) {
+            if proc.os.is_some_and(|os| os.group) {
+                let _ = crate::unix::kill_group(proc.pid, Signal::KILL.number());
+            }
+            proc.signal(Signal::KILL);
+        }
+    }
+
     /// Ends every process this host runs: wasm processes at once, OS
     /// children with SIGTERM, then SIGKILL after the grace period; waits
     /// until every OS child that is not detached has been reaped.
@@ -546,9 +612,7 @@ impl Hive {
             }
             if tokio::time::Instant::now() >= deadline {
                 // The grace timers should have done this; do not hang.
-                for proc in &live {
-                    proc.signal(Signal::KILL);
-                }
+                self.kill_os_children();
                 let _ = tokio::time::timeout(Duration::from_millis(500), reaped).await;
                 return;
             }

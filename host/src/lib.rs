@@ -38,6 +38,7 @@ mod net;
 mod os;
 mod pipe;
 pub mod process;
+mod sentinel;
 mod signal;
 mod table;
 mod unix;

@@ -248,6 +248,8 @@ pub struct Started {
     pub stdin: Option<tokio::process::ChildStdin>,
     pub stdout: Option<tokio::process::ChildStdout>,
     pub stderr: Option<tokio::process::ChildStderr>,
+    /// Whether it leads its own process group.
+    pub group: bool,
 }
 
 /// Starts the program. `parent` is the spawning guest's stdio, for
@@ -276,8 +278,18 @@ pub fn start(request: &Request, parent: &Stdio, kill_on_drop: bool) -> std::io::
     // Sync children live in the caller's future: if that is dropped (the
     // guest was killed mid-call) the child must die too.
     command.kill_on_drop(kill_on_drop);
+    // Every child that is not detached leads a process group of its own,
+    // so that it ends with its descendants (see `sentinel`) — except one
+    // that reads the host's terminal: outside the terminal's foreground
+    // group it would be stopped (SIGTTIN), so it stays in ours, as in Node.
+    let reads_terminal = request.stdio[0] == StdioKind::Inherit
+        && parent.is_host
+        && std::io::IsTerminal::is_terminal(&std::io::stdin());
+    let group = !request.detached && !reads_terminal;
     if request.detached {
         crate::unix::detach(&mut command);
+    } else if group {
+        command.process_group(0);
     }
     let [stdin, stdout, stderr] = request.stdio;
     let forward = |kind: StdioKind| match kind {
@@ -316,6 +328,7 @@ pub fn start(request: &Request, parent: &Stdio, kill_on_drop: bool) -> std::io::
         stderr: err,
         child,
         pid,
+        group,
     })
 }
 
@@ -367,9 +380,10 @@ pub fn exit_status(status: std::process::ExitStatus) -> ExitStatus {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(code), _) => ExitStatus::Code(code),
-        (None, Some(signal)) => {
-            ExitStatus::Signal(Signal::parse(&signal.to_string()).unwrap_or(Signal::KILL))
-        }
+        (None, Some(signal)) => match Signal::from_number(signal) {
+            Some(signal) => ExitStatus::Signal(signal),
+            None => ExitStatus::Code(128 + signal),
+        },
         (None, None) => ExitStatus::Code(1),
     }
 }

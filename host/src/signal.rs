@@ -53,6 +53,13 @@ const SIGNALS: &[(&str, u8, DefaultAction)] = {
     ]
 };
 
+/// Names of the real-time signals 32..=64: their numbers.
+const REALTIME: [&str; 33] = [
+    "32", "33", "34", "35", "36", "37", "38", "39", "40", "41", "42", "43", "44", "45", "46", "47",
+    "48", "49", "50", "51", "52", "53", "54", "55", "56", "57", "58", "59", "60", "61", "62", "63",
+    "64",
+];
+
 impl Signal {
     pub const HUP: Signal = Signal(1);
     pub const INT: Signal = Signal(2);
@@ -77,7 +84,21 @@ impl Signal {
 
     /// The canonical name (`SIGTERM`), as Node reports `signalCode`.
     pub fn name(self) -> &'static str {
-        SIGNALS.iter().find(|s| s.1 == self.0).map_or("0", |s| s.0)
+        match SIGNALS.iter().find(|s| s.1 == self.0) {
+            Some(s) => s.0,
+            // Real-time signals have no fixed name: their number, as text.
+            None => REALTIME
+                .get(usize::from(self.0).wrapping_sub(32))
+                .copied()
+                .unwrap_or("0"),
+        }
+    }
+
+    /// The signal an OS process was killed by: a known one, or a real-time
+    /// one (32..=64), by number.
+    pub fn from_number(n: i32) -> Option<Signal> {
+        let n = u8::try_from(n).ok()?;
+        (SIGNALS.iter().any(|s| s.1 == n) || (32..=64).contains(&n)).then_some(Signal(n))
     }
 
     /// What the signal does without a handler.
@@ -108,6 +129,15 @@ mod tests {
         assert_eq!(Signal::parse("SIGFOO"), None);
         assert_eq!(Signal::parse("TERM"), None);
         assert_eq!(Signal::parse("99"), None);
+    }
+
+    #[test]
+    fn realtime_signals_by_number() {
+        assert_eq!(Signal::from_number(34).map(Signal::name), Some("34"));
+        assert_eq!(Signal::from_number(64).map(Signal::name), Some("64"));
+        assert_eq!(Signal::from_number(15), Some(Signal::TERM));
+        assert_eq!(Signal::from_number(65), None);
+        assert_eq!(Signal::from_number(0), None);
     }
 
     #[test]

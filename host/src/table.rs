@@ -158,6 +158,10 @@ pub struct Proc {
 #[derive(Debug, Clone, Copy)]
 pub struct OsKind {
     pub detached: bool,
+    /// Whether it leads its own process group (its descendants with it),
+    /// which ends with it when its parent ends (and with the host, through
+    /// the sentinel).
+    pub group: bool,
 }
 
 impl Proc {
@@ -179,9 +183,9 @@ impl Proc {
     }
 
     /// The record of a spawned OS process with real pid `pid`.
-    pub fn new_os(pid: u32, name: String, detached: bool) -> Proc {
+    pub fn new_os(pid: u32, name: String, detached: bool, group: bool) -> Proc {
         Proc {
-            os: Some(OsKind { detached }),
+            os: Some(OsKind { detached, group }),
             ..Proc::new(pid, name, None)
         }
     }
@@ -650,7 +654,20 @@ pub fn report_end(proc: Arc<Proc>, parent: Arc<Proc>, status: ExitStatus) {
 }
 
 /// SIGTERM now, SIGKILL after `grace` unless the process ended by then.
+/// An OS child leading its own group gets both as a group, so that its
+/// descendants end too — even those left running after it exited.
 pub fn terminate(proc: Arc<Proc>, grace: std::time::Duration) {
+    if proc.os.is_some_and(|os| os.group) {
+        if !crate::unix::kill_group(proc.pid, Signal::TERM.number()).unwrap_or(false) {
+            return;
+        }
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(grace, proc.wait()).await;
+            // The leader may be gone; what is left of its group is not.
+            let _ = crate::unix::kill_group(proc.pid, Signal::KILL.number());
+        });
+        return;
+    }
     if !proc.signal(Signal::TERM) {
         return;
     }

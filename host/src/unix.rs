@@ -1,6 +1,6 @@
 //! The few things Hive needs from the OS that safe Rust does not offer:
-//! sending a signal to a pid, starting a child in its own session, and
-//! sizing pipe buffers.
+//! sending a signal to a pid or a process group, starting a child in its
+//! own session, and sizing pipe buffers.
 #![expect(unsafe_code, reason = "thin wrappers over two libc calls")]
 
 use std::io;
@@ -20,6 +20,32 @@ pub fn kill(pid: u32, signal: u8) -> io::Result<bool> {
         Some(libc::ESRCH) => Ok(false),
         _ => Err(err),
     }
+}
+
+/// Sends `signal` to every process in group `pgid` (`kill(-pgid)`);
+/// `Ok(false)` if the group is empty.
+pub fn kill_group(pgid: u32, signal: u8) -> io::Result<bool> {
+    let pgid =
+        libc::pid_t::try_from(pgid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    if pgid <= 1 {
+        // -1 would be every process we may signal; never.
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    let rc = unsafe { libc::kill(-pgid, libc::c_int::from(signal)) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::ESRCH) => Ok(false),
+        _ => Err(err),
+    }
+}
+
+/// Whether group `pgid` has a member (one we may not signal counts).
+pub fn group_exists(pgid: u32) -> bool {
+    kill_group(pgid, 0).unwrap_or_else(|e| e.raw_os_error() == Some(libc::EPERM))
 }
 
 /// Makes the child call `setsid()` before exec, so it leads a new session

@@ -3,7 +3,8 @@
 //! (`conf_parent.wasm`, driven in-process), and the event traces must be equal.
 //!
 //! A scenario may state where Hive deliberately differs (`hive_extra`: lines
-//! Hive prints that Node does not, with `why`). `KNOWN_FAILURES` lists
+//! Hive prints that Node does not; `hive_instead`: `[node line, hive line]`
+//! pairs; both with `why`). `KNOWN_FAILURES` lists
 //! scenarios expected to fail, each with a reason; a listed scenario that
 //! passes fails the run, so the list cannot rot.
 //!
@@ -156,6 +157,24 @@ fn compare(case: &Case, node: Vec<String>, mut hive: Vec<String>) -> Outcome {
         .cloned()
         .unwrap_or_default();
     let mut adjusted = hive.clone();
+    // `hive_instead`: [node line, the line Hive prints in its place].
+    for pair in case.json["hive_instead"].as_array().into_iter().flatten() {
+        let (Some(node_line), Some(hive_line)) = (pair[0].as_str(), pair[1].as_str()) else {
+            panic!(
+                "{}: hive_instead entries are [node line, hive line]",
+                case.name
+            );
+        };
+        match adjusted.iter().position(|l| l == hive_line) {
+            Some(at) => adjusted[at] = node_line.to_owned(),
+            None => {
+                hive.push(format!(
+                    "(expected Hive to print {hive_line:?} instead of {node_line:?}, as the scenario says)"
+                ));
+                return Outcome::Fail { node, hive };
+            }
+        }
+    }
     for line in extra.iter().filter_map(Value::as_str) {
         if let Some(at) = adjusted.iter().position(|l| l == line) {
             adjusted.remove(at);

@@ -6,6 +6,7 @@ use crate::engine::{Hive, HiveConfig, Preopen, RunOptions};
 use crate::error::ExitStatus;
 use crate::net::NetPolicy;
 use crate::os::{AllowedProgram, SpawnPolicy};
+use crate::signal::Signal;
 use anyhow::Context as _;
 use clap::Parser;
 use std::path::PathBuf;
@@ -258,6 +259,41 @@ fn parse_net_entry(text: &str) -> Result<NetEntry, String> {
     NetPolicy::parse_entry(text).map(NetEntry)
 }
 
+/// SIGTERM, SIGINT and SIGHUP sent to the host.
+struct HostSignals([tokio::signal::unix::Signal; 3]);
+
+impl HostSignals {
+    fn new() -> std::io::Result<HostSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(HostSignals([
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::hangup())?,
+        ]))
+    }
+
+    /// Delivers each signal to the root guest, as if sent to it: a root
+    /// with a handler gets it as an event and decides; one without ends at
+    /// once (so the host exits 128+N), and the tree ends with it. A signal
+    /// while the tree is already ending skips the rest of the grace period.
+    async fn forward(mut self, hive: Hive, root: std::sync::Arc<crate::table::Proc>) {
+        let [term, int, hup] = &mut self.0;
+        loop {
+            let signal = tokio::select! {
+                _ = term.recv() => Signal::TERM,
+                _ = int.recv() => Signal::INT,
+                _ = hup.recv() => Signal::HUP,
+            };
+            tracing::debug!(signal = signal.name(), "host received a signal");
+            if root.status().is_some() {
+                hive.kill_os_children();
+            } else {
+                root.signal(signal);
+            }
+        }
+    }
+}
+
 impl RunCommand {
     pub fn execute(self) -> anyhow::Result<ExitStatus> {
         let defaults = HiveConfig::default();
@@ -272,6 +308,7 @@ impl RunCommand {
                 (false, Some(dir)) => Some(dir),
                 (false, None) => defaults.cache_dir.clone(),
             },
+            sentinel: std::env::current_exe().ok(),
         };
         let mut env: Vec<(String, String)> = if self.inherit_env {
             std::env::vars().collect()
@@ -314,11 +351,17 @@ impl RunCommand {
             .context("failed to start the tokio runtime")?;
         let status = runtime.block_on(async {
             let hive = Hive::new(config)?;
-            let status = hive.run(options).await;
+            // Before the guest runs: from here on SIGTERM, SIGINT and SIGHUP
+            // no longer end the host at once, leaving the tree behind.
+            let signals = HostSignals::new().context("failed to handle signals")?;
+            let root = hive.start(options).await?;
+            let forwarding = tokio::spawn(signals.forward(hive.clone(), root.clone()));
+            let status = root.wait().await;
             // The root is gone: end whatever is left (OS children get
             // SIGTERM, then SIGKILL after the grace period).
             hive.shutdown().await;
-            status
+            forwarding.abort();
+            Ok(status)
         });
         // Guests blocked reading stdin live on a worker thread; do not wait.
         runtime.shutdown_background();

@@ -5,4 +5,5 @@ mod child_process;
 mod cli;
 mod net;
 mod process;
+mod signals;
 mod util;

@@ -10,6 +10,11 @@
 //! - `os-to-wasm`: `echo hello` piped into a forked wasm child (upper-cases)
 //! - `wasm-to-os`: a forked wasm child's stdout piped into `wc -c`
 //! - `bad-args`: invalid spawn arguments, and a missing program
+//! - `tree N [handle] [stubborn]`: spawns N children — every other one a
+//!   shell with two grandchildren (`stubborn`: ones that ignore SIGTERM) —
+//!   prints `ready PID...`, then runs until signalled; with `handle` a
+//!   SIGTERM prints `got SIGTERM` and exits 7
+//! - `realtime`: a child that kills itself with real-time signal 36
 //! - `run PROG PATH ARGS...`: `execFile(PROG, ARGS)` with the child's
 //!   `PATH` set to PATH; prints its stdout or the error
 use hive::{ExecOptions, ForkOptions, SpawnOptions, fork, spawn};
@@ -48,6 +53,46 @@ fn main() {
                 }
                 Err(e) => println!("spawn failed: {e}"),
             }
+        }
+        "tree" => {
+            let n: usize = args[2].parse().unwrap();
+            let stubborn = args.iter().any(|a| a == "stubborn");
+            let grandchildren = if stubborn {
+                "trap '' TERM; sleep 30 & sleep 30 & wait"
+            } else {
+                "sleep 30 & sleep 30 & wait"
+            };
+            let opts = || SpawnOptions {
+                stdio: [hive::Stdio::Ignore; 3],
+                ..Default::default()
+            };
+            let mut pids = Vec::new();
+            let mut children = Vec::new();
+            for i in 0..n {
+                let child = if i % 2 == 0 {
+                    spawn("sleep", &["30"], opts()).unwrap()
+                } else {
+                    spawn("sh", &["-c", grandchildren], opts()).unwrap()
+                };
+                pids.push(child.pid().unwrap().to_string());
+                children.push(child);
+            }
+            if args.iter().any(|a| a == "handle") {
+                hive::process::on_signal("SIGTERM", |_| {
+                    println!("got SIGTERM");
+                    hive::process::exit(7);
+                })
+                .unwrap();
+            }
+            // Let the shells start their grandchildren.
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            println!("ready {}", pids.join(" "));
+            hive::run();
+        }
+        "realtime" => {
+            let child = spawn("sh", &["-c", "kill -36 $$"], SpawnOptions::default()).unwrap();
+            let (code, signal) = hive::status_fields(&child.wait());
+            println!("code {code} signal {signal}");
         }
         "denied" => match spawn("echo", &["hi"], SpawnOptions::default()) {
             Ok(_) => println!("spawn allowed"),
