@@ -33,6 +33,9 @@ WORKLOADS = [
     ("fork + exit, median", "median_us", "µs", False, ("forkexit", 1000), ("forkexit", 50)),
     ("round trip 16 B, median", "median_us", "µs", False, ("rtt", 20000, 16), ("rtt", 5000, 16)),
     ("round trip 64 KiB, median", "median_us", "µs", False, ("rtt", 2000, 65536), ("rtt", 100, 65536)),
+    ("round trips 16 B, no spinner", "rtt_per_s", "rt/s", True, ("rtt-spin", 20000, 16, 0), ("rtt-spin", 5000, 16, 0)),
+    ("round trips 16 B, 1 CPU-bound sibling", "rtt_per_s", "rt/s", True, ("rtt-spin", 20000, 16, 1), ("rtt-spin", 5000, 16, 1)),
+    ("round trips 16 B, 2 CPU-bound siblings", "rtt_per_s", "rt/s", True, ("rtt-spin", 20000, 16, 2), ("rtt-spin", 5000, 16, 2)),
     ("one way 16 B", "msgs_per_s", "msg/s", True, ("throughput", 1000000, 16), ("throughput", 200000, 16)),
     ("one way 1 KiB", "msgs_per_s", "msg/s", True, ("throughput", 500000, 1024), ("throughput", 50000, 1024)),
     ("one way 64 KiB", "msgs_per_s", "msg/s", True, ("throughput", 20000, 65536), ("throughput", 1000, 65536)),
@@ -165,6 +168,22 @@ def fmt(samples):
     return med, f"{med:,.2f} ({min(samples):,.2f}–{max(samples):,.2f})"
 
 
+def spinner_share_rows(cache):
+    """What CPU-bound siblings leave of a guest's round-trip rate (target:
+    ≥ 75% with one spinner, ≥ 25% with as many as cores)."""
+    rows = []
+    base = {side: statistics.median(r["rtt_per_s"] for r in cache[(side, (mode, n, 16, 0))])
+            for side, mode, n in (("hive", "rtt-spin", 20000), ("node", "rtt-spin", 5000))}
+    for spinners in (1, 2):
+        share = {}
+        for side, n in (("hive", 20000), ("node", 5000)):
+            runs = cache[(side, ("rtt-spin", n, 16, spinners))]
+            share[side] = statistics.median(r["rtt_per_s"] for r in runs) / base[side] * 100
+        rows.append((f"share of the unloaded round-trip rate left, {spinners} spinner(s) (%)",
+                     f"{share['hive']:.0f}", f"{share['node']:.0f}", share["hive"] / share["node"]))
+    return rows
+
+
 def spawn_and_memory_rows(cache):
     """The posix_spawn floor and memory per idle child."""
     rows = []
@@ -187,6 +206,7 @@ def main():
         ratio = (h / n) if higher else (n / h)
         rows.append((f"{label} ({unit})", htext, ntext, ratio))
     if workloads:
+        rows += spinner_share_rows(cache)
         rows += spawn_and_memory_rows(cache)
     start_rows = startup_rows()
 

@@ -189,6 +189,28 @@ async function benchRtt(n, size) {
   return `round_trip_${size}B median_us=${median.toFixed(2)} p99_us=${p99.toFixed(2)}`;
 }
 
+// Round trips while `spinners` CPU-bound children run (the kernel's
+// preemption is Node's answer; Hive's is in host/src/preempt.rs).
+async function benchRttSpin(n, size, spinners) {
+  const spinning = Array.from({ length: spinners }, () => spawnChild('spin'));
+  const c = spawnChild('echo');
+  const payload = makePayload(size);
+  let t0;
+  await new Promise((resolve) => {
+    let i = -1;
+    c.on('message', () => {
+      if (i === -1) t0 = now();
+      if (++i === n) { resolve(); return; }
+      c.send(payload);
+    });
+    c.send(payload);
+  });
+  const secs = Number(now() - t0) / 1e9;
+  for (const s of spinning) { live.delete(s); s.removeAllListeners('exit'); s.kill('SIGKILL'); }
+  await disconnect(c);
+  return `round_trips_${spinners}_spinners rtt_per_s=${(n / secs).toFixed(0)}`;
+}
+
 async function benchThroughput(n, size) {
   const c = spawnChild('sink', 'pipe');
   let out = '';
@@ -388,6 +410,7 @@ async function main() {
     case 'fork': line = await benchFork(n); break;
     case 'forkexit': line = await benchForkExit(n); break;
     case 'rtt': line = await benchRtt(n, size); break;
+    case 'rtt-spin': line = await benchRttSpin(n, size, Number(process.argv[5] || 2)); break;
     case 'throughput': line = await benchThroughput(n, size); break;
     case 'parallel': line = await benchParallel(n); break;
     case 'idle': line = await benchIdle(n); break;

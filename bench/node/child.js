@@ -7,6 +7,7 @@
 //   sink   count messages until disconnect, then write the count (decimal,
 //          one line) to stdout and exit; bench.js pipes it and checks it
 //   exit   send 'ready', then disconnect and exit
+//   spin   compute forever (`for (;;) {}`), until killed
 // Every role exits by itself once the IPC channel is gone (empty event loop).
 
 if (typeof process.send !== 'function') {
@@ -35,6 +36,10 @@ switch (role) {
     process.on('disconnect', () => { process.stdout.write(`${count}\n`); });
     break;
   }
+
+  case 'spin':
+    // CPU-bound forever; the parent kills it.
+    for (;;) { /* spin */ }
 
   case 'exit':
     // Disconnect only once 'ready' is written to the channel.

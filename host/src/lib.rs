@@ -37,6 +37,7 @@ mod message;
 mod net;
 mod os;
 mod pipe;
+mod preempt;
 pub mod process;
 mod sentinel;
 mod signal;

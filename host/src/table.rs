@@ -388,7 +388,7 @@ impl ProcessTable {
             spec.parent,
         );
         tracing::trace!(bytes = size_of_val(&task), "process task size");
-        tokio::spawn(task);
+        tokio::spawn(hive.inner.preempt.task(task));
         Ok(proc)
     }
 
@@ -459,8 +459,16 @@ fn new_store<T: 'static>(
     let mut store = Store::new(&hive.inner.engine, state);
     store.limiter(move |state| limiter(state) as &mut dyn wasmtime::ResourceLimiter);
     // Yield to other tasks at every epoch tick, so a busy guest neither
-    // starves the others nor escapes `kill`.
-    store.epoch_deadline_async_yield_and_update(1);
+    // starves the others nor escapes `kill`. Through tokio's `yield_now`:
+    // a plain self-wake would land in the worker's LIFO slot and run the
+    // busy guest again at once, ahead of the tasks it was to make room for.
+    store.epoch_deadline_callback(|_| {
+        crate::preempt::yielding();
+        Ok(wasmtime::UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(tokio::task::yield_now()),
+        ))
+    });
     store
 }
 

@@ -5,6 +5,7 @@
 //! - `idle`: sends `"ready"` and blocks until disconnected
 //! - `exit`: exits at once
 //! - `burst M`: sends M messages, then exits
+//! - `spin`: computes forever (`loop {}`), until killed
 use hive::process;
 
 fn main() {
@@ -19,6 +20,12 @@ fn main() {
             }
         }
         "exit" => {}
+        "spin" => {
+            let mut x = 0u64;
+            loop {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+        }
         "burst" => {
             let m: u64 = std::env::args().nth(2).unwrap().parse().unwrap();
             for i in 0..m {

@@ -170,6 +170,34 @@ fn main() {
             let (median, p99) = percentiles(samples);
             println!("round_trip_{size}B median_us={median:.2} p99_us={p99:.2}");
         }
+        // Round trips with argv[4] CPU-bound siblings (`loop {}`) running:
+        // how much a spinner takes from a guest that waits for messages.
+        "rtt-spin" => {
+            let spinners: usize = args.get(4).map_or(2, |a| a.parse().unwrap());
+            let spinning: Vec<_> = (0..spinners)
+                .map(|_| fork(&path, &["spin"], ForkOptions::default()).unwrap())
+                .collect();
+            let child = fork(&path, &["echo"], ForkOptions::default()).unwrap();
+            let payload = Message::Bytes(vec![7u8; size]);
+            child.send(payload.clone()).unwrap();
+            child.recv().unwrap();
+            let start = Instant::now();
+            let samples = time_each(n, || {
+                child.send(payload.clone()).unwrap();
+                child.recv().unwrap();
+            });
+            let secs = start.elapsed().as_secs_f64();
+            let (median, p99) = percentiles(samples);
+            for spinner in &spinning {
+                spinner.kill("SIGKILL").unwrap();
+            }
+            child.disconnect().unwrap();
+            child.wait();
+            println!(
+                "round_trips_{spinners}_spinners rtt_per_s={:.0} median_us={median:.2} p99_us={p99:.2}",
+                n as f64 / secs
+            );
+        }
         "throughput" => {
             let child = fork(&path, &["sink"], ForkOptions::default()).unwrap();
             let payload = Message::Bytes(vec![7u8; size]);

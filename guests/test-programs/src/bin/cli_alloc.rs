@@ -9,12 +9,16 @@ fn main() {
     let bytes = mib << 20;
     if args.next().as_deref() == Some("try") {
         let mut v: Vec<u8> = Vec::new();
-        match v.try_reserve_exact(bytes) {
-            Ok(()) => println!("allocated {mib} MiB"),
+        // black_box: the optimizer may drop an allocation nobody reads.
+        match std::hint::black_box(&mut v).try_reserve_exact(bytes) {
+            Ok(()) => println!(
+                "allocated {} MiB",
+                std::hint::black_box(&v).capacity() >> 20
+            ),
             Err(_) => println!("could not allocate {mib} MiB; carrying on"),
         }
         return;
     }
-    let v = vec![1u8; bytes];
+    let v = std::hint::black_box(vec![1u8; bytes]);
     println!("allocated {} MiB", v.len() >> 20);
 }
