@@ -161,9 +161,11 @@ impl Hive {
     /// Builds the engine and linker. Starts a thread that advances the epoch
     /// for as long as this `Hive` lives.
     pub fn new(config: HiveConfig) -> anyhow::Result<Hive> {
+        let start = std::time::Instant::now();
         let engine = Engine::new(&engine_config(&config))
             .map_err(anyhow::Error::from)
             .context("failed to create the engine")?;
+        tracing::debug!(elapsed = ?start.elapsed(), "created the engine");
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         crate::ctx::add_to_linker(&mut linker)?;
@@ -216,10 +218,9 @@ impl Hive {
         {
             return Ok(module.clone());
         }
-        let bytes = tokio::fs::read(path).await.map_err(read_err)?;
         let this = self.clone();
         let owned = path.to_owned();
-        let pre = tokio::task::spawn_blocking(move || this.prepare(&owned, &bytes))
+        let pre = tokio::task::spawn_blocking(move || this.prepare(&owned, &meta))
             .await
             .expect("module preparation panicked")?;
         let module = Arc::new(LoadedModule { pre, stamp });
@@ -255,13 +256,13 @@ impl Hive {
     }
 
     /// Compiles (or fetches from the disk cache) and links a component.
-    fn prepare(&self, path: &Path, bytes: &[u8]) -> Result<GuestPre<HostState>, LoadError> {
+    fn prepare(
+        &self,
+        path: &Path,
+        meta: &std::fs::Metadata,
+    ) -> Result<GuestPre<HostState>, LoadError> {
         let path_buf = || path.to_owned();
-        check_header(path, bytes)?;
-        let component = self.compile(bytes).map_err(|source| LoadError::Invalid {
-            path: path_buf(),
-            source,
-        })?;
+        let component = self.component(path, meta)?;
         let link = |source: anyhow::Error| LoadError::Link {
             path: path_buf(),
             source,
@@ -278,16 +279,63 @@ impl Hive {
         })
     }
 
-    fn compile(&self, bytes: &[u8]) -> anyhow::Result<Component> {
+    /// The compiled component at `path`: from the disk cache when it has
+    /// it (without reading the module when its identity is known), else
+    /// compiled (and cached).
+    fn component(&self, path: &Path, meta: &std::fs::Metadata) -> Result<Component, LoadError> {
+        let read_err = |source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let invalid = |source| LoadError::Invalid {
+            path: path.to_owned(),
+            source,
+        };
         let engine = &self.inner.engine;
         let Some(cache) = &self.inner.cache else {
-            return Ok(Component::new(engine, bytes)?);
+            let bytes = std::fs::read(path).map_err(read_err)?;
+            check_header(path, &bytes)?;
+            return Component::new(engine, &bytes).map_err(|e| invalid(e.into()));
         };
-        let key = DiskCache::key(engine, bytes);
-        match cache.load(engine, &key) {
+        let start = std::time::Instant::now();
+        let content = cache.module_content(path, meta).map_err(read_err)?;
+        let key = DiskCache::key(engine, &content.hash);
+        if let Some(component) = self.cache_lookup(cache, &key) {
+            tracing::debug!(key, elapsed = ?start.elapsed(), "loaded from the cache");
+            return Ok(component);
+        }
+        let bytes = match content.bytes {
+            Some(bytes) => bytes,
+            None => std::fs::read(path).map_err(read_err)?,
+        };
+        check_header(path, &bytes)?;
+        // The file may have changed since its identity was looked up: key
+        // what is compiled by what was read.
+        let key = DiskCache::key(engine, &DiskCache::content_hash(&bytes));
+        self.compile_and_store(cache, &key, &bytes).map_err(invalid)
+    }
+
+    /// Compiles `bytes` (a component) and fills the disk cache with it, as
+    /// `host run` would; a no-op if the cache has it already. Returns
+    /// whether it was compiled.
+    pub fn precompile(&self, bytes: &[u8]) -> anyhow::Result<bool> {
+        let engine = &self.inner.engine;
+        let Some(cache) = &self.inner.cache else {
+            anyhow::bail!("the compiled-component cache is off");
+        };
+        let key = DiskCache::key(engine, &DiskCache::content_hash(bytes));
+        if self.cache_lookup(cache, &key).is_some() {
+            return Ok(false);
+        }
+        self.compile_and_store(cache, &key, bytes)?;
+        Ok(true)
+    }
+
+    fn cache_lookup(&self, cache: &DiskCache, key: &str) -> Option<Component> {
+        match cache.load(&self.inner.engine, key) {
             Lookup::Hit(component) => {
                 tracing::debug!(key, "compiled component cache hit");
-                return Ok(component);
+                return Some(component);
             }
             Lookup::Corrupt(why) => {
                 tracing::warn!(
@@ -298,10 +346,19 @@ impl Hive {
             }
             Lookup::Miss => tracing::debug!(key, "compiled component cache miss"),
         }
+        None
+    }
+
+    fn compile_and_store(
+        &self,
+        cache: &DiskCache,
+        key: &str,
+        bytes: &[u8],
+    ) -> anyhow::Result<Component> {
         let start = std::time::Instant::now();
-        let component = Component::new(engine, bytes)?;
+        let component = Component::new(&self.inner.engine, bytes)?;
         tracing::debug!(key, elapsed = ?start.elapsed(), "compiled component");
-        if let Err(e) = cache.store(&key, &component) {
+        if let Err(e) = cache.store(key, &component) {
             tracing::warn!(key, "failed to write the compiled-component cache: {e:#}");
         }
         Ok(component)

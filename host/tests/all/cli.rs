@@ -250,8 +250,7 @@ fn compiled_cache() {
     assert!(!second.stderr.contains("cache miss"), "{}", second.stderr);
 
     // Corrupt every entry: the host must notice, rebuild, and still run.
-    for entry in std::fs::read_dir(&cache).unwrap() {
-        let path = entry.unwrap().path();
+    for path in entries(&cache) {
         let mut bytes = std::fs::read(&path).unwrap();
         let mid = bytes.len() / 2;
         bytes[mid] ^= 0xff;
@@ -265,17 +264,13 @@ fn compiled_cache() {
         "{}",
         third.stderr
     );
-    assert!(
-        third.stderr.contains("checksum mismatch"),
-        "{}",
-        third.stderr
-    );
+    assert!(third.stderr.contains("MAC mismatch"), "{}", third.stderr);
     let fourth = run().any_stderr().check();
     assert!(fourth.stderr.contains("cache hit"), "{}", fourth.stderr);
 
     // A truncated entry is rebuilt too.
-    for entry in std::fs::read_dir(&cache).unwrap() {
-        std::fs::write(entry.unwrap().path(), b"short").unwrap();
+    for path in entries(&cache) {
+        std::fs::write(path, b"short").unwrap();
     }
     let fifth = run().any_stderr().check();
     assert!(
@@ -293,4 +288,77 @@ fn compiled_cache() {
         .stderr("a line on stderr\n")
         .check();
     assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
+}
+
+/// The compiled components in a cache directory.
+fn entries(cache: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let entries: Vec<_> = std::fs::read_dir(cache)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "cwasm"))
+        .collect();
+    assert!(!entries.is_empty(), "no entries in {}", cache.display());
+    entries
+}
+
+/// An entry is bound to its key: one copied over another key's file (a
+/// valid entry, for another component) is rejected, and the right component
+/// is compiled and run.
+#[test]
+fn compiled_cache_entry_swap() {
+    let cache = temp_dir("cache-swap");
+    let hello = || {
+        Test::run(CLI_HELLO)
+            .cache(&cache)
+            .env("HOST_LOG", "host=debug")
+            .stdout("hello from a guest\n")
+            .any_stderr()
+            .check()
+    };
+    hello();
+    let hello_entry = entries(&cache).pop().unwrap();
+    let args = || {
+        Test::run(CLI_ARGS_ENV)
+            .cache(&cache)
+            .env("HOST_LOG", "host=debug")
+            .stdout(&format!("argv[0]={CLI_ARGS_ENV}\n"))
+            .any_stderr()
+            .check()
+    };
+    let first = args();
+    assert!(first.stderr.contains("cache miss"), "{}", first.stderr);
+    let args_entry = entries(&cache)
+        .into_iter()
+        .find(|path| *path != hello_entry)
+        .unwrap();
+    std::fs::copy(&hello_entry, &args_entry).unwrap();
+    let swapped = args();
+    assert!(
+        swapped
+            .stderr
+            .contains("discarded a corrupt compiled-component cache entry"),
+        "{}",
+        swapped.stderr
+    );
+    assert!(
+        swapped.stderr.contains("MAC mismatch"),
+        "{}",
+        swapped.stderr
+    );
+    let again = args();
+    assert!(again.stderr.contains("cache hit"), "{}", again.stderr);
+    // A renamed (not copied) entry is rejected the same way.
+    std::fs::rename(&hello_entry, &args_entry).unwrap();
+    let renamed = args();
+    assert!(
+        renamed.stderr.contains("MAC mismatch"),
+        "{}",
+        renamed.stderr
+    );
+    let hello_again = hello();
+    assert!(
+        hello_again.stderr.contains("cache miss"),
+        "{}",
+        hello_again.stderr
+    );
 }
