@@ -315,20 +315,20 @@ impl Hive {
         self.compile_and_store(cache, &key, &bytes).map_err(invalid)
     }
 
-    /// Compiles `bytes` (a component) and fills the disk cache with it, as
-    /// `host run` would; a no-op if the cache has it already. Returns
-    /// whether it was compiled.
-    pub fn precompile(&self, bytes: &[u8]) -> anyhow::Result<bool> {
-        let engine = &self.inner.engine;
-        let Some(cache) = &self.inner.cache else {
-            anyhow::bail!("the compiled-component cache is off");
-        };
-        let key = DiskCache::key(engine, &DiskCache::content_hash(bytes));
-        if self.cache_lookup(cache, &key).is_some() {
-            return Ok(false);
-        }
-        self.compile_and_store(cache, &key, bytes)?;
-        Ok(true)
+    /// Fills the disk cache with the component at `path`, compiling it
+    /// unless the cache has it already (`host compile`), and records the
+    /// file's identity so that a later start need not hash it.
+    pub fn precompile(&self, path: &Path) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.inner.cache.is_some(),
+            "the compiled-component cache is off"
+        );
+        let meta = std::fs::metadata(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        self.component(path, &meta)?;
+        Ok(())
     }
 
     fn cache_lookup(&self, cache: &DiskCache, key: &str) -> Option<Component> {

@@ -362,3 +362,42 @@ fn compiled_cache_entry_swap() {
         hello_again.stderr
     );
 }
+
+/// `host compile` fills the cache `host run` reads: the first run is a hit.
+#[test]
+fn compile_fills_the_cache() {
+    let cache = temp_dir("compile");
+    let compile = || {
+        Test::new()
+            .args(["compile", CLI_HELLO])
+            .cache(&cache)
+            .env("HOST_LOG", "host=debug")
+            .any_stderr()
+            .check()
+    };
+    let first = compile();
+    assert!(first.stderr.contains("cache miss"), "{}", first.stderr);
+    assert_eq!(entries(&cache).len(), 1);
+    let second = compile();
+    assert!(second.stderr.contains("cache hit"), "{}", second.stderr);
+    assert!(!second.stderr.contains("cache miss"), "{}", second.stderr);
+    let run = Test::run(CLI_HELLO)
+        .cache(&cache)
+        .env("HOST_LOG", "host=debug")
+        .stdout("hello from a guest\n")
+        .any_stderr()
+        .check();
+    assert!(run.stderr.contains("cache hit"), "{}", run.stderr);
+    assert!(!run.stderr.contains("cache miss"), "{}", run.stderr);
+    // Not a component: an error naming the file, nothing written.
+    let bad = temp_dir("compile-bad");
+    std::fs::write(bad.join("x.wasm"), b"not wasm").unwrap();
+    let bad_path = bad.join("x.wasm").display().to_string();
+    Test::new()
+        .args(["compile", &bad_path])
+        .cache(&cache)
+        .stderr_contains("is not a WebAssembly file")
+        .status(1)
+        .check();
+    assert_eq!(entries(&cache).len(), 1);
+}
