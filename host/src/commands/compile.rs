@@ -33,6 +33,9 @@ impl CompileCommand {
         let defaults = HiveConfig::default();
         let config = HiveConfig {
             cache_dir: self.cache_dir.or(defaults.cache_dir.clone()),
+            // Nothing runs: no pool to reserve (the pool's size is not part
+            // of the cache key).
+            max_procs: 1,
             ..defaults
         };
         anyhow::ensure!(
