@@ -336,11 +336,16 @@ impl DiskCache {
         if !known && settled(&meta) {
             self.record_id(secret, Ns::Entry, &entry_id, &mac);
         }
-        // Load through the descriptor just verified: a rename over `path` in
-        // between cannot substitute another file.
-        let fd_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
+        // Load through the descriptor just verified, so that a rename over
+        // `path` in between cannot substitute another file (without /proc,
+        // by path).
+        let fd_path = PathBuf::from(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&file)
+        ));
+        let load_path = if fd_path.exists() { &fd_path } else { &path };
         let start = std::time::Instant::now();
-        match deserialize_file(engine, Path::new(&fd_path)) {
+        match deserialize_file(engine, load_path) {
             Ok(component) => {
                 tracing::debug!(key, elapsed = ?start.elapsed(), "mapped the entry");
                 Lookup::Hit(component)

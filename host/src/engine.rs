@@ -330,15 +330,36 @@ impl Hive {
     /// unless the cache has it already (`host compile`), and records the
     /// file's identity so that a later start need not hash it.
     pub fn precompile(&self, path: &Path) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            self.inner.cache.is_some(),
-            "the compiled-component cache is off"
-        );
-        let meta = std::fs::metadata(path).map_err(|source| LoadError::Read {
+        let Some(cache) = &self.inner.cache else {
+            anyhow::bail!("the compiled-component cache is off");
+        };
+        let read_err = |source| LoadError::Read {
             path: path.to_owned(),
             source,
+        };
+        let meta = std::fs::metadata(path).map_err(read_err)?;
+        let content = cache.module_content(path, &meta).map_err(read_err)?;
+        let engine = &self.inner.engine;
+        if self
+            .cache_lookup(cache, &DiskCache::key(engine, &content.hash))
+            .is_some()
+        {
+            return Ok(());
+        }
+        let bytes = match content.bytes {
+            Some(bytes) => bytes,
+            None => std::fs::read(path).map_err(read_err)?,
+        };
+        check_header(path, &bytes)?;
+        let key = DiskCache::key(engine, &DiskCache::content_hash(&bytes));
+        let component = Component::new(engine, &bytes).map_err(|e| LoadError::Invalid {
+            path: path.to_owned(),
+            source: e.into(),
         })?;
-        self.component(path, &meta)?;
+        cache
+            .store(&key, &component)
+            .context("failed to write the compiled-component cache")?;
+        tracing::debug!(key, "compiled component");
         Ok(())
     }
 
