@@ -43,8 +43,8 @@ const SECRET_FILE: &str = "secret.key";
 const IDS_DIR: &str = "ids";
 /// An identity is recorded only once the file is this old (see above).
 const ID_SETTLE: Duration = Duration::from_secs(2);
-/// Entries at least this big are verified on all cores.
-const PARALLEL_MAC_BYTES: usize = 1 << 20;
+/// Modules and entries at least this big are hashed on all cores.
+const PARALLEL_HASH_BYTES: usize = 1 << 20;
 
 /// The BLAKE3 hash of a module's bytes.
 pub type ContentHash = [u8; 32];
@@ -96,7 +96,7 @@ impl DiskCache {
     /// The BLAKE3 of `wasm`.
     pub fn content_hash(wasm: &[u8]) -> ContentHash {
         let mut hasher = blake3::Hasher::new();
-        if wasm.len() >= PARALLEL_MAC_BYTES {
+        if wasm.len() >= PARALLEL_HASH_BYTES {
             hasher.update_rayon(wasm);
         } else {
             hasher.update(wasm);
@@ -273,7 +273,7 @@ impl DiskCache {
         hasher.update(b"hive compiled component entry v2");
         hasher.update(key.as_bytes());
         hasher.update(&(body.len() as u64).to_le_bytes());
-        if body.len() >= PARALLEL_MAC_BYTES {
+        if body.len() >= PARALLEL_HASH_BYTES {
             hasher.update_rayon(body);
         } else {
             hasher.update(body);
@@ -409,7 +409,7 @@ fn settled(meta: &Metadata) -> bool {
         return false;
     };
     let newest = meta.mtime().max(meta.ctime());
-    newest >= 0 && now.as_secs() >= newest as u64 + ID_SETTLE.as_secs() + 1
+    newest >= 0 && now.as_secs() > newest as u64 + ID_SETTLE.as_secs()
 }
 
 #[expect(unsafe_code, reason = "loading precompiled code is unsafe by nature")]
