@@ -1,16 +1,18 @@
 //! The `host` command line.
 
+mod compile;
 mod run;
 
 use crate::error::ExitStatus;
 use clap::{Parser, Subcommand};
+pub use compile::CompileCommand;
 pub use run::RunCommand;
 
 /// Hive: run WebAssembly components as processes, with Node.js semantics.
 #[derive(Debug, Parser)]
 #[command(name = "host", version, propagate_version = true)]
 #[command(
-    after_help = "Example:\n  host run target/guests/seed-fork-main.wasm\n  host run --dir ./data::/data --env GREETING=hi app.wasm arg1 arg2"
+    after_help = "Example:\n  host run target/guests/seed-fork-main.wasm\n  host run --dir ./data::/data --env GREETING=hi app.wasm arg1 arg2\n  host compile app.wasm   # fill the compiled-component cache ahead of time"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -20,6 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Run(Box<RunCommand>),
+    Compile(CompileCommand),
     /// The host's sentinel (see `sentinel.rs`); started by the host itself.
     #[command(name = "__sentinel", hide = true)]
     Sentinel {
@@ -33,6 +36,7 @@ impl Cli {
     pub fn execute(self) -> anyhow::Result<ExitStatus> {
         match self.command {
             Command::Run(run) => run.execute(),
+            Command::Compile(compile) => compile.execute(),
             Command::Sentinel { grace_ms } => {
                 crate::sentinel::serve(std::time::Duration::from_millis(grace_ms));
                 Ok(ExitStatus::Code(0))

@@ -2,7 +2,7 @@
 //! shared by every process (the root guest, forks, and later cluster workers).
 
 use crate::bindings::GuestPre;
-use crate::cache::{DiskCache, Lookup};
+use crate::cache::{Artifact, DiskCache, Lookup};
 use crate::capability::Capabilities;
 use crate::ctx::{CoreState, HostState};
 use crate::error::ExitStatus;
@@ -34,13 +34,24 @@ const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// pool's reservation. Most guests need far less; `--max-memory` raises it.
 pub const DEFAULT_MAX_MEMORY: u64 = 512 << 20;
 
+/// The default `--max-procs`: small enough that reserving its pool (~0.9 ms)
+/// keeps a cached `host run` at or below `wasmtime run` (2048 slots cost
+/// ~6 ms on top), large enough for most process trees. A fork into a warm
+/// pooling slot reuses its memory mapping, copy-on-write image, table and
+/// stack, which the on-demand allocator cannot (measured: 27.7 vs 38.5 µs
+/// fork -> first message, even with reused fiber stacks), and the pool also
+/// enforces the per-guest table and memory limits.
+pub const DEFAULT_MAX_PROCS: u32 = 256;
+
 /// Host-wide settings.
 #[derive(Debug, Clone)]
 pub struct HiveConfig {
     /// Where compiled components are cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
     /// The most wasm processes alive at once (the root included). The
-    /// pooling allocator reserves slots for this many up front.
+    /// pooling allocator reserves slots for this many up front, at ~3 µs of
+    /// start-up each (one guard-page `mprotect` per fiber stack, then its
+    /// `munmap` at exit): see `DEFAULT_MAX_PROCS`.
     pub max_procs: u32,
     /// The most linear memory any guest may have, in bytes: the pool
     /// reserves this much address space per memory slot, and it bounds
@@ -60,7 +71,7 @@ impl Default for HiveConfig {
     fn default() -> Self {
         HiveConfig {
             cache_dir: DiskCache::default_dir(),
-            max_procs: 2048,
+            max_procs: DEFAULT_MAX_PROCS,
             max_memory: DEFAULT_MAX_MEMORY,
             kill_grace: Duration::from_secs(3),
             sentinel: None,
@@ -249,9 +260,11 @@ impl Hive {
     /// Builds the engine and linker. Starts a thread that advances the epoch
     /// for as long as this `Hive` lives.
     pub fn new(config: HiveConfig) -> anyhow::Result<Hive> {
+        let start = std::time::Instant::now();
         let engine = Engine::new(&engine_config(&config))
             .map_err(anyhow::Error::from)
             .context("failed to create the engine")?;
+        tracing::debug!(elapsed = ?start.elapsed(), "created the engine");
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         crate::filesystem::add_to_linker(&mut linker)?;
@@ -314,10 +327,9 @@ impl Hive {
         {
             return Ok(module.clone());
         }
-        let bytes = tokio::fs::read(path).await.map_err(read_err)?;
         let this = self.clone();
         let owned = path.to_owned();
-        let program = tokio::task::spawn_blocking(move || this.prepare(&owned, &bytes))
+        let program = tokio::task::spawn_blocking(move || this.prepare(&owned, &meta))
             .await
             .expect("module preparation panicked")?;
         let module = Arc::new(LoadedModule { program, stamp });
@@ -357,25 +369,28 @@ impl Hive {
     }
 
     /// Compiles (or fetches from the disk cache) and links a program.
-    fn prepare(&self, path: &Path, bytes: &[u8]) -> Result<Program, LoadError> {
+    fn prepare(&self, path: &Path, meta: &std::fs::Metadata) -> Result<Program, LoadError> {
         let path_buf = || path.to_owned();
-        if let Kind::Core = check_header(path, bytes)? {
-            return self.prepare_core(path, bytes).map(Program::Core);
+        if let Kind::Core = self.precheck_kind(path)? {
+            return self.prepare_core(path, meta).map(Program::Core);
         }
-        let component = self.compile(bytes).map_err(|source| {
-            // wasmparser names the feature it lacks; that is the only
-            // place the distinction exists before we would enable it.
-            if format!("{source:#}").contains("requires the component model async feature") {
-                LoadError::Async {
-                    path: path_buf(),
-                    source,
+        let component = self.compiled(path, meta, |engine, bytes| {
+            Component::new(engine, bytes).map_err(|source| {
+                let source = anyhow::Error::from(source);
+                // wasmparser names the feature it lacks; that is the only
+                // place the distinction exists before we would enable it.
+                if format!("{source:#}").contains("requires the component model async feature") {
+                    LoadError::Async {
+                        path: path_buf(),
+                        source,
+                    }
+                } else {
+                    LoadError::Invalid {
+                        path: path_buf(),
+                        source,
+                    }
                 }
-            } else {
-                LoadError::Invalid {
-                    path: path_buf(),
-                    source,
-                }
-            }
+            })
         })?;
         let link = |source: anyhow::Error| LoadError::Link {
             path: path_buf(),
@@ -395,10 +410,16 @@ impl Hive {
     }
 
     /// Compiles and links a wasip1 core module.
-    fn prepare_core(&self, path: &Path, bytes: &[u8]) -> Result<InstancePre<CoreState>, LoadError> {
-        let module = Module::new(&self.inner.engine, bytes).map_err(|e| LoadError::Invalid {
-            path: path.to_owned(),
-            source: e.into(),
+    fn prepare_core(
+        &self,
+        path: &Path,
+        meta: &std::fs::Metadata,
+    ) -> Result<InstancePre<CoreState>, LoadError> {
+        let module = self.compiled(path, meta, |engine, bytes| {
+            Module::new(engine, bytes).map_err(|e| LoadError::Invalid {
+                path: path.to_owned(),
+                source: e.into(),
+            })
         })?;
         if let Some(import) = module
             .imports()
@@ -454,16 +475,103 @@ impl Hive {
         })
     }
 
-    fn compile(&self, bytes: &[u8]) -> anyhow::Result<Component> {
+    /// The compiled program at `path` (a component or a core module): from
+    /// the disk cache when it has it (without reading the module when its
+    /// identity is known), else compiled by `compile` (and cached).
+    fn compiled<A: Artifact>(
+        &self,
+        path: &Path,
+        meta: &std::fs::Metadata,
+        compile: impl FnOnce(&Engine, &[u8]) -> Result<A, LoadError>,
+    ) -> Result<A, LoadError> {
+        let read_err = |source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        };
         let engine = &self.inner.engine;
         let Some(cache) = &self.inner.cache else {
-            return Ok(Component::new(engine, bytes)?);
+            let bytes = std::fs::read(path).map_err(read_err)?;
+            check_header(path, &bytes)?;
+            return compile(engine, &bytes);
         };
-        let key = DiskCache::key(engine, bytes);
-        match cache.load(engine, &key) {
-            Lookup::Hit(component) => {
+        let start = std::time::Instant::now();
+        let content = cache.module_content(path, meta).map_err(read_err)?;
+        let key = DiskCache::key(engine, &content.hash);
+        if let Some(compiled) = self.cache_lookup(cache, &key) {
+            tracing::debug!(key, elapsed = ?start.elapsed(), "loaded from the cache");
+            return Ok(compiled);
+        }
+        let bytes = match content.bytes {
+            Some(bytes) => bytes,
+            None => std::fs::read(path).map_err(read_err)?,
+        };
+        check_header(path, &bytes)?;
+        // The file may have changed since its identity was looked up: key
+        // what is compiled by what was read.
+        let key = DiskCache::key(engine, &DiskCache::content_hash(&bytes));
+        let start = std::time::Instant::now();
+        let compiled = compile(engine, &bytes)?;
+        tracing::debug!(key, elapsed = ?start.elapsed(), "compiled component");
+        if let Err(e) = cache.store(&key, &compiled) {
+            tracing::warn!(key, "failed to write the compiled-component cache: {e:#}");
+        }
+        Ok(compiled)
+    }
+
+    /// Fills the disk cache with the program at `path` (a component or a
+    /// wasip1 module), compiling it unless the cache has it already (`host
+    /// compile`), and records the file's identity so that a later start
+    /// need not hash it.
+    pub fn precompile(&self, path: &Path) -> anyhow::Result<()> {
+        match self.precheck_kind(path)? {
+            Kind::Component => self.precompile_as::<Component>(path, |e, b| Component::new(e, b)),
+            Kind::Core => self.precompile_as::<Module>(path, |e, b| Module::new(e, b)),
+        }
+    }
+
+    fn precompile_as<A: Artifact>(
+        &self,
+        path: &Path,
+        compile: impl FnOnce(&Engine, &[u8]) -> wasmtime::Result<A>,
+    ) -> anyhow::Result<()> {
+        let Some(cache) = &self.inner.cache else {
+            anyhow::bail!("the compiled-component cache is off");
+        };
+        let read_err = |source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let meta = std::fs::metadata(path).map_err(read_err)?;
+        let content = cache.module_content(path, &meta).map_err(read_err)?;
+        let engine = &self.inner.engine;
+        if self
+            .cache_lookup::<A>(cache, &DiskCache::key(engine, &content.hash))
+            .is_some()
+        {
+            return Ok(());
+        }
+        let bytes = match content.bytes {
+            Some(bytes) => bytes,
+            None => std::fs::read(path).map_err(read_err)?,
+        };
+        check_header(path, &bytes)?;
+        let key = DiskCache::key(engine, &DiskCache::content_hash(&bytes));
+        let compiled = compile(engine, &bytes).map_err(|e| LoadError::Invalid {
+            path: path.to_owned(),
+            source: e.into(),
+        })?;
+        cache
+            .store(&key, &compiled)
+            .context("failed to write the compiled-component cache")?;
+        tracing::debug!(key, "compiled component");
+        Ok(())
+    }
+
+    fn cache_lookup<A: Artifact>(&self, cache: &DiskCache, key: &str) -> Option<A> {
+        match cache.load(&self.inner.engine, key) {
+            Lookup::Hit(compiled) => {
                 tracing::debug!(key, "compiled component cache hit");
-                return Ok(component);
+                return Some(compiled);
             }
             Lookup::Corrupt(why) => {
                 tracing::warn!(
@@ -474,13 +582,7 @@ impl Hive {
             }
             Lookup::Miss => tracing::debug!(key, "compiled component cache miss"),
         }
-        let start = std::time::Instant::now();
-        let component = Component::new(engine, bytes)?;
-        tracing::debug!(key, elapsed = ?start.elapsed(), "compiled component");
-        if let Err(e) = cache.store(&key, &component) {
-            tracing::warn!(key, "failed to write the compiled-component cache: {e:#}");
-        }
-        Ok(component)
+        None
     }
 
     /// Runs the root guest to completion and returns its exit status. When it

@@ -114,8 +114,9 @@ pub struct RunCommand {
     cache_dir: Option<PathBuf>,
 
     /// The most wasm processes alive at once, the root guest included. The
-    /// pool is reserved up front: raise it for more live guests.
-    #[arg(long, env = "HOST_MAX_PROCS", default_value_t = 2048, value_name = "N")]
+    /// pool is reserved up front, costing ~3 µs of start-up per slot (one
+    /// guard page per fiber stack): raise it for more live guests.
+    #[arg(long, env = "HOST_MAX_PROCS", default_value_t = crate::engine::DEFAULT_MAX_PROCS, value_name = "N")]
     max_procs: u32,
 
     #[command(flatten)]

@@ -472,8 +472,7 @@ fn compiled_cache() {
     assert!(!second.stderr.contains("cache miss"), "{}", second.stderr);
 
     // Corrupt every entry: the host must notice, rebuild, and still run.
-    for entry in std::fs::read_dir(&cache).unwrap() {
-        let path = entry.unwrap().path();
+    for path in entries(&cache) {
         let mut bytes = std::fs::read(&path).unwrap();
         let mid = bytes.len() / 2;
         bytes[mid] ^= 0xff;
@@ -487,17 +486,13 @@ fn compiled_cache() {
         "{}",
         third.stderr
     );
-    assert!(
-        third.stderr.contains("checksum mismatch"),
-        "{}",
-        third.stderr
-    );
+    assert!(third.stderr.contains("MAC mismatch"), "{}", third.stderr);
     let fourth = run().any_stderr().check();
     assert!(fourth.stderr.contains("cache hit"), "{}", fourth.stderr);
 
     // A truncated entry is rebuilt too.
-    for entry in std::fs::read_dir(&cache).unwrap() {
-        std::fs::write(entry.unwrap().path(), b"short").unwrap();
+    for path in entries(&cache) {
+        std::fs::write(path, b"short").unwrap();
     }
     let fifth = run().any_stderr().check();
     assert!(
@@ -731,4 +726,116 @@ fn wasmtime_flags_get_a_hint() {
             .status(2)
             .check();
     }
+}
+
+/// The compiled components in a cache directory.
+fn entries(cache: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let entries: Vec<_> = std::fs::read_dir(cache)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "cwasm"))
+        .collect();
+    assert!(!entries.is_empty(), "no entries in {}", cache.display());
+    entries
+}
+
+/// An entry is bound to its key: one copied over another key's file (a
+/// valid entry, for another component) is rejected, and the right component
+/// is compiled and run.
+#[test]
+fn compiled_cache_entry_swap() {
+    let cache = temp_dir("cache-swap");
+    let hello = || {
+        Test::run(CLI_HELLO)
+            .cache(&cache)
+            .env("HOST_LOG", "host=debug")
+            .stdout("hello from a guest\n")
+            .any_stderr()
+            .check()
+    };
+    hello();
+    let hello_entry = entries(&cache).pop().unwrap();
+    let args = || {
+        Test::run(CLI_ARGS_ENV)
+            .cache(&cache)
+            .env("HOST_LOG", "host=debug")
+            .stdout(&format!("argv[0]={CLI_ARGS_ENV}\n"))
+            .any_stderr()
+            .check()
+    };
+    let first = args();
+    assert!(first.stderr.contains("cache miss"), "{}", first.stderr);
+    let args_entry = entries(&cache)
+        .into_iter()
+        .find(|path| *path != hello_entry)
+        .unwrap();
+    std::fs::copy(&hello_entry, &args_entry).unwrap();
+    let swapped = args();
+    assert!(
+        swapped
+            .stderr
+            .contains("discarded a corrupt compiled-component cache entry"),
+        "{}",
+        swapped.stderr
+    );
+    assert!(
+        swapped.stderr.contains("MAC mismatch"),
+        "{}",
+        swapped.stderr
+    );
+    let again = args();
+    assert!(again.stderr.contains("cache hit"), "{}", again.stderr);
+    // A renamed (not copied) entry is rejected the same way.
+    std::fs::rename(&hello_entry, &args_entry).unwrap();
+    let renamed = args();
+    assert!(
+        renamed.stderr.contains("MAC mismatch"),
+        "{}",
+        renamed.stderr
+    );
+    let hello_again = hello();
+    assert!(
+        hello_again.stderr.contains("cache miss"),
+        "{}",
+        hello_again.stderr
+    );
+}
+
+/// `host compile` fills the cache `host run` reads: the first run is a hit.
+#[test]
+fn compile_fills_the_cache() {
+    let cache = temp_dir("compile");
+    let compile = || {
+        Test::new()
+            .args(["compile", CLI_HELLO])
+            .cache(&cache)
+            .env("HOST_LOG", "host=debug")
+            .any_stderr()
+            .check()
+    };
+    let first = compile();
+    assert!(first.stderr.contains("cache miss"), "{}", first.stderr);
+    assert_eq!(entries(&cache).len(), 1);
+    let second = compile();
+    assert!(second.stderr.contains("cache hit"), "{}", second.stderr);
+    assert!(!second.stderr.contains("cache miss"), "{}", second.stderr);
+    let run = Test::run(CLI_HELLO)
+        .cache(&cache)
+        .env("HOST_LOG", "host=debug")
+        .stdout("hello from a guest\n")
+        .any_stderr()
+        .check();
+    assert!(run.stderr.contains("cache hit"), "{}", run.stderr);
+    assert!(!run.stderr.contains("cache miss"), "{}", run.stderr);
+    // Not a component: an error naming the file, nothing written.
+    let bad = temp_dir("compile-bad");
+    std::fs::write(bad.join("x.wasm"), b"not wasm").unwrap();
+    let bad_path = bad.join("x.wasm").display().to_string();
+    Test::new()
+        .args(["compile", &bad_path])
+        .cache(&cache)
+        .stderr_contains("is not a WebAssembly file")
+        .status(1)
+        .check();
+    assert_eq!(entries(&cache).len(), 1);
 }
