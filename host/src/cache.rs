@@ -27,6 +27,7 @@
 //!   rewritten within one tick of being seen could otherwise keep its
 //!   identity.
 
+use crate::engine::Preopen;
 use std::fs::{File, Metadata};
 use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
@@ -75,6 +76,41 @@ pub enum Lookup<A> {
 pub struct ModuleContent {
     pub hash: ContentHash,
     pub bytes: Option<Vec<u8>>,
+}
+
+/// The preopen through which a guest could reach the cache directory (and
+/// so its secret), if one does: a guest that can read the secret can forge
+/// entries, and one that can write the directory can plant them.
+pub fn exposed_by<'a>(cache_dir: &Path, dirs: &'a [Preopen]) -> Option<&'a Preopen> {
+    // The directory may not exist yet: compare its nearest existing
+    // ancestor's canonical path, plus the rest.
+    let canonical = |path: &Path| -> Option<PathBuf> {
+        let mut base = path.to_path_buf();
+        let mut rest = Vec::new();
+        loop {
+            if let Ok(real) = base.canonicalize() {
+                return Some(rest.iter().rev().fold(real, |p: PathBuf, c| p.join(c)));
+            }
+            rest.push(base.file_name()?.to_owned());
+            base = base.parent()?.to_path_buf();
+        }
+    };
+    let cache = canonical(cache_dir)?;
+    dirs.iter().find(|d| {
+        d.host
+            .canonicalize()
+            .is_ok_and(|host| cache.starts_with(&host) || host.starts_with(&cache))
+    })
+}
+
+/// Deletes the cache's secret: every entry it signed becomes a miss. For a
+/// cache a guest could reach (see [`exposed_by`]), once that guest is gone.
+pub fn forget_secret(cache_dir: &Path) {
+    match std::fs::remove_file(cache_dir.join(SECRET_FILE)) {
+        Ok(()) => tracing::debug!("removed the cache secret a guest could reach"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!("could not remove the cache secret: {e}"),
+    }
 }
 
 impl DiskCache {

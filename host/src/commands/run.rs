@@ -346,6 +346,21 @@ impl RunCommand {
             max_memory: None,
             cwd: self.cwd,
         };
+        // A guest that can reach the cache could read its secret or plant
+        // entries that later runs would trust: run this one without it, and
+        // make a new secret afterwards.
+        let exposed = config.cache_dir.as_ref().and_then(|cache| {
+            crate::cache::exposed_by(cache, &options.dirs).map(|dir| (cache.clone(), dir.flag()))
+        });
+        let mut config = config;
+        if let Some((cache, flag)) = &exposed {
+            tracing::warn!(
+                "the compiled-component cache `{}` is inside `{flag}`, which the guest can reach: \
+                 running without the cache (give `--cache-dir` a directory outside every preopen)",
+                cache.display()
+            );
+            config.cache_dir = None;
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -366,6 +381,9 @@ impl RunCommand {
         });
         // Guests blocked reading stdin live on a worker thread; do not wait.
         runtime.shutdown_background();
+        if let Some((cache, _)) = exposed {
+            crate::cache::forget_secret(&cache);
+        }
         status
     }
 }

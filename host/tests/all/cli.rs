@@ -839,3 +839,53 @@ fn compile_fills_the_cache() {
         .check();
     assert_eq!(entries(&cache).len(), 1);
 }
+
+/// A guest whose preopen holds the cache (`--dir ~` with the default
+/// `~/.cache/hive`) runs without it, and the secret it could read is
+/// replaced once it is gone: nothing it learned or planted is trusted.
+#[test]
+fn a_guest_never_reaches_the_cache() {
+    let home = temp_dir("cache-home");
+    let cache = home.join(".cache/hive");
+    Test::run(CLI_HELLO)
+        .cache(&cache)
+        .stdout("hello from a guest\n")
+        .stderr("a line on stderr\n")
+        .check();
+    let secret = std::fs::read(cache.join("secret.key")).unwrap();
+    let before = entries(&cache);
+    // The guest may write in there (here: files of its own, a link) and
+    // read the secret while it runs...
+    let cache_path = cache.display().to_string();
+    Test::new()
+        .args(["run", "--dir", &home.display().to_string(), CLI_FS_OPS, &cache_path])
+        .cache(&cache)
+        .any_stdout()
+        .stderr(&format!(
+            " WARN the compiled-component cache `{cache_path}` is inside `--dir {}`, which the guest can reach: \
+             running without the cache (give `--cache-dir` a directory outside every preopen)\n",
+            home.display()
+        ))
+        .check();
+    // ...but that secret no longer exists, and the host neither read nor
+    // wrote an entry.
+    assert!(!cache.join("secret.key").exists());
+    assert_eq!(entries(&cache), before);
+    // The next run makes a new secret, under which the old entries are
+    // forgeries: rebuilt, never loaded.
+    let next = Test::run(CLI_HELLO)
+        .cache(&cache)
+        .env("HOST_LOG", "host=debug")
+        .stdout("hello from a guest\n")
+        .any_stderr()
+        .check();
+    assert!(next.stderr.contains("MAC mismatch"), "{}", next.stderr);
+    assert_ne!(std::fs::read(cache.join("secret.key")).unwrap(), secret);
+    // A read-only preopen of a directory inside the cache counts too.
+    Test::new()
+        .args(["run", "--ro-dir", &cache.display().to_string(), CLI_HELLO])
+        .cache(&cache)
+        .stdout("hello from a guest\n")
+        .stderr_contains("which the guest can reach: running without the cache")
+        .check();
+}
