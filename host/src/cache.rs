@@ -163,7 +163,11 @@ impl DiskCache {
     /// The content hash of the module at `path` (whose metadata is `meta`):
     /// from the identity index if this file was seen unchanged before, else
     /// by reading and hashing it (and then recording it).
-    pub fn module_content(&self, path: &Path, meta: &Metadata) -> std::io::Result<ModuleContent> {
+    pub fn module_content(
+        &self,
+        path: &Path,
+        meta: &Metadata,
+    ) -> Result<ModuleContent, crate::engine::LoadError> {
         let id = identity(meta);
         let secret = self.secret();
         if let Some(secret) = secret
@@ -171,7 +175,7 @@ impl DiskCache {
         {
             return Ok(ModuleContent { hash, bytes: None });
         }
-        let bytes = std::fs::read(path)?;
+        let bytes = crate::engine::read_module(path)?;
         let hash = Self::content_hash(&bytes);
         // Record the identity only if the file is settled and was not
         // changed while we read it.

@@ -3,6 +3,7 @@
 
 use crate::net::NetPolicy;
 use crate::os::SpawnPolicy;
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 /// One wasm page: linear memory grows in these.
@@ -18,6 +19,92 @@ pub struct Capabilities {
     /// The most bytes of linear memory it may have, over all its memories
     /// (`--max-memory`).
     pub max_memory: u64,
+    /// Which modules it may fork (`--allow-fork`).
+    pub fork: ForkPolicy,
+}
+
+/// Which module files a guest may fork (`host run --allow-fork[=DIR,...]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ForkPolicy {
+    /// Any path the host can read.
+    #[default]
+    All,
+    /// Only modules below these directories: the root module's own, and
+    /// those `--allow-fork=DIR,...` names.
+    Below(Vec<AllowedDir>),
+}
+
+/// A directory forks may come from, as given (made absolute, `..`
+/// resolved) and with its symlinks resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedDir {
+    pub lexical: PathBuf,
+    pub canonical: PathBuf,
+}
+
+impl AllowedDir {
+    pub fn new(dir: &Path) -> std::io::Result<AllowedDir> {
+        Ok(AllowedDir {
+            lexical: lexical(dir),
+            canonical: dir.canonicalize()?,
+        })
+    }
+}
+
+/// `path` made absolute against the host's working directory, with `.` and
+/// `..` resolved by name alone — no file system access.
+pub fn lexical(path: &Path) -> PathBuf {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
+    let mut out = PathBuf::new();
+    for component in absolute.components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+impl ForkPolicy {
+    /// Whether `module` may be forked. Decided on its name first, with no
+    /// file system access: a path outside every allowed directory is
+    /// refused before anything could tell whether it exists. Then on what
+    /// it resolves to, so a symlink cannot lead out; a module that does
+    /// not exist inside an allowed directory is left to fail as ENOENT.
+    pub fn allows(&self, module: &Path) -> bool {
+        let ForkPolicy::Below(dirs) = self else {
+            return true;
+        };
+        let named = lexical(module);
+        let inside = |p: &Path| dirs.iter().any(|d| p.starts_with(&d.canonical));
+        if !dirs
+            .iter()
+            .any(|d| named.starts_with(&d.lexical) || named.starts_with(&d.canonical))
+        {
+            return false;
+        }
+        match named.canonicalize() {
+            Ok(real) => inside(&real),
+            Err(_) => true,
+        }
+    }
+
+    /// The directory to name in `--allow-fork` for `module`.
+    pub fn hint(module: &Path) -> String {
+        let dir = lexical(module);
+        let dir = dir.parent().unwrap_or(Path::new("/"));
+        format!(
+            "`host run --allow-fork={}` (or `--allow-fork` for any module)",
+            dir.display()
+        )
+    }
 }
 
 /// Parses a size: bytes, or a number with a `K`, `M`, `G` or `T` suffix

@@ -129,6 +129,23 @@ impl Host for HostState {
         let hive = self.process.hive.clone();
         let me = self.process.me.clone();
         let path = PathBuf::from(&module);
+        if !self.process.caps.fork.allows(&path) {
+            // One answer for every refused path, given before anything is
+            // opened: whether it exists is none of the guest's business.
+            tracing::warn!(
+                "guest `{}` (pid {}) may not fork `{module}`: allow it with {}",
+                me.name,
+                me.pid,
+                crate::capability::ForkPolicy::hint(&path)
+            );
+            let argv = std::iter::once(module.clone()).chain(args).collect();
+            let err = LoadError::Read {
+                path: path.clone(),
+                source: std::io::ErrorKind::PermissionDenied.into(),
+            };
+            let child = failed_fork(&hive, &me, &module, &err).started_as(&module, argv);
+            return Ok(Ok(self.table.push(child)?));
+        }
         // Never block the caller on a compile: a module not loaded yet is
         // loaded (and compiled) by the child's own task. What is cheap to
         // check — the file is there and is a component — is checked now, so

@@ -3,7 +3,7 @@
 
 use crate::bindings::GuestPre;
 use crate::cache::{Artifact, DiskCache, Lookup};
-use crate::capability::Capabilities;
+use crate::capability::{AllowedDir, Capabilities, ForkPolicy};
 use crate::ctx::{CoreState, HostState};
 use crate::error::ExitStatus;
 use crate::net::NetPolicy;
@@ -113,6 +113,9 @@ pub struct RunOptions {
     pub allow_spawn: SpawnPolicy,
     /// Which addresses the guest (and its children) may use.
     pub allow_net: NetPolicy,
+    /// Which modules the guest (and its children) may fork; the root
+    /// module's own directory is always added to a `Below` list.
+    pub allow_fork: ForkPolicy,
     /// The guest's memory limit; default (and at most): the host's
     /// [`HiveConfig::max_memory`].
     pub max_memory: Option<u64>,
@@ -132,6 +135,7 @@ impl RunOptions {
             stdio: None,
             allow_spawn: SpawnPolicy::Deny,
             allow_net: NetPolicy::Deny,
+            allow_fork: ForkPolicy::Below(Vec::new()),
             max_memory: None,
             cwd: None,
         }
@@ -147,6 +151,13 @@ pub enum LoadError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("`{}` is {what}, not a WebAssembly file", path.display())]
+    NotAFile { path: PathBuf, what: &'static str },
+    #[error(
+        "`{}` is {bytes} bytes, more than the largest module Hive reads ({MAX_MODULE_BYTES} bytes)",
+        path.display()
+    )]
+    TooLarge { path: PathBuf, bytes: u64 },
     #[error("`{}` is not a WebAssembly file (it does not start with `\\0asm`)", path.display())]
     NotWasm { path: PathBuf },
     #[error(
@@ -199,6 +210,8 @@ impl LoadError {
                 ("EACCES", -13)
             }
             LoadError::Read { .. } => ("EIO", -5),
+            // execve(2) of something that is not a regular file.
+            LoadError::NotAFile { .. } => ("EACCES", -13),
             _ => ("ENOEXEC", -8),
         }
     }
@@ -358,13 +371,12 @@ impl Hive {
 
     fn precheck_kind(&self, path: &Path) -> Result<Kind, LoadError> {
         use std::io::Read;
-        let read_err = |source| LoadError::Read {
+        let mut head = [0u8; 8];
+        let mut file = open_module(path)?;
+        let n = file.read(&mut head).map_err(|source| LoadError::Read {
             path: path.to_owned(),
             source,
-        };
-        let mut head = [0u8; 8];
-        let mut file = std::fs::File::open(path).map_err(read_err)?;
-        let n = file.read(&mut head).map_err(read_err)?;
+        })?;
         check_header(path, &head[..n])
     }
 
@@ -484,18 +496,14 @@ impl Hive {
         meta: &std::fs::Metadata,
         compile: impl FnOnce(&Engine, &[u8]) -> Result<A, LoadError>,
     ) -> Result<A, LoadError> {
-        let read_err = |source| LoadError::Read {
-            path: path.to_owned(),
-            source,
-        };
         let engine = &self.inner.engine;
         let Some(cache) = &self.inner.cache else {
-            let bytes = std::fs::read(path).map_err(read_err)?;
+            let bytes = read_module(path)?;
             check_header(path, &bytes)?;
             return compile(engine, &bytes);
         };
         let start = std::time::Instant::now();
-        let content = cache.module_content(path, meta).map_err(read_err)?;
+        let content = cache.module_content(path, meta)?;
         let key = DiskCache::key(engine, &content.hash);
         if let Some(compiled) = self.cache_lookup(cache, &key) {
             tracing::debug!(key, elapsed = ?start.elapsed(), "loaded from the cache");
@@ -503,7 +511,7 @@ impl Hive {
         }
         let bytes = match content.bytes {
             Some(bytes) => bytes,
-            None => std::fs::read(path).map_err(read_err)?,
+            None => read_module(path)?,
         };
         check_header(path, &bytes)?;
         // The file may have changed since its identity was looked up: key
@@ -542,7 +550,7 @@ impl Hive {
             source,
         };
         let meta = std::fs::metadata(path).map_err(read_err)?;
-        let content = cache.module_content(path, &meta).map_err(read_err)?;
+        let content = cache.module_content(path, &meta)?;
         let engine = &self.inner.engine;
         if self
             .cache_lookup::<A>(cache, &DiskCache::key(engine, &content.hash))
@@ -552,7 +560,7 @@ impl Hive {
         }
         let bytes = match content.bytes {
             Some(bytes) => bytes,
-            None => std::fs::read(path).map_err(read_err)?,
+            None => read_module(path)?,
         };
         check_header(path, &bytes)?;
         let key = DiskCache::key(engine, &DiskCache::content_hash(&bytes));
@@ -624,6 +632,21 @@ impl Hive {
             crate::capability::format_size(pool_max)
         );
         let module = self.load(&options.module).await?;
+        // The root module's own directory is always forkable.
+        let fork = match options.allow_fork {
+            ForkPolicy::All => ForkPolicy::All,
+            ForkPolicy::Below(mut dirs) => {
+                let own = crate::capability::lexical(&options.module);
+                let own = own.parent().unwrap_or(Path::new("/"));
+                dirs.push(AllowedDir::new(own).with_context(|| {
+                    format!(
+                        "failed to resolve the directory of `{}`",
+                        options.module.display()
+                    )
+                })?);
+                ForkPolicy::Below(dirs)
+            }
+        };
         let argv0 = options
             .argv0
             .unwrap_or_else(|| options.module.display().to_string());
@@ -640,6 +663,7 @@ impl Hive {
                 spawn: options.allow_spawn,
                 net: Arc::new(options.allow_net),
                 max_memory,
+                fork,
             }),
             cwd: options.cwd,
         };
@@ -803,6 +827,72 @@ fn cwd_preopen(dirs: &[Preopen], cwd: &str) -> anyhow::Result<Preopen> {
         guest: ".".into(),
         read_only: dir.read_only,
     })
+}
+
+/// The largest `.wasm` Hive reads (an 18 MB Python component is large).
+pub const MAX_MODULE_BYTES: u64 = 512 << 20;
+
+/// Opens a module file without ever blocking and only if it is a regular
+/// file of at most [`MAX_MODULE_BYTES`]: a FIFO, `/dev/tty` or
+/// `/dev/stdin` would block a reader forever (and steal the host's input),
+/// `/dev/zero` would never end. The type is checked before opening (a stat
+/// does not block), the open does not wait (`O_NONBLOCK`), and the opened
+/// file is checked again, in case the path was swapped in between.
+pub fn open_module(path: &Path) -> Result<std::fs::File, LoadError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let read_err = |source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let check = |meta: std::fs::Metadata| {
+        if !meta.is_file() {
+            return Err(LoadError::NotAFile {
+                path: path.to_owned(),
+                what: if meta.is_dir() {
+                    "a directory"
+                } else {
+                    "not a regular file"
+                },
+            });
+        }
+        if meta.len() > MAX_MODULE_BYTES {
+            return Err(LoadError::TooLarge {
+                path: path.to_owned(),
+                bytes: meta.len(),
+            });
+        }
+        Ok(())
+    };
+    check(std::fs::metadata(path).map_err(read_err)?)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(read_err)?;
+    check(file.metadata().map_err(read_err)?)?;
+    Ok(file)
+}
+
+/// Reads a whole module through [`open_module`].
+pub fn read_module(path: &Path) -> Result<Vec<u8>, LoadError> {
+    use std::io::Read;
+    let mut file = open_module(path)?;
+    let mut bytes = Vec::new();
+    // Bounded even if the file grows after the check.
+    (&mut file)
+        .take(MAX_MODULE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+    if bytes.len() as u64 > MAX_MODULE_BYTES {
+        return Err(LoadError::TooLarge {
+            path: path.to_owned(),
+            bytes: bytes.len() as u64,
+        });
+    }
+    Ok(bytes)
 }
 
 /// Tells a component from a core module from something else by its header.

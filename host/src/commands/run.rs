@@ -1,7 +1,7 @@
 //! `host run`: run a WASI program (a WASI 0.2 command component, or a
 //! wasip1 core module) as the root process.
 
-use crate::capability::parse_size;
+use crate::capability::{AllowedDir, ForkPolicy, parse_size};
 use crate::engine::{Hive, HiveConfig, Preopen, RunOptions};
 use crate::error::ExitStatus;
 use crate::net::NetPolicy;
@@ -9,7 +9,7 @@ use crate::os::{AllowedProgram, SpawnPolicy};
 use crate::signal::Signal;
 use anyhow::Context as _;
 use clap::Parser;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Runs a WebAssembly program as a process: a WASI 0.2 command component,
 /// or a wasip1 core module.
@@ -98,6 +98,13 @@ pub struct RunCommand {
     /// use is `access-denied` in the guest and a warning naming this flag.
     #[arg(long, value_name = "HOST:PORT,...", num_args = 0..=1, require_equals = true, value_delimiter = ',', value_parser = parse_net_entry)]
     allow_net: Option<Vec<NetEntry>>,
+
+    /// Let the guest fork modules outside its own directory: any, or those
+    /// below the directories listed. Without it a guest forks only modules
+    /// in the root module's directory (and below); any other path is
+    /// refused with `EACCES`, whether or not it exists.
+    #[arg(long, value_name = "DIR,...", num_args = 0..=1, require_equals = true, value_delimiter = ',', value_parser = parse_fork_dir)]
+    allow_fork: Option<Vec<AllowedDir>>,
 
     /// Milliseconds an OS child gets between SIGTERM and SIGKILL when its
     /// parent ends.
@@ -244,6 +251,23 @@ fn preopen(text: &str, read_only: bool) -> Result<Preopen, String> {
     })
 }
 
+fn parse_fork_dir(text: &str) -> Result<AllowedDir, String> {
+    if text.is_empty() {
+        return Err(
+            "an empty list allows nothing more: give `--allow-fork` alone for any \
+                    module, or list directories"
+                .into(),
+        );
+    }
+    match std::fs::metadata(text) {
+        Ok(meta) if meta.is_dir() => {
+            AllowedDir::new(Path::new(text)).map_err(|e| format!("`{text}`: {e}"))
+        }
+        Ok(_) => Err(format!("`{text}` is not a directory")),
+        Err(e) => Err(format!("`{text}`: {e}")),
+    }
+}
+
 /// One `--allow-net` entry (`localhost` is two rules).
 #[derive(Debug, Clone)]
 struct NetEntry(Vec<crate::net::NetRule>);
@@ -343,6 +367,11 @@ impl RunCommand {
                 Some(list) => SpawnPolicy::Only(list),
             },
             allow_net,
+            allow_fork: match self.allow_fork {
+                None => ForkPolicy::Below(Vec::new()),
+                Some(dirs) if dirs.is_empty() => ForkPolicy::All,
+                Some(dirs) => ForkPolicy::Below(dirs),
+            },
             max_memory: None,
             cwd: self.cwd,
         };

@@ -119,9 +119,116 @@ fn fork_missing_module_is_enoent() {
 
 #[test]
 fn fork_invalid_module_is_enoexec() {
-    scenario(&["invalid", "Cargo.toml"])
+    Test::new()
+        .args([
+            "run",
+            "--allow-fork=.",
+            PROC_PARENT,
+            "invalid",
+            "Cargo.toml",
+        ])
         .stdout("pid: None\nerror ENOEXEC -8 spawn Cargo.toml\nclose -8 null\ndisconnect\n")
         .check();
+}
+
+/// A guest that forks a FIFO, a terminal or the host's stdin would block
+/// the worker that opens it forever (and steal the root's input); only
+/// regular files are modules, refused at once otherwise (EACCES, as
+/// execve). The root alike: `host run /dev/zero` would read forever.
+#[test]
+fn fork_never_opens_what_could_block() {
+    let dir = crate::util::temp_dir("fifo");
+    let fifo = dir.join("m.wasm");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let fifo = fifo.display().to_string();
+    for target in [fifo.as_str(), "/dev/stdin", "/dev/tty", "/dev/zero", "/tmp"] {
+        Test::new()
+            .args(["run", "--allow-fork", PROC_PARENT, "invalid", target])
+            .stdin("the root's own input\n")
+            .stdout(&format!(
+                "pid: None\nerror EACCES -13 spawn {target}\nclose -13 null\ndisconnect\n"
+            ))
+            .check();
+    }
+    for (target, what) in [
+        (fifo.as_str(), "not a regular file"),
+        ("/dev/zero", "not a regular file"),
+        ("/tmp", "a directory"),
+    ] {
+        Test::run(target)
+            .stderr(&format!(
+                "error: `{target}` is {what}, not a WebAssembly file\n"
+            ))
+            .status(1)
+            .check();
+    }
+}
+
+/// By default a guest forks only modules below the root module's own
+/// directory. Anything else — existing or not, by any spelling, through a
+/// symlink — is one answer, EACCES, decided before it is opened.
+#[test]
+fn fork_reaches_only_allowed_directories() {
+    let outside = crate::util::temp_dir("fork-outside");
+    // A module that exits at once (a wasip1 one: no channel to wait on).
+    std::fs::copy(P1_CLI, outside.join("proc_child.wasm")).unwrap();
+    let link = std::path::Path::new(GUESTS_DIR).join("escape-link.wasm");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(outside.join("proc_child.wasm"), &link).unwrap();
+    let denied = |target: &str| {
+        format!("pid: None\nerror EACCES -13 spawn {target}\nclose -13 null\ndisconnect\n")
+    };
+    let copy = outside.join("proc_child.wasm").display().to_string();
+    let missing = outside.join("missing.wasm").display().to_string();
+    let dotted = format!("{GUESTS_DIR}/../../Cargo.toml");
+    let link = link.display().to_string();
+    for target in [
+        copy.as_str(),
+        missing.as_str(),
+        "/etc/passwd",
+        &dotted,
+        &link,
+    ] {
+        Test::run(PROC_PARENT)
+            .args(["invalid", target])
+            .stdout(&denied(target))
+            .stderr_contains(&format!(
+                "may not fork `{target}`: allow it with `host run --allow-fork="
+            ))
+            .check();
+    }
+    // Inside the allowed directories, missing is ENOENT, as before.
+    Test::run(PROC_PARENT)
+        .args(["invalid", &format!("{GUESTS_DIR}/missing.wasm")])
+        .stdout(&format!(
+            "pid: None\nerror ENOENT -2 spawn {GUESTS_DIR}/missing.wasm\nclose -2 null\ndisconnect\n"
+        ))
+        .check();
+    // --allow-fork=DIR opens that directory too; it runs the copy.
+    let out = Test::new()
+        .args([
+            "run",
+            &format!("--allow-fork={}", outside.display()),
+            PROC_PARENT,
+            "invalid",
+            &copy,
+        ])
+        .any_stdout()
+        .stderr("a line on stderr\n")
+        .check();
+    assert!(out.stdout.starts_with("pid: Some("), "{}", out.stdout);
+    Test::new()
+        .args(["run", "--allow-fork=", PROC_PARENT, "hello"])
+        .stderr_contains("an empty list allows nothing more")
+        .status(2)
+        .check();
+    std::fs::remove_file(&link).unwrap();
 }
 
 /// The README's "Writing a guest" example, run as the README says (from the
@@ -139,7 +246,12 @@ fn readme_example() {
              child exited: Some(0) None\nmy pid is 4194305\n",
         )
         .check();
-    Test::run(README)
+    // The same layout without the worker.
+    let elsewhere = crate::util::temp_dir("readme-alone");
+    std::fs::create_dir_all(elsewhere.join("target/guests")).unwrap();
+    std::fs::copy(README, elsewhere.join("target/guests/readme.wasm")).unwrap();
+    Test::run("target/guests/readme.wasm")
+        .cwd(&elsewhere)
         .stderr("Uncaught Error: spawn target/guests/worker.wasm ENOENT (ENOENT)\n")
         .status(1)
         .check();

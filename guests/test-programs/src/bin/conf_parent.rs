@@ -133,7 +133,9 @@ fn main() {
                 let me = std::env::args().next().unwrap();
                 let dir = &me[..me.rfind('/').unwrap()];
                 let module = if opts["missing"].as_bool().unwrap_or(false) {
-                    "/nonexistent/conf_child.wasm".to_string()
+                    // Missing, in a directory it may fork from (elsewhere
+                    // the answer is EACCES, whether or not it exists).
+                    format!("{dir}/nonexistent/conf_child.wasm")
                 } else {
                     format!("{dir}/conf_child.wasm")
                 };
