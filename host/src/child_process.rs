@@ -164,6 +164,17 @@ impl Host for HostState {
             },
         };
 
+        // The child's subtree: a share of ours (`max-procs`), or ours.
+        let budget = match options.max_procs {
+            Some(limit) => match crate::table::Budget::share(&me.budget, limit) {
+                Ok(budget) => budget,
+                Err(e) => {
+                    tracing::debug!("fork refused: {e}");
+                    return Ok(Err(ErrorCode::TooManyProcesses));
+                }
+            },
+            None => me.budget.clone(),
+        };
         let channel = Channel::open();
         let (stdio, pipes) = if options.silent {
             let (stdio, pipes) = piped_stdio();
@@ -193,6 +204,7 @@ impl Host for HostState {
             }),
             caps: self.process.caps.clone(),
             cwd: self.process.cwd.clone(),
+            budget,
         };
         let (stdin, outputs) = match pipes {
             Some((stdin, stdout, stderr)) => (Some(stdin), Some((stdout, stderr))),
@@ -248,7 +260,7 @@ impl Host for HostState {
             options.detached,
         ));
         guest_try!(self.may_spawn(&mut request));
-        let child = self.start_os(&request, options.timeout_ms, kill_signal, None);
+        let child = guest_try!(self.start_os(&request, options.timeout_ms, kill_signal, None));
         Ok(Ok(self.table.push(child)?))
     }
 
@@ -384,7 +396,7 @@ impl HostState {
         timeout_ms: Option<u64>,
         kill_signal: Signal,
         exec: Option<(u64, String)>,
-    ) -> Child {
+    ) -> Result<Child, ErrorCode> {
         let hive = self.process.hive.clone();
         let me = self.process.me.clone();
         let argv: Vec<String> = std::iter::once(
@@ -395,6 +407,11 @@ impl HostState {
         )
         .chain(request.args.iter().cloned())
         .collect();
+        // OS children count against the same budgets as forks.
+        let slot = me.budget.charge().map_err(|e| {
+            tracing::debug!("spawn refused: {e}");
+            ErrorCode::TooManyProcesses
+        })?;
         let mut started = match os::start(request, &self.process.stdio, false) {
             Ok(started) => started,
             Err(err) => {
@@ -411,7 +428,7 @@ impl HostState {
                     );
                     child.output = Some(watch::channel(Some(output)).1);
                 }
-                return child;
+                return Ok(child);
             }
         };
         let pid = started.pid;
@@ -423,6 +440,7 @@ impl HostState {
             request.file.clone(),
             request.detached,
             started.group,
+            slot,
         ));
         me.inbox.push(
             Event::Child(ChildEvent {
@@ -481,7 +499,7 @@ impl HostState {
                 });
             }
         }
-        child
+        Ok(child)
     }
 
     async fn exec_common(
@@ -505,12 +523,12 @@ impl HostState {
         guest_try!(self.may_spawn(&mut request));
         let cmd = exec_cmd(file, args);
         let max_buffer = options.max_buffer.unwrap_or(os::DEFAULT_MAX_BUFFER);
-        let child = self.start_os(
+        let child = guest_try!(self.start_os(
             &request,
             options.timeout_ms,
             kill_signal,
             Some((max_buffer, cmd)),
-        );
+        ));
         Ok(Ok(self.table.push(child)?))
     }
 
@@ -608,6 +626,7 @@ fn exec_cmd(file: &str, args: &[String]) -> String {
 /// An OS child was reaped: record it, tell the parent, forget it.
 fn finish_os(hive: &crate::Hive, proc: Arc<Proc>, parent: Arc<Proc>, status: ExitStatus) {
     proc.set_status(status);
+    drop(proc.slot.lock().unwrap().take());
     let pid = proc.pid;
     if proc.os.is_some_and(|os| os.group) {
         hive.group_reaped(pid);

@@ -666,6 +666,7 @@ impl Hive {
                 fork,
             }),
             cwd: options.cwd,
+            budget: self.inner.table.budget.clone(),
         };
         Ok(self.inner.table.spawn(self, spec, |_| {})?)
     }

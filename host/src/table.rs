@@ -152,6 +152,10 @@ pub struct Proc {
     /// `Some` for an OS process: whether it is detached (its own session,
     /// allowed to outlive the host).
     pub os: Option<OsKind>,
+    /// The budget this process and its descendants are charged to.
+    pub budget: Arc<Budget>,
+    /// Its place in that budget, given back when it ends.
+    pub slot: Mutex<Option<Slot>>,
 }
 
 /// What sets an OS process apart.
@@ -179,13 +183,16 @@ impl Proc {
             killed: AtomicBool::new(false),
             pipes: Mutex::default(),
             os: None,
+            budget: Budget::root(0),
+            slot: Mutex::default(),
         }
     }
 
     /// The record of a spawned OS process with real pid `pid`.
-    pub fn new_os(pid: u32, name: String, detached: bool, group: bool) -> Proc {
+    pub fn new_os(pid: u32, name: String, detached: bool, group: bool, slot: Slot) -> Proc {
         Proc {
             os: Some(OsKind { detached, group }),
+            slot: Mutex::new(Some(slot)),
             ..Proc::new(pid, name, None)
         }
     }
@@ -309,18 +316,106 @@ pub struct SpawnSpec {
     pub caps: Arc<Capabilities>,
     /// The guest's initial working directory (`wasi:cli/environment.initial-cwd`).
     pub cwd: Option<String>,
+    /// The budget the new process (and its subtree) is charged to.
+    pub budget: Arc<Budget>,
 }
 
-/// Spawning would exceed `--max-procs`.
+/// Spawning would exceed `--max-procs`, or a subtree's `max-procs`.
 #[derive(Debug, thiserror::Error)]
-#[error("too many processes: at most {0} may be alive at once (raise it with `--max-procs`)")]
+#[error(
+    "too many processes: at most {0} may be alive at once here (the host's `--max-procs`, or a fork's `max-procs`)"
+)]
 pub struct TooManyProcesses(pub u32);
+
+/// A bound on live processes, wasm and OS alike: the host's
+/// (`--max-procs`) at the top, and nested under it the share a parent gave
+/// a child's subtree (fork option `max-procs`). A process is charged to
+/// its own budget and every budget above it, so a fork bomb in one subtree
+/// stops at that subtree's share and its siblings keep forking.
+#[derive(Debug)]
+pub struct Budget {
+    limit: u32,
+    used: AtomicU32,
+    parent: Option<Arc<Budget>>,
+}
+
+/// One live process's place in its budgets; given back when dropped.
+#[derive(Debug)]
+pub struct Slot(Arc<Budget>);
+
+impl Budget {
+    pub fn root(limit: u32) -> Arc<Budget> {
+        Arc::new(Budget {
+            limit,
+            used: AtomicU32::new(0),
+            parent: None,
+        })
+    }
+
+    /// What is left here: the least room of this budget and those above.
+    pub fn left(&self) -> u32 {
+        let mut left = u32::MAX;
+        let mut at = Some(self);
+        while let Some(b) = at {
+            left = left.min(b.limit.saturating_sub(b.used.load(Ordering::Acquire)));
+            at = b.parent.as_deref();
+        }
+        left
+    }
+
+    /// A share of `limit` processes under `parent`; more than the parent
+    /// has left is refused.
+    pub fn share(parent: &Arc<Budget>, limit: u32) -> Result<Arc<Budget>, TooManyProcesses> {
+        let left = parent.left();
+        if limit > left {
+            return Err(TooManyProcesses(left));
+        }
+        Ok(Arc::new(Budget {
+            limit,
+            used: AtomicU32::new(0),
+            parent: Some(parent.clone()),
+        }))
+    }
+
+    /// Takes a place here and in every budget above.
+    pub fn charge(self: &Arc<Self>) -> Result<Slot, TooManyProcesses> {
+        let mut charged: Vec<&Budget> = Vec::new();
+        let mut at = Some(&**self);
+        while let Some(b) = at {
+            let taken = b
+                .used
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                    (u < b.limit).then_some(u + 1)
+                });
+            if taken.is_err() {
+                for c in charged {
+                    c.used.fetch_sub(1, Ordering::AcqRel);
+                }
+                return Err(TooManyProcesses(b.limit));
+            }
+            charged.push(b);
+            at = b.parent.as_deref();
+        }
+        Ok(Slot(self.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut at = Some(&*self.0);
+        while let Some(b) = at {
+            b.used.fetch_sub(1, Ordering::AcqRel);
+            at = b.parent.as_deref();
+        }
+    }
+}
 
 /// Every live process.
 pub struct ProcessTable {
     procs: Mutex<HashMap<u32, Arc<Proc>>>,
     next_pid: AtomicU32,
-    max_procs: u32,
+    /// `--max-procs`: every live process, wasm or OS, is charged here.
+    pub budget: Arc<Budget>,
 }
 
 impl ProcessTable {
@@ -328,7 +423,7 @@ impl ProcessTable {
         ProcessTable {
             procs: Mutex::default(),
             next_pid: AtomicU32::new(FIRST_VIRTUAL_PID),
-            max_procs,
+            budget: Budget::root(max_procs),
         }
     }
 
@@ -346,15 +441,18 @@ impl ProcessTable {
         spec: SpawnSpec,
         before_start: impl FnOnce(&Arc<Proc>),
     ) -> Result<Arc<Proc>, TooManyProcesses> {
+        let slot = spec.budget.charge()?;
         let pid = {
             let mut procs = self.procs.lock().unwrap();
-            if procs.len() >= self.max_procs as usize {
-                return Err(TooManyProcesses(self.max_procs));
-            }
             let pid = self.allocate_id();
             let channel = spec.parent.as_ref().map(|p| p.channel.clone());
             let name = spec.argv.first().cloned().unwrap_or_default();
-            procs.insert(pid, Arc::new(Proc::new(pid, name, channel)));
+            let proc = Proc {
+                budget: spec.budget.clone(),
+                ..Proc::new(pid, name, channel)
+            };
+            *proc.slot.lock().unwrap() = Some(slot);
+            procs.insert(pid, Arc::new(proc));
             pid
         };
         let proc = self.procs.lock().unwrap()[&pid].clone();
@@ -589,6 +687,7 @@ async fn write_report(stderr: &(dyn StdoutStream + Sync), text: &str) {
 /// Node's order: `disconnect` (if still connected), `exit`, `close`.
 fn finish(hive: &Hive, proc: &Arc<Proc>, parent: Option<&ParentLink>, status: ExitStatus) {
     proc.status.send_replace(Some(status));
+    drop(proc.slot.lock().unwrap().take());
     // No orphans: a process's children end with it — wasm children at once,
     // OS children with SIGTERM and SIGKILL after the grace period, detached
     // OS children not at all (they are meant to outlive us).

@@ -24,6 +24,9 @@ pub struct ForkOptions {
     pub timeout_ms: Option<u64>,
     /// The signal for `timeout_ms` (default `SIGTERM`).
     pub kill_signal: Option<String>,
+    /// The most live processes the child's subtree (it included) may have;
+    /// default: what is left of this process's.
+    pub max_procs: Option<u32>,
 }
 
 impl Default for ForkOptions {
@@ -35,6 +38,7 @@ impl Default for ForkOptions {
             inherit_dirs: true,
             timeout_ms: None,
             kill_signal: None,
+            max_procs: None,
         }
     }
 }
@@ -99,6 +103,7 @@ pub fn fork(module: &str, args: &[&str], options: ForkOptions) -> Result<Child, 
         inherit_dirs: Some(options.inherit_dirs),
         timeout_ms: options.timeout_ms,
         kill_signal: options.kill_signal,
+        max_procs: options.max_procs,
     };
     Ok(Child::register(wit::fork(module, &args, &wit_options)?))
 }

@@ -138,6 +138,22 @@ fn realtime_signals_are_reported_by_number() {
         .check();
 }
 
+/// OS children count against `--max-procs` like forks (the root is one).
+#[test]
+fn os_children_count_against_max_procs() {
+    Test::new()
+        .args([
+            "run",
+            "--allow-spawn",
+            "--max-procs",
+            "4",
+            OS_CASES,
+            "spawn-until-refused",
+        ])
+        .stdout("spawned 3 then EAGAIN\n")
+        .check();
+}
+
 #[test]
 fn forked_children_inherit_the_capability() {
     Test::new()

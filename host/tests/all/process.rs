@@ -268,6 +268,20 @@ fn flood_a_failed_fork() {
         .check();
 }
 
+/// A parent gives a child a share (`max-procs`) its whole subtree cannot
+/// exceed: that child's fork bomb stops at it, a sibling still forks, and
+/// a share larger than what is left is refused.
+#[test]
+fn a_fork_bomb_stays_in_its_subtree() {
+    Test::new()
+        .args(["run", "--max-procs", "20", PROC_PARENT, "confine"])
+        .stdout(
+            "spawn\nbomb: forked 4 then EAGAIN\nspawn\nsibling: hello\ngreedy: EAGAIN\n\
+             disconnect\nexit 0 null\nclose 0 null\n",
+        )
+        .check();
+}
+
 /// A wasip1 module forks like a component, with no channel.
 #[test]
 fn fork_wasip1_module() {

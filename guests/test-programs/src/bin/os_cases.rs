@@ -15,6 +15,8 @@
 //!   prints `ready PID...`, then runs until signalled; with `handle` a
 //!   SIGTERM prints `got SIGTERM` and exits 7
 //! - `realtime`: a child that kills itself with real-time signal 36
+//! - `spawn-until-refused`: spawns `sleep 30` until a spawn fails, prints
+//!   how many started and the error
 //! - `run PROG PATH ARGS...`: `execFile(PROG, ARGS)` with the child's
 //!   `PATH` set to PATH; prints its stdout or the error
 use hive::{ExecOptions, ForkOptions, SpawnOptions, fork, spawn};
@@ -93,6 +95,20 @@ fn main() {
             let child = spawn("sh", &["-c", "kill -36 $$"], SpawnOptions::default()).unwrap();
             let (code, signal) = hive::status_fields(&child.wait());
             println!("code {code} signal {signal}");
+        }
+        "spawn-until-refused" => {
+            let mut sleepers = Vec::new();
+            let error = loop {
+                match spawn("sleep", &["30"], SpawnOptions::default()) {
+                    Ok(child) => sleepers.push(child),
+                    Err(e) => break e.to_string(),
+                }
+                assert!(sleepers.len() < 100, "no limit on OS children");
+            };
+            println!("spawned {} then {error}", sleepers.len());
+            for s in &sleepers {
+                s.kill("SIGKILL").unwrap();
+            }
         }
         "denied" => match spawn("echo", &["hi"], SpawnOptions::default()) {
             Ok(_) => println!("spawn allowed"),

@@ -10,6 +10,8 @@
 //! - `slow`: takes one message per millisecond, sums them, sends the sum on disconnect
 //! - `self-disconnect`: sends `"bye"`, disconnects, then exits
 //! - `info`: sends `{pid, ppid, argv, env}` and exits
+//! - `bomb`: forks `block` children until a fork fails, sends how many it
+//!   got and the error, then blocks (its children stay alive)
 use hive::process;
 
 fn main() {
@@ -20,6 +22,18 @@ fn main() {
                 process::send(msg).unwrap();
             });
             hive::run();
+        }
+        "bomb" => {
+            let me = &args[0];
+            let mut children = Vec::new();
+            let error = loop {
+                match hive::fork(me, &["block"], hive::ForkOptions::default()) {
+                    Ok(child) => children.push(child),
+                    Err(e) => break e.to_string(),
+                }
+            };
+            process::send(&format!("forked {} then {error}", children.len())).unwrap();
+            while process::recv().is_some() {}
         }
         "hello" => {
             process::send(&"hello").unwrap();

@@ -271,6 +271,27 @@ fn main() {
                 println!("{n} × {event}");
             }
         }
+        // A fork bomb confined to one child's share; its siblings still fork.
+        "confine" => {
+            let opts = ForkOptions {
+                max_procs: Some(5),
+                ..Default::default()
+            };
+            let bomb = fork(&child_path(), &["bomb"], opts).unwrap();
+            println!("bomb: {}", expect_message(&bomb).text());
+            let sibling = fork_mode(&["hello"]);
+            println!("sibling: {}", expect_message(&sibling).text());
+            let greedy = ForkOptions {
+                max_procs: Some(1_000_000),
+                ..Default::default()
+            };
+            match fork(&child_path(), &["hello"], greedy) {
+                Ok(_) => println!("greedy: forked"),
+                Err(e) => println!("greedy: {e}"),
+            }
+            bomb.disconnect().unwrap();
+            trace(&bomb);
+        }
         "wasip1" => {
             // argv[2] is a wasip1 core module: it runs as a child with no
             // channel (it has no Hive imports), its own args and exit code.
