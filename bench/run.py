@@ -36,6 +36,7 @@ WORKLOADS = [
     ("round trips 16 B, no spinner", "rtt_per_s", "rt/s", True, ("rtt-spin", 20000, 16, 0), ("rtt-spin", 5000, 16, 0)),
     ("round trips 16 B, 1 CPU-bound sibling", "rtt_per_s", "rt/s", True, ("rtt-spin", 20000, 16, 1), ("rtt-spin", 5000, 16, 1)),
     ("round trips 16 B, 2 CPU-bound siblings", "rtt_per_s", "rt/s", True, ("rtt-spin", 20000, 16, 2), ("rtt-spin", 5000, 16, 2)),
+    ("round trips 16 B, next to a child's unread flood of 50,000", "rtt_per_s", "rt/s", True, ("rtt-flood", 20000, 16, 50000), None),
     ("one way 16 B", "msgs_per_s", "msg/s", True, ("throughput", 1000000, 16), ("throughput", 200000, 16)),
     ("one way 1 KiB", "msgs_per_s", "msg/s", True, ("throughput", 500000, 1024), ("throughput", 50000, 1024)),
     ("one way 64 KiB", "msgs_per_s", "msg/s", True, ("throughput", 20000, 65536), ("throughput", 1000, 65536)),
@@ -199,9 +200,12 @@ def main():
     workloads = [] if os.environ.get("START_ONLY") else WORKLOADS
     for label, key, unit, higher, hargs, nargs in workloads:
         for side, fn, args in (("hive", hive, hargs), ("node", node, nargs)):
-            if (side, args) not in cache:
+            if args is not None and (side, args) not in cache:
                 cache[(side, args)] = [fn(*args) for _ in range(REPEATS)]
         h, htext = fmt([r[key] for r in cache[("hive", hargs)]])
+        if nargs is None:  # Hive-only: a row to watch, no Node twin
+            rows.append((f"{label} ({unit})", htext, "-", 0))
+            continue
         n, ntext = fmt([r[key] for r in cache[("node", nargs)]])
         ratio = (h / n) if higher else (n / h)
         rows.append((f"{label} ({unit})", htext, ntext, ratio))

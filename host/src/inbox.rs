@@ -2,8 +2,11 @@
 //! events of all its children, in arrival order.
 //!
 //! Taking the next event is O(1) however many children there are (the
-//! merged-inbox design). A child handle can also take *its own* next event;
-//! that scans only the queued events, never the children.
+//! merged-inbox design). A child handle can also take *its own* next event,
+//! also in O(1): each child's queued events are indexed by their place in
+//! the queue, and one taken out of turn leaves a hole the merged take
+//! skips. So a flood of unread messages from one child never slows taking
+//! another's events.
 
 use crate::bindings::{ChildEventKind, Event};
 use crate::message::Flow;
@@ -40,11 +43,16 @@ impl Entry {
 /// so its lock is uncontended.
 #[derive(Default)]
 struct Local {
-    queue: VecDeque<Entry>,
-    /// Queued events per child id, so a child's pollable is O(1).
-    per_child: HashMap<u32, usize, BuildHasherDefault<IdHasher>>,
+    /// In arrival order; `None` where an event was taken out of turn.
+    queue: VecDeque<Option<Entry>>,
+    /// The sequence number of `queue[0]` (of the next event, when empty).
+    base: u64,
+    /// The events in `queue` (its `Some`s).
+    live: usize,
+    /// Each child's queued events, by sequence number, in order.
+    per_child: HashMap<u32, VecDeque<u64>, BuildHasherDefault<IdHasher>>,
     /// An empty buffer to swap with `incoming`, keeping its capacity.
-    spare: VecDeque<Entry>,
+    spare: VecDeque<Option<Entry>>,
     /// `after` work of events taken, run when the receiver comes back.
     deferred: Vec<After>,
 }
@@ -60,7 +68,7 @@ struct Local {
 /// enough: no waiter list, no lock on the wake-up path.
 #[derive(Default)]
 pub struct Inbox {
-    incoming: Mutex<VecDeque<Entry>>,
+    incoming: Mutex<VecDeque<Option<Entry>>>,
     local: Mutex<Local>,
     /// The owning task, while it waits in `wait_until`.
     owner: AtomicWaker,
@@ -92,7 +100,7 @@ impl Inbox {
 
     fn push_entry(&self, entry: Entry) {
         let mut incoming = self.incoming.lock().unwrap();
-        incoming.push_back(entry);
+        incoming.push_back(Some(entry));
         // Counted under the lock, so whoever swaps `incoming` out finds every
         // entry in it counted (`refill` relies on that); and before the
         // wake-up, so a waiter that registers after it sees the count.
@@ -105,21 +113,32 @@ impl Inbox {
     fn refill(&self, local: &mut Local) {
         // `queued` counts both halves: if the owner's queue holds all of
         // them, nothing waits in `incoming` and its lock can be skipped.
-        if self.queued.load(Ordering::SeqCst) == local.queue.len() {
+        if self.queued.load(Ordering::SeqCst) == local.live {
             return;
         }
         std::mem::swap(&mut *self.incoming.lock().unwrap(), &mut local.spare);
         let Local {
             queue,
+            base,
+            live,
             per_child,
             spare,
             ..
         } = local;
-        for entry in spare.iter() {
-            if let Event::Child(child) = &entry.event {
-                *per_child.entry(child.id).or_default() += 1;
+        let first = *base + queue.len() as u64;
+        for (i, entry) in spare.iter().enumerate() {
+            if let Some(Entry {
+                event: Event::Child(child),
+                ..
+            }) = entry
+            {
+                per_child
+                    .entry(child.id)
+                    .or_default()
+                    .push_back(first + i as u64);
             }
         }
+        *live += spare.len();
         if queue.is_empty() {
             // The usual case: take the batch whole instead of moving it.
             std::mem::swap(queue, spare);
@@ -138,27 +157,39 @@ impl Inbox {
     /// Takes the oldest event, if any.
     pub fn try_pop(&self) -> Option<Event> {
         self.taking(|local| {
-            if local.queue.is_empty() {
+            if local.live == 0 {
                 self.refill(local);
             }
-            self.remove(local, 0)
+            let entry = loop {
+                let slot = local.queue.pop_front()?;
+                local.base += 1;
+                if let Some(entry) = slot {
+                    break entry;
+                }
+            };
+            if let Event::Child(child) = &entry.event {
+                unindex(&mut local.per_child, child.id);
+            }
+            Some(self.took(local, entry))
         })
     }
 
-    /// Takes the oldest event of child `id`, if any.
+    /// Takes the oldest event of child `id`, if any: O(1), through the index.
     pub fn try_pop_child(&self, id: u32) -> Option<ChildEventKind> {
         self.taking(|local| {
             self.refill(local);
-            if !local.per_child.contains_key(&id) {
-                return None;
+            let seq = *local.per_child.get(&id)?.front()?;
+            unindex(&mut local.per_child, id);
+            let at = usize::try_from(seq - local.base).expect("indexed events are queued");
+            let entry = local.queue[at].take().expect("an indexed event is there");
+            // Holes at the front are gone for good.
+            while local.queue.front().is_some_and(Option::is_none) {
+                local.queue.pop_front();
+                local.base += 1;
             }
-            let at = local
-                .queue
-                .iter()
-                .position(|e| matches!(&e.event, Event::Child(c) if c.id == id))?;
-            match self.remove(local, at)? {
+            match self.took(local, entry) {
                 Event::Child(child) => Some(child.kind),
-                _ => unreachable!("position matched a child event"),
+                _ => unreachable!("the index holds child events only"),
             }
         })
     }
@@ -180,14 +211,11 @@ impl Inbox {
         take(&mut local)
     }
 
-    /// Removes the entry at `at` from the owner's queue, keeping the counts.
-    fn remove(&self, local: &mut Local, at: usize) -> Option<Event> {
-        let entry = local.queue.remove(at)?;
-        if let Event::Child(child) = &entry.event {
-            uncount(&mut local.per_child, child.id);
-        }
+    /// An entry left the owner's queue: keep the counts.
+    fn took(&self, local: &mut Local, entry: Entry) -> Event {
+        local.live -= 1;
         self.queued.fetch_sub(1, Ordering::SeqCst);
-        Some(entry.take(local))
+        entry.take(local)
     }
 
     /// Whether any event is queued.
@@ -250,10 +278,11 @@ impl Hasher for IdHasher {
     }
 }
 
-fn uncount(per_child: &mut HashMap<u32, usize, BuildHasherDefault<IdHasher>>, id: u32) {
-    if let Some(n) = per_child.get_mut(&id) {
-        *n -= 1;
-        if *n == 0 {
+/// Drops the oldest index entry of child `id` (the one just taken).
+fn unindex(per_child: &mut HashMap<u32, VecDeque<u64>, BuildHasherDefault<IdHasher>>, id: u32) {
+    if let Some(seqs) = per_child.get_mut(&id) {
+        seqs.pop_front();
+        if seqs.is_empty() {
             per_child.remove(&id);
         }
     }
@@ -291,6 +320,38 @@ mod tests {
             Some(ChildEventKind::Message(_))
         ));
         assert!(inbox.try_pop().is_none());
+        assert!(!inbox.has_any());
+    }
+
+    /// Out-of-turn takes leave holes the merged take skips, across refills.
+    #[test]
+    fn holes_keep_the_order() {
+        let inbox = Inbox::default();
+        let text = |e: Option<Event>| match e {
+            Some(Event::Child(c)) => match c.kind {
+                ChildEventKind::Message(Message::Json(t)) => format!("{}:{t}", c.id),
+                _ => unreachable!(),
+            },
+            other => format!("{other:?}").chars().take(20).collect(),
+        };
+        for (id, n) in [(1, 1), (2, 2), (1, 3), (2, 4), (1, 5)] {
+            inbox.push(child(id, n), None);
+        }
+        assert!(
+            matches!(inbox.try_pop_child(2), Some(ChildEventKind::Message(Message::Json(t))) if t == "2")
+        );
+        inbox.push(child(2, 6), None);
+        assert!(
+            matches!(inbox.try_pop_child(2), Some(ChildEventKind::Message(Message::Json(t))) if t == "4")
+        );
+        assert_eq!(text(inbox.try_pop()), "1:1");
+        assert!(
+            matches!(inbox.try_pop_child(1), Some(ChildEventKind::Message(Message::Json(t))) if t == "3")
+        );
+        assert_eq!(text(inbox.try_pop()), "1:5");
+        assert_eq!(text(inbox.try_pop()), "2:6");
+        assert!(inbox.try_pop().is_none());
+        assert!(inbox.try_pop_child(1).is_none());
         assert!(!inbox.has_any());
     }
 

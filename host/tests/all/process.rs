@@ -394,3 +394,31 @@ fn spinners_do_not_starve_a_waiting_guest() {
         "{cores} spinners left {loaded:.0} round trips/s of {unloaded:.0}"
     );
 }
+
+/// A child's flood of unread messages does not slow taking another child's
+/// events (the inbox indexes each child's events): the index keeps the
+/// round trips at their unloaded rate, a scan of the flood cut them to
+/// ~6%. A gross bound, as timed tests on shared machines must be: 25%.
+#[test]
+fn a_flood_does_not_slow_the_other_children() {
+    let rate = |mode: &str, extra: &str| -> f64 {
+        let out = Test::run(BENCH_PARENT)
+            .args([mode, "1000", "16", extra])
+            .any_stdout()
+            .check();
+        let field = out
+            .stdout
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix("rtt_per_s="));
+        field
+            .unwrap_or_else(|| panic!("no rate in {:?}", out.stdout))
+            .parse()
+            .unwrap()
+    };
+    let unloaded = rate("rtt-spin", "0");
+    let flooded = rate("rtt-flood", "50000");
+    assert!(
+        flooded >= unloaded / 4.0,
+        "next to a flood {flooded:.0} round trips/s, else {unloaded:.0}"
+    );
+}

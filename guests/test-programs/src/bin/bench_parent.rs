@@ -198,6 +198,36 @@ fn main() {
                 n as f64 / secs
             );
         }
+        // Round trips (taken per child) while another child's flood of
+        // argv[4] messages sits unread in the same inbox.
+        "rtt-flood" => {
+            let flood: usize = args.get(4).map_or(50_000, |a| a.parse().unwrap());
+            let flooder = fork(
+                &path,
+                &["burst", &flood.to_string()],
+                ForkOptions::default(),
+            )
+            .unwrap();
+            let child = fork(&path, &["echo"], ForkOptions::default()).unwrap();
+            let payload = Message::Bytes(vec![7u8; size]);
+            child.send(payload.clone()).unwrap();
+            child.recv().unwrap();
+            // Let the flood arrive (it blocks at the channel's hard limit).
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let start = Instant::now();
+            for _ in 0..n {
+                child.send(payload.clone()).unwrap();
+                child.recv().unwrap();
+            }
+            let secs = start.elapsed().as_secs_f64();
+            flooder.kill("SIGKILL").unwrap();
+            child.disconnect().unwrap();
+            child.wait();
+            println!(
+                "round_trips_next_to_a_flood rtt_per_s={:.0}",
+                n as f64 / secs
+            );
+        }
         "throughput" => {
             let child = fork(&path, &["sink"], ForkOptions::default()).unwrap();
             let payload = Message::Bytes(vec![7u8; size]);
