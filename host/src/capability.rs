@@ -146,6 +146,50 @@ pub fn format_size(bytes: u64) -> String {
     format!("{:.1}{unit}", bytes as f64 / (1u64 << shift) as f64)
 }
 
+/// The linear memory of every guest together, bounded by
+/// `--max-total-memory`.
+#[derive(Debug)]
+pub struct TotalMemory {
+    limit: u64,
+    used: std::sync::atomic::AtomicU64,
+}
+
+impl TotalMemory {
+    pub fn new(limit: u64) -> Arc<TotalMemory> {
+        Arc::new(TotalMemory {
+            limit,
+            used: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// Three quarters of the machine's memory (`MemTotal`): what a host
+    /// may give its guests by default, leaving room for itself and others.
+    pub fn default_limit() -> u64 {
+        let total = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|info| {
+                let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+                let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+                Some(kib * 1024)
+            });
+        total.map_or(u64::MAX, |bytes| bytes / 4 * 3)
+    }
+
+    fn take(&self, bytes: u64) -> bool {
+        use std::sync::atomic::Ordering;
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|&after| after <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, bytes: u64) {
+        self.used
+            .fetch_sub(bytes, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 /// Enforces a process's memory limit over all its linear memories, and
 /// says so once on stderr when it refuses a `memory.grow` — whatever the
 /// guest then does with the failure (most allocators abort with a message
@@ -156,16 +200,33 @@ pub struct MemoryLimiter {
     warned: bool,
     /// "guest `name` (pid N)", for the warning.
     who: String,
+    /// The host's budget for all guests, which `used` is charged to too.
+    total: Arc<TotalMemory>,
 }
 
 impl MemoryLimiter {
-    pub fn new(max: u64, who: String) -> MemoryLimiter {
+    pub fn new(max: u64, who: String, total: Arc<TotalMemory>) -> MemoryLimiter {
         MemoryLimiter {
             max,
             used: 0,
             warned: false,
             who,
+            total,
         }
+    }
+
+    fn refuse(&mut self, what: std::fmt::Arguments<'_>) -> wasmtime::Result<bool> {
+        if !self.warned {
+            self.warned = true;
+            tracing::warn!("{} was refused memory: {what}", self.who);
+        }
+        Ok(false)
+    }
+}
+
+impl Drop for MemoryLimiter {
+    fn drop(&mut self) {
+        self.total.give_back(self.used);
     }
 }
 
@@ -184,17 +245,21 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         let delta = desired.saturating_sub(current) as u64;
         let total = self.used.saturating_add(delta);
         if total > self.max {
-            if !self.warned {
-                self.warned = true;
-                tracing::warn!(
-                    "{} was refused memory: growing to {} of linear memory would pass its limit of {}; \
-                     raise it with `--max-memory SIZE`",
-                    self.who,
-                    format_size(total.next_multiple_of(WASM_PAGE)),
-                    format_size(self.max),
-                );
-            }
-            return Ok(false);
+            let (total, max) = (total.next_multiple_of(WASM_PAGE), self.max);
+            return self.refuse(format_args!(
+                "growing to {} of linear memory would pass its limit of {}; \
+                 raise it with `--max-memory SIZE`",
+                format_size(total),
+                format_size(max),
+            ));
+        }
+        if !self.total.take(delta) {
+            let limit = self.total.limit;
+            return self.refuse(format_args!(
+                "all guests together would pass the host's limit of {} of linear memory; \
+                 raise it with `--max-total-memory SIZE`",
+                format_size(limit),
+            ));
         }
         // A grow we allowed that then fails (the OS is out of memory) stays
         // counted: conservative, and it only happens once memory is short.
@@ -238,15 +303,24 @@ mod tests {
 
     #[test]
     fn limit_is_over_all_memories() {
-        let mut limiter = MemoryLimiter::new(10 * WASM_PAGE, "guest".into());
+        let mut limiter =
+            MemoryLimiter::new(10 * WASM_PAGE, "guest".into(), TotalMemory::new(u64::MAX));
         let page = WASM_PAGE as usize;
         assert!(limiter.memory_growing(0, 6 * page, None).unwrap());
         assert!(limiter.memory_growing(0, 4 * page, None).unwrap());
         assert!(!limiter.memory_growing(4 * page, 5 * page, None).unwrap());
         assert!(limiter.warned);
         // The guest's own declared maximum is not our limit.
-        let mut own = MemoryLimiter::new(u64::MAX, "guest".into());
+        let mut own = MemoryLimiter::new(u64::MAX, "guest".into(), TotalMemory::new(u64::MAX));
         assert!(!own.memory_growing(page, 3 * page, Some(2 * page)).unwrap());
         assert!(!own.warned);
+        // The host-wide budget holds over processes, and is given back.
+        let host = TotalMemory::new(8 * WASM_PAGE);
+        let mut a = MemoryLimiter::new(u64::MAX, "a".into(), host.clone());
+        let mut b = MemoryLimiter::new(u64::MAX, "b".into(), host.clone());
+        assert!(a.memory_growing(0, 6 * page, None).unwrap());
+        assert!(!b.memory_growing(0, 4 * page, None).unwrap());
+        drop(a);
+        assert!(b.memory_growing(0, 4 * page, None).unwrap());
     }
 }

@@ -522,7 +522,7 @@ impl HostState {
         ));
         guest_try!(self.may_spawn(&mut request));
         let cmd = exec_cmd(file, args);
-        let max_buffer = options.max_buffer.unwrap_or(os::DEFAULT_MAX_BUFFER);
+        let max_buffer = os::max_buffer(options.max_buffer);
         let child = guest_try!(self.start_os(
             &request,
             options.timeout_ms,
@@ -563,7 +563,7 @@ impl HostState {
                     hive.watch_group(pid);
                 }
                 let timeout = options.timeout_ms.map(Duration::from_millis);
-                let max_buffer = options.max_buffer.unwrap_or(os::DEFAULT_MAX_BUFFER);
+                let max_buffer = os::max_buffer(options.max_buffer);
                 let done = os::complete(
                     started,
                     None,

@@ -3,7 +3,7 @@
 
 use crate::bindings::GuestPre;
 use crate::cache::{Artifact, DiskCache, Lookup};
-use crate::capability::{AllowedDir, Capabilities, ForkPolicy};
+use crate::capability::{AllowedDir, Capabilities, ForkPolicy, TotalMemory};
 use crate::ctx::{CoreState, HostState};
 use crate::error::ExitStatus;
 use crate::net::NetPolicy;
@@ -60,6 +60,9 @@ pub struct HiveConfig {
     /// How long an OS child gets between SIGTERM and SIGKILL when its parent
     /// ends.
     pub kill_grace: Duration,
+    /// The most linear memory all guests together may have
+    /// (`--max-total-memory`); default: three quarters of the machine's.
+    pub max_total_memory: u64,
     /// A `host` binary to run as the sentinel (`host __sentinel`), which
     /// ends the OS children's process groups if this host dies without
     /// cleaning up (`kill -9`). `host run` sets its own; an embedder
@@ -74,6 +77,7 @@ impl Default for HiveConfig {
             max_procs: DEFAULT_MAX_PROCS,
             max_memory: DEFAULT_MAX_MEMORY,
             kill_grace: Duration::from_secs(3),
+            max_total_memory: TotalMemory::default_limit(),
             sentinel: None,
         }
     }
@@ -217,6 +221,17 @@ impl LoadError {
     }
 }
 
+/// A file's identity: device and inode.
+type FileId = (u64, u64);
+
+fn file_id(meta: &std::fs::Metadata) -> FileId {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
+/// Loaded modules kept for later forks beyond those in use.
+const MAX_LOADED_MODULES: usize = 64;
+
 /// A compiled, linked guest, ready to instantiate.
 pub struct LoadedModule {
     pub program: Program,
@@ -251,9 +266,12 @@ pub(crate) struct Inner {
     pub linker: Linker<HostState>,
     core_linker: std::sync::OnceLock<wasmtime::Linker<CoreState>>,
     pub cache: Option<DiskCache>,
-    modules: Mutex<HashMap<PathBuf, Arc<LoadedModule>>>,
+    /// Loaded modules by file identity, so that every spelling of a path
+    /// (`d/../d/m.wasm`, a hard link) is one entry; at most
+    /// [`MAX_LOADED_MODULES`] that no process uses are kept.
+    modules: Mutex<HashMap<FileId, Arc<LoadedModule>>>,
     /// Per-path gates so concurrent loads of one module happen once.
-    loading: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
+    loading: Mutex<HashMap<FileId, Arc<tokio::sync::Mutex<()>>>>,
     pub table: ProcessTable,
     pub kill_grace: Duration,
     /// The pool's per-memory capacity ([`HiveConfig::max_memory`]).
@@ -261,6 +279,8 @@ pub(crate) struct Inner {
     /// Live OS children, so the host can wait for them before it exits.
     pub os_children: Mutex<HashMap<u32, Arc<Proc>>>,
     pub os_reaped: tokio::sync::Notify,
+    /// All guests' linear memory together (`--max-total-memory`).
+    pub total_memory: Arc<TotalMemory>,
     /// Makes running guests yield when a woken one finds no free worker.
     pub preempt: Arc<crate::preempt::Preempt>,
     /// The sentinel's program ([`HiveConfig::sentinel`]).
@@ -284,6 +304,7 @@ impl Hive {
         crate::ctx::add_to_linker(&mut linker)?;
         let hive = Hive {
             inner: Arc::new(Inner {
+                total_memory: TotalMemory::new(config.max_total_memory),
                 preempt: crate::preempt::Preempt::new(
                     engine.clone(),
                     tokio::runtime::Handle::try_current()
@@ -319,7 +340,11 @@ impl Hive {
         if let Some(module) = self.cached(path) {
             return Ok(module);
         }
-        // One load per path at a time: a parent forking 1,000 children of a
+        // A plain stat, not tokio::fs: this runs on every fork, and a hop to
+        // the blocking pool would cost more than the syscall itself.
+        let meta = std::fs::metadata(path).map_err(read_err)?;
+        let id = file_id(&meta);
+        // One load per file at a time: a parent forking 1,000 children of a
         // module not loaded yet must compile (and hold in memory) one copy
         // of its code, not 1,000.
         let gate = self
@@ -327,30 +352,29 @@ impl Hive {
             .loading
             .lock()
             .unwrap()
-            .entry(path.to_owned())
+            .entry(id)
             .or_default()
             .clone();
         let _loading = gate.lock().await;
-        // A plain stat, not tokio::fs: this runs on every fork, and a hop to
-        // the blocking pool would cost more than the syscall itself.
-        let meta = std::fs::metadata(path).map_err(read_err)?;
         let stamp = (meta.len(), meta.modified().ok());
-        if let Some(module) = self.inner.modules.lock().unwrap().get(path)
+        if let Some(module) = self.inner.modules.lock().unwrap().get(&id)
             && module.stamp == stamp
         {
             return Ok(module.clone());
         }
         let this = self.clone();
         let owned = path.to_owned();
-        let program = tokio::task::spawn_blocking(move || this.prepare(&owned, &meta))
-            .await
-            .expect("module preparation panicked")?;
+        let program = tokio::task::spawn_blocking(move || this.prepare(&owned, &meta)).await;
+        // Waiters already hold the gate; a later load makes a new one.
+        self.inner.loading.lock().unwrap().remove(&id);
+        let program = program.expect("module preparation panicked")?;
         let module = Arc::new(LoadedModule { program, stamp });
-        self.inner
-            .modules
-            .lock()
-            .unwrap()
-            .insert(path.to_owned(), module.clone());
+        let mut modules = self.inner.modules.lock().unwrap();
+        modules.insert(id, module.clone());
+        if modules.len() > MAX_LOADED_MODULES {
+            // Keep what processes use (they hold a clone); drop the rest.
+            modules.retain(|_, m| Arc::strong_count(m) > 1);
+        }
         Ok(module)
     }
 
@@ -360,7 +384,10 @@ impl Hive {
         let meta = std::fs::metadata(path).ok()?;
         let stamp = (meta.len(), meta.modified().ok());
         let modules = self.inner.modules.lock().unwrap();
-        modules.get(path).filter(|m| m.stamp == stamp).cloned()
+        modules
+            .get(&file_id(&meta))
+            .filter(|m| m.stamp == stamp)
+            .cloned()
     }
 
     /// The failures `load` would report that are cheap to find out now: a

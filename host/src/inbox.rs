@@ -218,6 +218,24 @@ impl Inbox {
         entry.take(local)
     }
 
+    /// Drops every queued event — the owner is gone — giving their bytes
+    /// back to the senders' flows (and the host-wide budget) at once.
+    pub fn discard(&self) {
+        let mut local = self.local.lock().unwrap();
+        self.refill(&mut local);
+        local.base += local.queue.len() as u64;
+        let entries: Vec<Entry> = local.queue.drain(..).flatten().collect();
+        local.live = 0;
+        local.per_child.clear();
+        self.queued.fetch_sub(entries.len(), Ordering::SeqCst);
+        drop(local);
+        for entry in entries {
+            if let Some((flow, cost)) = entry.charge {
+                flow.release(cost);
+            }
+        }
+    }
+
     /// Whether any event is queued.
     pub fn has_any(&self) -> bool {
         self.queued.load(Ordering::SeqCst) > 0
@@ -321,6 +339,25 @@ mod tests {
         ));
         assert!(inbox.try_pop().is_none());
         assert!(!inbox.has_any());
+    }
+
+    /// A dead receiver's queue gives its bytes back at once.
+    #[test]
+    fn discard_releases_the_flows() {
+        let inbox = Inbox::default();
+        let flow = Arc::new(Flow::default());
+        for _ in 0..3 {
+            block_on(flow.reserve(100));
+            inbox.push(child(1, 1), Some((flow.clone(), 100)));
+        }
+        inbox.try_pop_child(1);
+        assert_eq!(flow.queued(), 200);
+        inbox.discard();
+        assert_eq!(flow.queued(), 0);
+        assert!(!inbox.has_any() && !inbox.has_child(1));
+        assert!(inbox.try_pop().is_none());
+        inbox.push(child(2, 9), None);
+        assert!(inbox.try_pop_child(2).is_some());
     }
 
     /// Out-of-turn takes leave holes the merged take skips, across refills.

@@ -23,6 +23,52 @@ pub const HARD_LIMIT: usize = 4 * HIGH_WATER_MARK;
 /// tiny messages is bounded too.
 const PER_MESSAGE_COST: usize = 64;
 
+/// Queued bytes over every channel of the host together past which `send`
+/// blocks, as at one channel's hard limit: sixteen children each queueing
+/// one 64 MiB message that nobody reads would otherwise hold 1 GiB. Past
+/// half of it `send` returns `false`.
+pub const MAX_TOTAL_QUEUED: usize = 256 << 20;
+
+/// Bytes queued on many channels together, bounded: the host's (every
+/// channel of this host process, [`MAX_TOTAL_QUEUED`]), or a test's.
+pub struct QueueBudget {
+    limit: usize,
+    queued: AtomicUsize,
+    /// Woken when `queued` drains from past half the limit.
+    drained: Notify,
+}
+
+/// The host's budget, shared by every channel.
+static HOST_QUEUE_BUDGET: QueueBudget = QueueBudget::new(MAX_TOTAL_QUEUED);
+
+impl QueueBudget {
+    pub const fn new(limit: usize) -> QueueBudget {
+        QueueBudget {
+            limit,
+            queued: AtomicUsize::new(0),
+            drained: Notify::const_new(),
+        }
+    }
+
+    /// Whether `cost` more bytes fit (a message may always go when nothing
+    /// is queued anywhere).
+    fn fits(&self, cost: usize) -> bool {
+        let queued = self.queued.load(Ordering::Acquire);
+        queued == 0 || queued + cost <= self.limit
+    }
+
+    /// Takes `cost`; whether it is still under half the limit.
+    fn take(&self, cost: usize) -> bool {
+        self.queued.fetch_add(cost, Ordering::AcqRel) + cost <= self.limit / 2
+    }
+
+    fn give_back(&self, cost: usize) {
+        if self.queued.fetch_sub(cost, Ordering::AcqRel) > self.limit / 2 {
+            self.drained.notify_waiters();
+        }
+    }
+}
+
 /// Checks a message before it leaves its sender; returns its flow cost.
 pub fn validate(msg: &Message) -> Result<usize, ErrorCode> {
     let len = match msg {
@@ -43,13 +89,29 @@ pub fn validate(msg: &Message) -> Result<usize, ErrorCode> {
 }
 
 /// One direction of a channel: how much its sender has queued.
-#[derive(Default)]
 pub struct Flow {
     queued: AtomicUsize,
     drained: Notify,
+    /// The budget this flow shares with others.
+    budget: &'static QueueBudget,
+}
+
+impl Default for Flow {
+    fn default() -> Flow {
+        Flow::with_budget(&HOST_QUEUE_BUDGET)
+    }
 }
 
 impl Flow {
+    /// A flow charged to `budget` too.
+    pub fn with_budget(budget: &'static QueueBudget) -> Flow {
+        Flow {
+            queued: AtomicUsize::new(0),
+            drained: Notify::new(),
+            budget,
+        }
+    }
+
     /// Reserves room for `cost` bytes, waiting while the receiver is over the
     /// hard limit. Returns `true` while under the high-water mark.
     ///
@@ -59,26 +121,33 @@ impl Flow {
     pub async fn reserve(&self, cost: usize) -> bool {
         loop {
             let drained = self.drained.notified();
+            let total_drained = self.budget.drained.notified();
             let queued = self.queued.load(Ordering::Acquire);
             // A message larger than the hard limit may still go alone.
-            if queued == 0 || queued + cost <= HARD_LIMIT {
+            let fits = queued == 0 || queued + cost <= HARD_LIMIT;
+            if fits && self.budget.fits(cost) {
                 break;
             }
-            drained.await;
+            tokio::select! {
+                _ = drained => {}
+                _ = total_drained => {}
+            }
         }
+        let under_total = self.budget.take(cost);
         let after = self.queued.fetch_add(cost, Ordering::AcqRel) + cost;
-        after <= HIGH_WATER_MARK
+        after <= HIGH_WATER_MARK && under_total
     }
 
     /// Reserves room for `cost` bytes if that needs no waiting: `Some(room)`
     /// as `reserve` would return, `None` when the sender must wait.
     pub fn try_reserve(&self, cost: usize) -> Option<bool> {
         let queued = self.queued.load(Ordering::Acquire);
-        if queued != 0 && queued + cost > HARD_LIMIT {
+        if (queued != 0 && queued + cost > HARD_LIMIT) || !self.budget.fits(cost) {
             return None;
         }
+        let under_total = self.budget.take(cost);
         let after = self.queued.fetch_add(cost, Ordering::AcqRel) + cost;
-        Some(after <= HIGH_WATER_MARK)
+        Some(after <= HIGH_WATER_MARK && under_total)
     }
 
     /// Gives back `cost` bytes once the receiver took the message.
@@ -87,6 +156,7 @@ impl Flow {
         if before > HARD_LIMIT.saturating_sub(HIGH_WATER_MARK) {
             self.drained.notify_waiters();
         }
+        self.budget.give_back(cost);
     }
 
     /// Bytes queued and not yet taken.
@@ -118,6 +188,39 @@ mod tests {
         assert_eq!(
             validate(&Message::Bytes(vec![0; MAX_MESSAGE_BYTES + 1])),
             Err(ErrorCode::MessageTooLarge)
+        );
+    }
+
+    /// Channels share the host-wide budget: past half of it `send` says
+    /// `false`, past all of it the next sender waits — even on an empty
+    /// channel — until a receiver takes something.
+    #[tokio::test]
+    async fn host_wide_budget() {
+        static BUDGET: QueueBudget = QueueBudget::new(4 * HARD_LIMIT);
+        let flows: Vec<_> = (0..6)
+            .map(|_| std::sync::Arc::new(Flow::with_budget(&BUDGET)))
+            .collect();
+        let small = 100;
+        assert_eq!(flows[3].try_reserve(small), Some(true));
+        flows[3].release(small);
+        let big = HARD_LIMIT * 2; // one message, larger than a channel's limit
+        assert_eq!(flows[0].try_reserve(big), Some(false));
+        assert_eq!(flows[1].try_reserve(big), Some(false));
+        // A full budget makes even a small message on a fresh channel wait.
+        assert_eq!(flows[4].try_reserve(small), None);
+        assert_eq!(flows[2].try_reserve(big), None);
+        let waiting = tokio::spawn({
+            let flow = flows[2].clone();
+            async move { flow.reserve(big).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished());
+        flows[0].release(big);
+        assert!(
+            !tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+                .await
+                .expect("woken when the budget drained")
+                .unwrap()
         );
     }
 

@@ -43,6 +43,15 @@ pub fn invalid_env<'a>(mut env: impl Iterator<Item = &'a (String, String)>) -> b
 /// Node's default `maxBuffer` for exec and the sync forms.
 pub const DEFAULT_MAX_BUFFER: u64 = 1024 * 1024;
 
+/// The most `max-buffer` may be (a guest asking for more gets this): what
+/// the host keeps of one output stream for a guest, at most.
+pub const MAX_BUFFER_LIMIT: u64 = 64 << 20;
+
+/// A guest's `max-buffer`, within the host's bound.
+pub fn max_buffer(asked: Option<u64>) -> u64 {
+    asked.unwrap_or(DEFAULT_MAX_BUFFER).min(MAX_BUFFER_LIMIT)
+}
+
 /// Which OS programs a guest may start (`host run --allow-spawn[=...]`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum SpawnPolicy {
@@ -418,6 +427,14 @@ pub async fn buffer(
         };
         let room = limit.saturating_sub(out.bytes.len());
         let keep = if truncate { n.min(room) } else { n };
+        // Fallible: a host short of memory fails this buffer, not itself.
+        if out.bytes.try_reserve(keep).is_err() {
+            out.exceeded = true;
+            if let Some(f) = on_exceed.take() {
+                f();
+            }
+            break;
+        }
         out.bytes.extend_from_slice(&chunk[..keep]);
         if n > room {
             out.exceeded = true;

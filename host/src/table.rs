@@ -544,7 +544,7 @@ fn prepare_start(hive: &Hive, proc: &Arc<Proc>, spec: &SpawnSpec) -> anyhow::Res
             caps: spec.caps.clone(),
             cwd: spec.cwd.clone(),
         },
-        limiter: MemoryLimiter::new(spec.caps.max_memory, who),
+        limiter: MemoryLimiter::new(spec.caps.max_memory, who, hive.inner.total_memory.clone()),
     })
 }
 
@@ -706,6 +706,9 @@ fn finish(hive: &Hive, proc: &Arc<Proc>, parent: Option<&ParentLink>, status: Ex
         }
     }
     hive.inner.table.procs.lock().unwrap().remove(&proc.pid);
+    // Nobody will read what was sent to it: free it now, not when the last
+    // handle to this process goes.
+    proc.inbox.discard();
     if let Some(link) = parent {
         if link.channel.close() {
             link.report(proc.pid, ChildEventKind::Disconnect);

@@ -81,6 +81,13 @@ pub struct RunCommand {
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "512M")]
     max_memory: u64,
 
+    /// The most linear memory all guests together may have (the root and
+    /// every fork), like `--max-memory` [default: three quarters of the
+    /// machine's memory]. A refused `memory.grow` prints one line naming
+    /// this flag.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_total_memory: Option<u64>,
+
     /// Let the guest start OS programs (`spawn`, `exec`, ...): any program,
     /// or only those listed, by name (`ls`) or path (`/bin/ls`). Children
     /// never get more than their parent. `exec` runs `/bin/sh`, so it needs
@@ -333,6 +340,7 @@ impl RunCommand {
                 (false, Some(dir)) => Some(dir),
                 (false, None) => defaults.cache_dir.clone(),
             },
+            max_total_memory: self.max_total_memory.unwrap_or(defaults.max_total_memory),
             sentinel: std::env::current_exe().ok(),
         };
         let mut env: Vec<(String, String)> = if self.inherit_env {

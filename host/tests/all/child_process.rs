@@ -154,6 +154,36 @@ fn os_children_count_against_max_procs() {
         .check();
 }
 
+/// `exec` asking for an unbounded `max-buffer` gets the host's 64 MiB, even
+/// from `yes`: under a 4 GB address-space limit the host keeps running (it
+/// used to grow to 14 GiB, or abort under the limit, taking every guest).
+#[test]
+fn exec_output_is_bounded_by_the_host() {
+    let out = std::process::Command::new("sh")
+        .args(["-c", "ulimit -v 4000000; exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_host"))
+        .args([
+            "run",
+            "--allow-spawn",
+            "--max-procs",
+            "4",
+            "--max-memory",
+            "200M",
+            OS_CASES,
+            "yes-maxbuffer",
+        ])
+        .env("HOST_CACHE_DIR", crate::util::shared_cache())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ERR_CHILD_PROCESS_STDIO_MAXBUFFER after 67108864 bytes\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success());
+}
+
 #[test]
 fn forked_children_inherit_the_capability() {
     Test::new()

@@ -889,3 +889,20 @@ fn a_guest_never_reaches_the_cache() {
         .stderr_contains("which the guest can reach: running without the cache")
         .check();
 }
+
+/// `--max-total-memory` bounds all guests together; a refusal names it.
+#[test]
+fn max_total_memory() {
+    Test::new()
+        .args(["run", "--max-total-memory", "40M", CLI_ALLOC, "60", "try"])
+        .stdout("could not allocate 60 MiB; carrying on\n")
+        .stderr_contains(
+            "was refused memory: all guests together would pass the host's limit of 40M of linear memory; \
+             raise it with `--max-total-memory SIZE`",
+        )
+        .check();
+    Test::new()
+        .args(["run", "--max-total-memory", "1G", CLI_ALLOC, "60", "try"])
+        .stdout("allocated 60 MiB\n")
+        .check();
+}

@@ -320,7 +320,7 @@ fn backpressure_loses_nothing() {
 fn child_disconnects_itself() {
     scenario(&["child-disconnect"])
         .stdout(
-            "spawn\nchild: second disconnect: ERR_IPC_DISCONNECTED\nmessage \"bye\"\ndisconnect\nexit 0 null\nclose 0 null\n",
+            "child: second disconnect: ERR_IPC_DISCONNECTED\nspawn\nmessage \"bye\"\ndisconnect\nexit 0 null\nclose 0 null\n",
         )
         .check();
 }
@@ -421,4 +421,20 @@ fn a_flood_does_not_slow_the_other_children() {
         flooded >= unloaded / 4.0,
         "next to a flood {flooded:.0} round trips/s, else {unloaded:.0}"
     );
+}
+
+/// Modules are kept by file identity: a hundred spellings of one path are
+/// one load (each used to be another ~1 MiB, held for good).
+#[test]
+fn one_module_under_many_spellings_is_loaded_once() {
+    let out = Test::run(PROC_PARENT)
+        .args(["spellings", "100"])
+        .env("HOST_LOG", "host=debug")
+        .stdout("forked 100 spellings\n")
+        .any_stderr()
+        .check();
+    let loads = out.stderr.matches("loaded from the cache").count()
+        + out.stderr.matches("compiled component key=").count();
+    // The parent itself, and its child once.
+    assert_eq!(loads, 2, "{}", out.stderr);
 }

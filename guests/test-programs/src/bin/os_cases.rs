@@ -17,6 +17,8 @@
 //! - `realtime`: a child that kills itself with real-time signal 36
 //! - `spawn-until-refused`: spawns `sleep 30` until a spawn fails, prints
 //!   how many started and the error
+//! - `yes-maxbuffer`: `exec("yes")` asking for `max-buffer = u64::MAX`;
+//!   prints the error and how much output was kept
 //! - `run PROG PATH ARGS...`: `execFile(PROG, ARGS)` with the child's
 //!   `PATH` set to PATH; prints its stdout or the error
 use hive::{ExecOptions, ForkOptions, SpawnOptions, fork, spawn};
@@ -109,6 +111,20 @@ fn main() {
             for s in &sleepers {
                 s.kill("SIGKILL").unwrap();
             }
+        }
+        "yes-maxbuffer" => {
+            let options = ExecOptions {
+                max_buffer: Some(u64::MAX),
+                ..Default::default()
+            };
+            let child = hive::exec("yes", options).unwrap();
+            let out = child.output().unwrap();
+            let code = out
+                .error
+                .as_ref()
+                .and_then(|e| e.error_code.clone())
+                .unwrap_or_default();
+            println!("{code} after {} bytes", out.stdout.len());
         }
         "denied" => match spawn("echo", &["hi"], SpawnOptions::default()) {
             Ok(_) => println!("spawn allowed"),

@@ -191,7 +191,15 @@ fn main() {
             let status = child.wait();
             println!("expected sum {sum}, child exit {:?}", status.code);
         }
-        "child-disconnect" => trace(&fork_mode(&["self-disconnect"])),
+        "child-disconnect" => {
+            // Printed once closed: the child's own line (it shares our
+            // stdout) then always comes first.
+            let child = fork_mode(&["self-disconnect"]);
+            let events: Vec<String> = std::iter::from_fn(|| child.next_event())
+                .map(|e| show(&e))
+                .collect();
+            println!("{}", events.join("\n"));
+        }
         "info" => {
             let child = fork(
                 &child_path(),
@@ -291,6 +299,21 @@ fn main() {
             }
             bomb.disconnect().unwrap();
             trace(&bomb);
+        }
+        // One module under many spellings of its path.
+        "spellings" => {
+            let n: usize = args[2].parse().unwrap();
+            let path = child_path();
+            let (dir, file) = path.rsplit_once('/').unwrap();
+            let last = dir.rsplit('/').next().unwrap();
+            for k in 0..n {
+                // `d/../d/../d/m.wasm`: `..` is a different path to Rust.
+                let spelled = format!("{dir}/{}{file}", format!("../{last}/").repeat(k));
+                fork(&spelled, &["hello"], ForkOptions::default())
+                    .unwrap()
+                    .wait();
+            }
+            println!("forked {n} spellings");
         }
         "wasip1" => {
             // argv[2] is a wasip1 core module: it runs as a child with no
