@@ -732,17 +732,18 @@ impl Hive {
 }
 
 impl Hive {
+    /// The live OS children that are not detached (that end with the host).
+    fn attached_os_children(&self) -> Vec<Arc<Proc>> {
+        let children = self.inner.os_children.lock().unwrap();
+        let attached = children
+            .values()
+            .filter(|p| p.os.is_some_and(|os| !os.detached));
+        attached.cloned().collect()
+    }
+
     /// SIGKILLs every OS child, with its group, now.
     pub(crate) fn kill_os_children(&self) {
-        let live: Vec<_> = self
-            .inner
-            .os_children
-            .lock()
-            .unwrap()
-            .values()
-            .cloned()
-            .collect();
-        for proc in live.iter().filter(|p| p.os.is_some_and(|os| !os.detached)) {
+        for proc in self.attached_os_children() {
             if proc.os.is_some_and(|os| os.group) {
                 let _ = crate::unix::kill_group(proc.pid, Signal::KILL.number());
             }
@@ -762,16 +763,7 @@ impl Hive {
             tokio::time::Instant::now() + self.inner.kill_grace + Duration::from_millis(500);
         loop {
             let reaped = self.inner.os_reaped.notified();
-            let live: Vec<_> = self
-                .inner
-                .os_children
-                .lock()
-                .unwrap()
-                .values()
-                .filter(|p| p.os.is_some_and(|os| !os.detached))
-                .cloned()
-                .collect();
-            if live.is_empty() {
+            if self.attached_os_children().is_empty() {
                 return;
             }
             if tokio::time::Instant::now() >= deadline {

@@ -2,23 +2,23 @@
 //! a timer, a socket) runs within microseconds even when every runtime
 //! worker is busy with CPU-bound guests.
 //!
-//! A guest gives its worker back only at an epoch tick (it was 10 ms), and tokio
-//! has one worker per core, so with as many `loop {}` guests as cores a
-//! woken guest used to wait for a tick on every wake-up: a sibling's round
-//! trips fell to 0.03% of their rate. A kernel preempts on wake-up; so
-//! does Hive: every process task counts itself as *active* from its
-//! wake-up until its poll ends, and its waker, when the other active tasks
-//! already fill every worker, advances the epoch at once: the running
-//! guests yield at their next loop back-edge or call (and a queued one as
-//! soon as it resumes), so the woken one gets a worker within
-//! microseconds. Counting queued tasks, not only running ones, matters:
-//! tokio's LIFO slot gives a ping-pong pair's wake-ups to the same worker
-//! only three times in a row, then queues them behind whatever else is
-//! runnable there. With a worker to spare, nothing is bumped. Guests yield
-//! through tokio's `yield_now` (see `table.rs`), which queues them behind
-//! the others instead of in the LIFO slot.
+//! A guest gives its worker back only at an epoch tick (it was 10 ms), and
+//! tokio has one worker per core, so with as many `loop {}` guests as cores
+//! a woken guest used to wait for a tick on every wake-up: a sibling's round
+//! trips fell to 0.03% of their rate. A kernel preempts on wake-up; so does
+//! Hive: each worker thread marks, in a flag of its own, whether it is
+//! polling a process task, and a process's waker — once it has scheduled
+//! the task — advances the epoch at once when every *other* worker is busy
+//! with one: the running guests yield at their next loop back-edge or call,
+//! and the woken one gets a worker within microseconds. With a worker to
+//! spare (or the waker's own, about to be given up) nothing is bumped.
+//!
+//! The flags are per thread, so the hot path (every poll) writes only its
+//! own cache line; a wake-up reads one flag per worker. Guests yield
+//! through tokio's `yield_now` (see `table.rs`), which parks them behind
+//! the other runnable tasks rather than in the worker's LIFO slot, so a
+//! yielded spinner never runs ahead of the task it made room for.
 
-use futures_util::task::AtomicWaker;
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
@@ -27,32 +27,31 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use wasmtime::Engine;
 
+/// Busy flags of the threads that poll process tasks (the runtime's
+/// workers; past 64 threads, more are not tracked and count as free).
+static FLAGS: [AtomicBool; 64] = [const { AtomicBool::new(false) }; 64];
+/// How many of `FLAGS` are handed out.
+static KNOWN: AtomicUsize = AtomicUsize::new(0);
+
 thread_local! {
-    /// Whether this thread is polling a process task right now.
-    static POLLING: Cell<bool> = const { Cell::new(false) };
-    /// The waker of the process task this thread is polling.
-    static CURRENT: std::cell::RefCell<Option<Arc<ProcessWaker>>> =
-        const { std::cell::RefCell::new(None) };
+    /// This thread's busy flag, once it has polled a process task.
+    static BUSY: Cell<Option<&'static AtomicBool>> = const { Cell::new(None) };
 }
 
-/// The running guest gives its worker back for a moment (its epoch
-/// deadline passed): it stays active, as a runnable task does, until it is
-/// woken to go on. Call from the epoch-deadline callback, then yield.
-pub fn yielding() {
-    CURRENT.with(|current| {
-        if let Some(task) = &*current.borrow()
-            && !task.yielding.swap(true, Ordering::AcqRel)
-        {
-            task.preempt.active.fetch_add(1, Ordering::Relaxed);
+/// This thread's flag, handed out on first use.
+fn flag() -> Option<&'static AtomicBool> {
+    BUSY.with(|busy| {
+        if busy.get().is_none() {
+            let at = KNOWN.fetch_add(1, Ordering::AcqRel);
+            busy.set(FLAGS.get(at));
         }
-    });
+        busy.get()
+    })
 }
 
-/// How many process tasks want a worker, against how many workers exist.
+/// Makes running guests yield when every other worker is busy with one.
 pub struct Preempt {
     engine: Engine,
-    /// Process tasks woken and not yet polled, or being polled.
-    active: AtomicUsize,
     workers: usize,
 }
 
@@ -60,86 +59,54 @@ impl Preempt {
     pub fn new(engine: Engine, workers: usize) -> Arc<Preempt> {
         Arc::new(Preempt {
             engine,
-            active: AtomicUsize::new(0),
             workers: workers.max(1),
         })
     }
 
-    /// A process was woken. If the other active tasks fill every worker
-    /// (the waker's own task, when it wakes another, is about to give its
-    /// worker up), make the running guests yield.
-    fn woken(&self, counted: bool) {
-        let waking_from_a_process = POLLING.with(Cell::get);
-        let before = self
-            .active
-            .load(Ordering::Relaxed)
-            .saturating_sub(usize::from(counted));
-        if before.saturating_sub(usize::from(waking_from_a_process)) >= self.workers {
+    /// A process was woken (and scheduled). If every other worker is busy
+    /// with a process, make the running guests yield.
+    fn woken(&self) {
+        let known = KNOWN.load(Ordering::Acquire).min(FLAGS.len());
+        let mine = BUSY.with(Cell::get);
+        let busy = FLAGS[..known]
+            .iter()
+            .filter(|f| !mine.is_some_and(|m| std::ptr::eq(m, *f)))
+            .filter(|f| f.load(Ordering::Relaxed))
+            .count();
+        // The waker's own worker is about to be free, if it is one.
+        let others = self.workers - usize::from(mine.is_some() && self.workers > 1);
+        if busy >= others {
             self.engine.increment_epoch();
         }
     }
 
     /// Wraps a process task.
     pub fn task<F: Future>(self: &Arc<Self>, task: F) -> Preemptible<F> {
-        // A new task is scheduled for its first poll.
-        self.active.fetch_add(1, Ordering::Relaxed);
         let waker = Arc::new(ProcessWaker {
             preempt: self.clone(),
-            task: AtomicWaker::new(),
-            scheduled: AtomicBool::new(true),
-            yielding: AtomicBool::new(false),
+            task: futures_util::task::AtomicWaker::new(),
         });
         Preemptible {
             task: Box::pin(task),
             waker: Waker::from(waker.clone()),
             handle: waker,
-            done: false,
         }
     }
 }
 
-/// A process task that counts itself while polled and is woken through a
-/// [`ProcessWaker`].
+/// A process task that marks its worker busy while polled and is woken
+/// through a [`ProcessWaker`].
 pub struct Preemptible<F> {
     task: Pin<Box<F>>,
     handle: Arc<ProcessWaker>,
     /// `handle` as a `Waker`, made once.
     waker: Waker,
-    /// Whether the task completed (its counts already taken back).
-    done: bool,
 }
 
 struct ProcessWaker {
     preempt: Arc<Preempt>,
     /// The runtime's waker for the task.
-    task: AtomicWaker,
-    /// Woken and not yet polled (then counted in `active`).
-    scheduled: AtomicBool,
-    /// Yielded at an epoch deadline, to be woken again (counted in
-    /// `active` meanwhile; see [`yielding`]).
-    yielding: AtomicBool,
-}
-
-impl ProcessWaker {
-    /// The task is gone (done or dropped, e.g. killed): take back what it
-    /// still counts, and let no later wake-up count it again.
-    fn retire(&self) {
-        let active = &self.preempt.active;
-        if self.scheduled.swap(true, Ordering::AcqRel) {
-            active.fetch_sub(1, Ordering::Relaxed);
-        }
-        if self.yielding.swap(false, Ordering::AcqRel) {
-            active.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
-impl<F> Drop for Preemptible<F> {
-    fn drop(&mut self) {
-        if !self.done {
-            self.handle.retire();
-        }
-    }
+    task: futures_util::task::AtomicWaker,
 }
 
 impl Wake for ProcessWaker {
@@ -148,16 +115,10 @@ impl Wake for ProcessWaker {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        let newly = !self.scheduled.swap(true, Ordering::AcqRel);
-        // A task back from a yield was counted all along.
-        let counted = newly && !self.yielding.swap(false, Ordering::AcqRel);
-        if counted {
-            self.preempt.active.fetch_add(1, Ordering::Relaxed);
-        }
         // Scheduled first: a guest that yields on the bump must find the
         // woken task queued, or it would resume before it.
         self.task.wake();
-        self.preempt.woken(counted);
+        self.preempt.woken();
     }
 }
 
@@ -167,25 +128,14 @@ impl<F: Future> Future for Preemptible<F> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = &mut *self;
         this.handle.task.register(cx.waker());
-        let active = &this.handle.preempt.active;
-        // Scheduled becomes polling (still active); a poll nobody woke us
-        // for (the runtime may) starts being active now.
-        if !this.handle.scheduled.swap(false, Ordering::AcqRel) {
-            active.fetch_add(1, Ordering::Relaxed);
-        }
-        let was = POLLING.with(|p| p.replace(true));
-        let outer = CURRENT.with(|c| c.replace(Some(this.handle.clone())));
+        let flag = flag();
+        let was = flag.map(|f| f.swap(true, Ordering::Relaxed));
         let ready = this
             .task
             .as_mut()
             .poll(&mut Context::from_waker(&this.waker));
-        CURRENT.with(|c| *c.borrow_mut() = outer);
-        POLLING.with(|p| p.set(was));
-        // A wake-up during the poll counted itself again.
-        active.fetch_sub(1, Ordering::Relaxed);
-        if ready.is_ready() {
-            this.handle.retire();
-            this.done = true;
+        if let (Some(f), Some(was)) = (flag, was) {
+            f.store(was, Ordering::Relaxed);
         }
         ready
     }
@@ -195,38 +145,32 @@ impl<F: Future> Future for Preemptible<F> {
 mod tests {
     use super::*;
 
-    /// Every way a task can go — woken, yielding, woken while polled,
-    /// done, dropped unfinished — leaves the count where it started.
+    /// Busy flags are set only while a process task is polled.
     #[test]
-    fn counts_balance() {
+    fn flags_follow_polls() {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        let engine = Engine::default();
-        let preempt = Preempt::new(engine, 2);
+        let preempt = Preempt::new(Engine::default(), 2);
         rt.block_on(async {
             let mut tasks = Vec::new();
-            for i in 0..50u64 {
+            for i in 0..20u64 {
+                let p = preempt.clone();
                 tasks.push(tokio::spawn(preempt.task(async move {
-                    for _ in 0..i % 5 {
-                        yielding();
-                        tokio::task::yield_now().await;
-                        tokio::time::sleep(std::time::Duration::from_micros(i)).await;
-                    }
+                    // Inside a poll: this thread's flag is up.
+                    assert!(BUSY.with(Cell::get).unwrap().load(Ordering::Relaxed));
+                    tokio::time::sleep(std::time::Duration::from_micros(i)).await;
+                    drop(p);
                 })));
             }
             for task in tasks {
                 task.await.unwrap();
             }
-            // Dropped before done: one never polled, one parked forever.
-            drop(preempt.task(std::future::pending::<()>()));
-            let parked = tokio::spawn(preempt.task(std::future::pending::<()>()));
-            tokio::task::yield_now().await;
-            parked.abort();
-            let _ = parked.await;
         });
-        assert_eq!(preempt.active.load(Ordering::Relaxed), 0);
+        let known = KNOWN.load(Ordering::Acquire).min(FLAGS.len());
+        assert!(known > 0);
+        assert!(FLAGS[..known].iter().all(|f| !f.load(Ordering::Relaxed)));
     }
 }

@@ -561,7 +561,6 @@ fn new_store<T: 'static>(
     // a plain self-wake would land in the worker's LIFO slot and run the
     // busy guest again at once, ahead of the tasks it was to make room for.
     store.epoch_deadline_callback(|_| {
-        crate::preempt::yielding();
         Ok(wasmtime::UpdateDeadline::YieldCustom(
             1,
             Box::pin(tokio::task::yield_now()),

@@ -8,31 +8,28 @@ use tokio::process::Command;
 
 /// Sends `signal` to `pid` (`kill(2)`); `Ok(false)` if no such process.
 pub fn kill(pid: u32, signal: u8) -> io::Result<bool> {
-    let pid =
-        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
-    let rc = unsafe { libc::kill(pid, libc::c_int::from(signal)) };
-    if rc == 0 {
-        return Ok(true);
-    }
-    let err = io::Error::last_os_error();
-    match err.raw_os_error() {
-        Some(libc::ESRCH) => Ok(false),
-        _ => Err(err),
-    }
+    send(pid_t(pid)?, signal)
 }
 
 /// Sends `signal` to every process in group `pgid` (`kill(-pgid)`);
 /// `Ok(false)` if the group is empty.
 pub fn kill_group(pgid: u32, signal: u8) -> io::Result<bool> {
-    let pgid =
-        libc::pid_t::try_from(pgid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let pgid = pid_t(pgid)?;
     if pgid <= 1 {
         // -1 would be every process we may signal; never.
         return Err(io::Error::from(io::ErrorKind::InvalidInput));
     }
+    send(-pgid, signal)
+}
+
+fn pid_t(pid: u32) -> io::Result<libc::pid_t> {
+    libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// `kill(target, signal)`; ESRCH (nobody there) is `Ok(false)`.
+fn send(target: libc::pid_t, signal: u8) -> io::Result<bool> {
     // SAFETY: kill(2) takes plain integers and touches no memory of ours.
-    let rc = unsafe { libc::kill(-pgid, libc::c_int::from(signal)) };
+    let rc = unsafe { libc::kill(target, libc::c_int::from(signal)) };
     if rc == 0 {
         return Ok(true);
     }

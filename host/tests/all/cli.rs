@@ -292,6 +292,12 @@ fn p1_cli() {
         .check();
 }
 
+/// What `cli_fs_ops sub` prints in a read-only `--cwd` holding `sub/in.txt`.
+const READ_ONLY_RELATIVE: &str = "create: PermissionDenied\nwrite: PermissionDenied\n\
+    truncate: PermissionDenied\nrename: PermissionDenied\nmkdir: PermissionDenied\n\
+    symlink-out: PermissionDenied\nsymlink-in: PermissionDenied\nremove: PermissionDenied\n\
+    read: \"relative\\n\"\n";
+
 /// `--cwd`: relative paths (and tools that default to `.`) resolve inside a
 /// preopen, for the root and its forked children.
 #[test]
@@ -330,24 +336,14 @@ fn cwd() {
         .args([
             "run", "--ro-dir", &preopen, "--cwd", "/data", CLI_FS_OPS, "sub",
         ])
-        .stdout(
-            "create: PermissionDenied\nwrite: PermissionDenied\ntruncate: PermissionDenied\n\
-                 rename: PermissionDenied\nmkdir: PermissionDenied\nsymlink-out: PermissionDenied\n\
-                 symlink-in: PermissionDenied\nremove: PermissionDenied\n\
-                 read: \"relative\\n\"\n",
-        )
+        .stdout(READ_ONLY_RELATIVE)
         .check();
     // A forked child has the same working directory.
     Test::new()
         .args([
             "run", "--ro-dir", &preopen, "--cwd", "/data", CLI_FS_OPS, "fork", "sub",
         ])
-        .stdout(
-            "create: PermissionDenied\nwrite: PermissionDenied\ntruncate: PermissionDenied\n\
-                 rename: PermissionDenied\nmkdir: PermissionDenied\nsymlink-out: PermissionDenied\n\
-                 symlink-in: PermissionDenied\nremove: PermissionDenied\n\
-                 read: \"relative\\n\"\n",
-        )
+        .stdout(READ_ONLY_RELATIVE)
         .check();
     // wasi-libc resolves `sub/in.txt` as `/sub/in.txt`: with a preopen
     // named `/sub`, that is where it goes. Said up front.

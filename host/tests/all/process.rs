@@ -365,6 +365,22 @@ fn thousand_children_forked_and_reaped() {
         .check();
 }
 
+/// Runs `bench_parent ARGS` and reads its `rtt_per_s=`.
+fn round_trip_rate(args: &[&str]) -> f64 {
+    let out = Test::run(BENCH_PARENT)
+        .args(args.iter().copied())
+        .any_stdout()
+        .check();
+    let field = out
+        .stdout
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("rtt_per_s="));
+    field
+        .unwrap_or_else(|| panic!("no rate in {:?}", out.stdout))
+        .parse()
+        .unwrap()
+}
+
 /// With as many CPU-bound (`loop {}`) siblings as cores, a guest that
 /// waits for messages still gets a worker when woken (host/src/preempt.rs).
 /// `just bench` holds the real targets (≥ 25%, ≥ 75% with one spinner);
@@ -372,20 +388,7 @@ fn thousand_children_forked_and_reaped() {
 /// where a guest used to keep 0.03%.
 #[test]
 fn spinners_do_not_starve_a_waiting_guest() {
-    let rate = |spinners: usize| -> f64 {
-        let out = Test::run(BENCH_PARENT)
-            .args(["rtt-spin", "500", "16", &spinners.to_string()])
-            .any_stdout()
-            .check();
-        let field = out
-            .stdout
-            .split_whitespace()
-            .find_map(|f| f.strip_prefix("rtt_per_s="));
-        field
-            .unwrap_or_else(|| panic!("no rate in {:?}", out.stdout))
-            .parse()
-            .unwrap()
-    };
+    let rate = |spinners: usize| round_trip_rate(&["rtt-spin", "500", "16", &spinners.to_string()]);
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let unloaded = rate(0);
     let loaded = rate(cores);
@@ -401,22 +404,8 @@ fn spinners_do_not_starve_a_waiting_guest() {
 /// ~6%. A gross bound, as timed tests on shared machines must be: 25%.
 #[test]
 fn a_flood_does_not_slow_the_other_children() {
-    let rate = |mode: &str, extra: &str| -> f64 {
-        let out = Test::run(BENCH_PARENT)
-            .args([mode, "1000", "16", extra])
-            .any_stdout()
-            .check();
-        let field = out
-            .stdout
-            .split_whitespace()
-            .find_map(|f| f.strip_prefix("rtt_per_s="));
-        field
-            .unwrap_or_else(|| panic!("no rate in {:?}", out.stdout))
-            .parse()
-            .unwrap()
-    };
-    let unloaded = rate("rtt-spin", "0");
-    let flooded = rate("rtt-flood", "50000");
+    let unloaded = round_trip_rate(&["rtt-spin", "1000", "16", "0"]);
+    let flooded = round_trip_rate(&["rtt-flood", "1000", "16", "50000"]);
     assert!(
         flooded >= unloaded / 4.0,
         "next to a flood {flooded:.0} round trips/s, else {unloaded:.0}"
