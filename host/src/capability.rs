@@ -10,7 +10,8 @@ use std::sync::Arc;
 pub const WASM_PAGE: u64 = 64 * 1024;
 
 /// Everything a process was granted, shared with the children it forks.
-#[derive(Debug, Clone, Default)]
+/// (No `Default`: every grant is chosen, never a permissive default.)
+#[derive(Debug, Clone)]
 pub struct Capabilities {
     /// Which OS programs it may start (`--allow-spawn`).
     pub spawn: SpawnPolicy,
@@ -24,10 +25,9 @@ pub struct Capabilities {
 }
 
 /// Which module files a guest may fork (`host run --allow-fork[=DIR,...]`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ForkPolicy {
     /// Any path the host can read.
-    #[default]
     All,
     /// Only modules below these directories: the root module's own, and
     /// those `--allow-fork=DIR,...` names.

@@ -553,6 +553,11 @@ impl HostState {
             false,
         )?;
         self.may_spawn(&mut request)?;
+        // Counted like every other child, for as long as it runs.
+        let _slot = self.process.me.budget.charge().map_err(|e| {
+            tracing::debug!("spawn refused: {e}");
+            ErrorCode::TooManyProcesses
+        })?;
         // The guest may be killed while it waits here: then the child must
         // die with the dropped future, so these children kill on drop.
         let hive = self.process.hive.clone();

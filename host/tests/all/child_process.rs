@@ -150,7 +150,7 @@ fn os_children_count_against_max_procs() {
             OS_CASES,
             "spawn-until-refused",
         ])
-        .stdout("spawned 3 then EAGAIN\n")
+        .stdout("spawned 3 then EAGAIN\nspawnSync: EAGAIN\n")
         .check();
 }
 

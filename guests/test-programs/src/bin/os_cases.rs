@@ -108,6 +108,11 @@ fn main() {
                 assert!(sleepers.len() < 100, "no limit on OS children");
             };
             println!("spawned {} then {error}", sleepers.len());
+            // The sync forms count too.
+            match hive::spawn_sync("true", &[], hive::SyncOptions::default()) {
+                Ok(_) => println!("spawnSync ran"),
+                Err(e) => println!("spawnSync: {e}"),
+            }
             for s in &sleepers {
                 s.kill("SIGKILL").unwrap();
             }
