@@ -1,9 +1,9 @@
 //! Integration tests: the real `host` binary on real guests, with exact
 //! stdout, stderr and exit status. One test binary (the wasmtime pattern).
 
-mod child_process;
 mod cli;
+mod fork;
 mod net;
-mod process;
+mod os;
 mod signals;
 mod util;
