@@ -1,10 +1,14 @@
-//! The one `bindgen!` for the `hive:process` WIT package.
+//! The one `bindgen!` for the `hive:process` WIT package, and the edge
+//! where the runtime's own types become the WIT's.
 //!
-//! Host functions are `async` (guests block in them on a fiber without
-//! blocking a thread) and `trappable` (they return `wasmtime::Result`, so a
-//! host invariant break or a deliberate exit traps). Guest-visible errors are
-//! plain `result<_, error-code>` values inside that. We use wasmtime's own
-//! `wasmtime::Error` throughout (not `anyhow: true`).
+//! Every import is `trappable` (it returns `wasmtime::Result`, so a host
+//! invariant break or a deliberate exit traps), and `error-code` is a
+//! trappable error type: a function that fails returns a [`HostError`],
+//! which is either a guest-visible `error-code` or a trap, so `?` serves
+//! both. We use wasmtime's own `wasmtime::Error` throughout.
+//!
+//! Only the functions that can block are `async` (a guest blocks in them
+//! on its fiber without blocking a thread); everything else is sync.
 //!
 //! No `tracing` flag: a span per host call cost 11% of message throughput
 //! (measured with perf); the slow paths (fork, exit) log by hand instead.
@@ -12,14 +16,169 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "hive:process/guest",
-    imports: { default: async | trappable },
+    imports: {
+        // Only these functions are `async`; they are the only ones that
+        // wait: for an event, for room in a receiver's queue (`send` past
+        // the hard limit), or for an OS program to finish.
+        "hive:process/process.next-event": async | trappable,
+        "hive:process/process.send": async | trappable,
+        "hive:process/child-process.[method]child.send": async | trappable,
+        "hive:process/child-process.[method]child.next-event": async | trappable,
+        "hive:process/child-process.[method]child.output": async | trappable,
+        "hive:process/child-process.spawn-sync": async | trappable,
+        "hive:process/child-process.exec-sync": async | trappable,
+        "hive:process/child-process.exec-file-sync": async | trappable,
+        default: trappable,
+    },
     exports: { default: async },
+    trappable_error_type: {
+        "hive:process/types.error-code" => crate::bindings::HostError,
+    },
     with: {
         "wasi": wasmtime_wasi::p2::bindings,
         "hive:process/child-process.child": crate::child_process::Child,
     },
 });
 
+use crate::runtime::budget::TooManyProcesses;
+use crate::runtime::event::{self, ChildEvent, Payload, StartError};
+use crate::runtime::exit;
+use crate::runtime::message::SendError;
 pub use hive::process::types::{
-    ChildEvent, ChildEventKind, ErrorCode, ErrorInfo, Event, ExitStatus as WitExitStatus, Message,
+    ChildEvent as WitChildEvent, ChildEventKind, ErrorCode, ErrorInfo, Event,
+    ExitStatus as WitExitStatus, Message,
 };
+
+/// A failed host call: a guest-visible `error-code`, or a trap (what
+/// `trappable_error_type` makes of `error-code`; `?` serves both).
+#[derive(Debug)]
+pub struct HostError(wasmtime::Error);
+
+impl HostError {
+    /// The guest's `error-code`, or the trap.
+    pub fn downcast(self) -> wasmtime::Result<ErrorCode> {
+        self.0.downcast()
+    }
+}
+
+impl From<ErrorCode> for HostError {
+    fn from(code: ErrorCode) -> HostError {
+        HostError(code.into())
+    }
+}
+
+impl From<wasmtime::Error> for HostError {
+    fn from(trap: wasmtime::Error) -> HostError {
+        HostError(trap)
+    }
+}
+
+impl From<wasmtime::component::ResourceTableError> for HostError {
+    fn from(e: wasmtime::component::ResourceTableError) -> HostError {
+        HostError(e.into())
+    }
+}
+
+impl From<Message> for Payload {
+    fn from(msg: Message) -> Payload {
+        match msg {
+            Message::Json(text) => Payload::Json(text),
+            Message::Bytes(bytes) => Payload::Bytes(bytes),
+        }
+    }
+}
+
+impl From<Payload> for Message {
+    fn from(payload: Payload) -> Message {
+        match payload {
+            Payload::Json(text) => Message::Json(text),
+            Payload::Bytes(bytes) => Message::Bytes(bytes),
+        }
+    }
+}
+
+impl From<event::Envelope> for Message {
+    /// The message a guest sees. A guest cannot hold a handle yet, so any
+    /// that came with it are dropped (closed) here.
+    fn from(envelope: event::Envelope) -> Message {
+        envelope.payload.into()
+    }
+}
+
+impl From<event::Event> for Event {
+    fn from(event: event::Event) -> Event {
+        match event {
+            event::Event::Message(envelope) => Event::Message(envelope.into()),
+            event::Event::Disconnect => Event::Disconnect,
+            event::Event::Signal(signal) => Event::Signal(signal.name().to_owned()),
+            event::Event::Child { id, event } => Event::Child(WitChildEvent {
+                id,
+                kind: event.into(),
+            }),
+        }
+    }
+}
+
+impl From<ChildEvent> for ChildEventKind {
+    fn from(event: ChildEvent) -> ChildEventKind {
+        match event {
+            ChildEvent::Spawn => ChildEventKind::Spawn,
+            ChildEvent::Message(envelope) => ChildEventKind::Message(envelope.into()),
+            ChildEvent::Disconnect => ChildEventKind::Disconnect,
+            ChildEvent::Exit(status) => ChildEventKind::Exit(status.into()),
+            ChildEvent::Close(status) => ChildEventKind::Close(status.into()),
+            ChildEvent::Error(error) => ChildEventKind::Error((*error).into()),
+        }
+    }
+}
+
+impl From<StartError> for ErrorInfo {
+    fn from(e: StartError) -> ErrorInfo {
+        ErrorInfo {
+            code: e.code,
+            errno: e.errno,
+            syscall: e.syscall,
+            path: e.path,
+            message: e.message,
+            spawnargs: e.spawnargs,
+        }
+    }
+}
+
+impl From<exit::ExitStatus> for WitExitStatus {
+    fn from(status: exit::ExitStatus) -> Self {
+        match status {
+            exit::ExitStatus::Code(code) => WitExitStatus {
+                code: Some(code),
+                signal: None,
+            },
+            exit::ExitStatus::Signal(signal) => WitExitStatus {
+                code: None,
+                signal: Some(signal.name().to_owned()),
+            },
+        }
+    }
+}
+
+impl From<SendError> for ErrorCode {
+    fn from(e: SendError) -> ErrorCode {
+        match e {
+            SendError::ChannelClosed | SendError::NeverStarted => ErrorCode::ChannelClosed,
+            SendError::TooLarge => ErrorCode::MessageTooLarge,
+            SendError::InvalidJson => ErrorCode::InvalidJson,
+        }
+    }
+}
+
+impl From<SendError> for HostError {
+    fn from(e: SendError) -> HostError {
+        ErrorCode::from(e).into()
+    }
+}
+
+impl From<TooManyProcesses> for HostError {
+    fn from(e: TooManyProcesses) -> HostError {
+        tracing::debug!("refused: {e}");
+        ErrorCode::TooManyProcesses.into()
+    }
+}

@@ -3,7 +3,7 @@
 mod compile;
 mod run;
 
-use crate::error::ExitStatus;
+use crate::runtime::exit::ExitStatus;
 use clap::{Parser, Subcommand};
 pub use compile::CompileCommand;
 pub use run::RunCommand;
@@ -38,7 +38,7 @@ impl Cli {
             Command::Run(run) => run.execute(),
             Command::Compile(compile) => compile.execute(),
             Command::Sentinel { grace_ms } => {
-                crate::sentinel::serve(std::time::Duration::from_millis(grace_ms));
+                crate::runtime::sentinel::serve(std::time::Duration::from_millis(grace_ms));
                 Ok(ExitStatus::Code(0))
             }
         }

@@ -1,42 +1,97 @@
-//! How a process ended, and how that becomes the host's exit code.
+//! The library's errors: why a module cannot run, and how an error chain
+//! reads in one line.
 
-use crate::signal::Signal;
+use std::path::PathBuf;
 
-/// How a process ended: an exit code, or the signal that ended it.
-///
-/// This is what a parent sees in `exit`/`close` events and what `host run`
-/// turns into its own exit code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitStatus {
-    /// The process exited by itself with this code (0..=255), or with a
-    /// negative errno when it never started (Node's `close(-2, null)`).
-    Code(i32),
-    /// The process was ended by this signal. A trapped wasm guest reports
-    /// `SIGABRT`, as an aborted Node process does.
-    Signal(Signal),
+/// The largest `.wasm` Hive reads (an 18 MB Python component is large).
+pub const MAX_MODULE_BYTES: u64 = 512 << 20;
+
+/// Why a module cannot be run. Each message says what would fix it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    #[error("failed to read `{path}`")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("`{}` is {what}, not a WebAssembly file", path.display())]
+    NotAFile { path: PathBuf, what: &'static str },
+    #[error(
+        "`{}` is {bytes} bytes, more than the largest module Hive reads ({MAX_MODULE_BYTES} bytes)",
+        path.display()
+    )]
+    TooLarge { path: PathBuf, bytes: u64 },
+    #[error("`{}` is not a WebAssembly file (it does not start with `\\0asm`)", path.display())]
+    NotWasm { path: PathBuf },
+    #[error(
+        "`{path}` is a core WebAssembly module that imports `{import}`; Hive runs core modules \
+         that import only `wasi_snapshot_preview1` (wasip1), and WASI 0.2 components: build it for \
+         `wasm32-wasip1` or `wasm32-wasip2`, or make it a component with \
+         `wasm-tools component new {path} --adapt wasi_snapshot_preview1.command.wasm -o out.wasm` \
+         (the adapter is published with every wasmtime release)"
+    )]
+    CoreModule { path: PathBuf, import: String },
+    #[error(
+        "`{path}` uses the component model's async features (`stream`, `future` or async \
+         functions, as WASI 0.3 components do), which Hive does not run yet: build it for WASI \
+         0.2 (`wasm32-wasip2`)"
+    )]
+    Async {
+        path: PathBuf,
+        #[source]
+        source: anyhow::Error,
+    },
+    #[error(
+        "`{path}` is a library (reactor), not a command: it exports no {entry}, so there is \
+         nothing to run; build it as a command (a binary with `fn main`)"
+    )]
+    Reactor { path: PathBuf, entry: &'static str },
+    #[error("`{path}` is not a valid WebAssembly component")]
+    Invalid {
+        path: PathBuf,
+        #[source]
+        source: anyhow::Error,
+    },
+    #[error("`{path}` cannot be linked: it needs an import Hive does not provide")]
+    Link {
+        path: PathBuf,
+        #[source]
+        source: anyhow::Error,
+    },
 }
 
-impl ExitStatus {
-    /// The exit code for the host process: the code itself, or `128 + n` for
-    /// signal `n` (as shells, spin and just do); signals are below 64.
-    pub fn code(&self) -> u8 {
-        match *self {
-            ExitStatus::Code(code) => u8::try_from(code).unwrap_or(1),
-            ExitStatus::Signal(signal) => 128 + signal.number(),
-        }
-    }
-
-    /// Whether the process exited with code 0.
-    pub fn success(&self) -> bool {
-        *self == ExitStatus::Code(0)
-    }
-}
-
-impl std::fmt::Display for ExitStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl LoadError {
+    /// The errno Node would report for this failure at spawn time.
+    pub fn node_code(&self) -> (&'static str, i32) {
         match self {
-            ExitStatus::Code(code) => write!(f, "exit code {code}"),
-            ExitStatus::Signal(signal) => write!(f, "signal {}", signal.name()),
+            LoadError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                ("ENOENT", -2)
+            }
+            LoadError::Read { source, .. }
+                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                ("EACCES", -13)
+            }
+            LoadError::Read { .. } => ("EIO", -5),
+            // execve(2) of something that is not a regular file.
+            LoadError::NotAFile { .. } => ("EACCES", -13),
+            _ => ("ENOEXEC", -8),
         }
+    }
+}
+
+/// Formats an error with its whole source chain, `a: b: c`.
+pub struct ErrorChain<'a>(pub &'a dyn std::error::Error);
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
     }
 }

@@ -1,7 +1,7 @@
 //! `host compile`: fill the compiled-component cache ahead of time.
 
-use crate::engine::{Hive, HiveConfig};
-use crate::error::ExitStatus;
+use crate::hive::{Hive, HiveConfig};
+use crate::runtime::exit::ExitStatus;
 use clap::Parser;
 use std::path::PathBuf;
 

@@ -1,12 +1,12 @@
 //! `host run`: run a WASI program (a WASI 0.2 command component, or a
 //! wasip1 core module) as the root process.
 
-use crate::capability::{AllowedDir, ForkPolicy, parse_size};
-use crate::engine::{Hive, HiveConfig, Preopen, RunOptions};
-use crate::error::ExitStatus;
-use crate::net::NetPolicy;
-use crate::os::{AllowedProgram, SpawnPolicy};
-use crate::signal::Signal;
+use crate::hive::{Hive, HiveConfig, Preopen, RunOptions};
+use crate::runtime::caps::{AllowedDir, AllowedProgram, ForkPolicy, SpawnPolicy, parse_size};
+use crate::runtime::exit::ExitStatus;
+use crate::runtime::net::NetPolicy;
+
+use crate::runtime::signal::Signal;
 use anyhow::Context as _;
 use clap::Parser;
 use std::path::{Path, PathBuf};
@@ -130,7 +130,7 @@ pub struct RunCommand {
     /// The most wasm processes alive at once, the root guest included. The
     /// pool is reserved up front, costing ~3 µs of start-up per slot (one
     /// guard page per fiber stack): raise it for more live guests.
-    #[arg(long, env = "HOST_MAX_PROCS", default_value_t = crate::engine::DEFAULT_MAX_PROCS, value_name = "N")]
+    #[arg(long, env = "HOST_MAX_PROCS", default_value_t = crate::hive::DEFAULT_MAX_PROCS, value_name = "N")]
     max_procs: u32,
 
     #[command(flatten)]
@@ -277,7 +277,7 @@ fn parse_fork_dir(text: &str) -> Result<AllowedDir, String> {
 
 /// One `--allow-net` entry (`localhost` is two rules).
 #[derive(Debug, Clone)]
-struct NetEntry(Vec<crate::net::NetRule>);
+struct NetEntry(Vec<crate::runtime::net::NetRule>);
 
 fn parse_net_entry(text: &str) -> Result<NetEntry, String> {
     if text.is_empty() {
@@ -308,7 +308,7 @@ impl HostSignals {
     /// with a handler gets it as an event and decides; one without ends at
     /// once (so the host exits 128+N), and the tree ends with it. A signal
     /// while the tree is already ending skips the rest of the grace period.
-    async fn forward(mut self, hive: Hive, root: std::sync::Arc<crate::table::Proc>) {
+    async fn forward(mut self, hive: Hive, root: std::sync::Arc<crate::runtime::proc::Proc>) {
         let [term, int, hup] = &mut self.0;
         loop {
             let signal = tokio::select! {
@@ -318,7 +318,7 @@ impl HostSignals {
             };
             tracing::debug!(signal = signal.name(), "host received a signal");
             if root.status().is_some() {
-                hive.kill_os_children();
+                hive.runtime().kill_os_children();
             } else {
                 root.signal(signal);
             }
@@ -333,7 +333,7 @@ impl RunCommand {
             max_procs: self.max_procs,
             max_memory: self
                 .max_memory
-                .next_multiple_of(crate::capability::WASM_PAGE),
+                .next_multiple_of(crate::runtime::caps::WASM_PAGE),
             kill_grace: std::time::Duration::from_millis(self.kill_grace_ms),
             cache_dir: match (self.no_cache, self.cache_dir) {
                 (true, _) => None,

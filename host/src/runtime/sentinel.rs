@@ -16,8 +16,8 @@
 //! again at each later spawn), so that a process id the kernel reuses
 //! later is never signalled.
 
-use crate::signal::Signal;
-use crate::unix;
+use super::signal::Signal;
+use super::unix;
 use std::collections::BTreeSet;
 use std::io::{BufRead, Write};
 use std::process::{ChildStdin, Command, Stdio};
@@ -115,13 +115,13 @@ pub fn serve(grace: Duration) {
             .collect()
     };
     for &g in &groups {
-        let _ = unix::kill_group(g, Signal::TERM.number());
+        let _ = unix::signal_group(g, Signal::TERM.number());
     }
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline && !live(&groups).is_empty() {
         std::thread::sleep(Duration::from_millis(10));
     }
     for g in live(&groups) {
-        let _ = unix::kill_group(g, Signal::KILL.number());
+        let _ = unix::signal_group(g, Signal::KILL.number());
     }
 }

@@ -1,8 +1,7 @@
 //! What a process may use beyond its own instance: OS programs, the network
 //! and memory. A forked child gets its parent's capabilities, never more.
 
-use crate::net::NetPolicy;
-use crate::os::SpawnPolicy;
+use super::net::NetPolicy;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -278,9 +277,142 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
     }
 }
 
+/// Which OS programs a guest may start (`host run --allow-spawn[=...]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SpawnPolicy {
+    /// None (the default, as Deno).
+    #[default]
+    Deny,
+    /// Any program.
+    All,
+    /// Only these programs, by their canonical path.
+    Only(Vec<AllowedProgram>),
+}
+
+/// One `--allow-spawn` entry, resolved when the host starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedProgram {
+    /// As the user wrote it (`ls`, `/bin/ls`).
+    pub given: String,
+    /// The file that will run: the entry's path, or the first `given` in
+    /// the host's `PATH`, with every symlink resolved.
+    pub canonical: PathBuf,
+}
+
+impl AllowedProgram {
+    /// Resolves an entry: a path as is, a bare name over the host's `PATH`.
+    pub fn new(given: &str) -> Result<AllowedProgram, String> {
+        if given.is_empty() {
+            return Err(
+                "an empty list allows nothing: give `--allow-spawn` alone for any \
+                        program, or name programs"
+                    .into(),
+            );
+        }
+        let found = resolve(given, None).ok_or_else(|| {
+            format!("`{given}`: no such program (looked for it in the host's `PATH`)")
+        })?;
+        let canonical = found
+            .canonicalize()
+            .map_err(|e| format!("`{given}`: {e}"))?;
+        Ok(AllowedProgram {
+            given: given.to_owned(),
+            canonical,
+        })
+    }
+}
+
+/// Why a program may not run.
+#[derive(Debug)]
+pub struct Denied;
+
+impl SpawnPolicy {
+    /// Decides whether `program` may run with `path_env` (the child's
+    /// `PATH`), and returns the file to execute — the decision is made on
+    /// exactly what will run.
+    ///
+    /// With a list, a bare name is looked up in the *host's* `PATH`, never
+    /// in one the guest chose (its directories may be guest-writable: a
+    /// symlink named `echo` there could be a shell), and the result must be
+    /// one of the allowed files after every symlink is resolved; that
+    /// resolved file is what runs. Without a list (`All`) the lookup is
+    /// Node's: the child's `PATH`, else the host's.
+    pub fn program(
+        &self,
+        program: &str,
+        path_env: Option<&str>,
+    ) -> Result<Option<PathBuf>, Denied> {
+        match self {
+            SpawnPolicy::Deny => Err(Denied),
+            SpawnPolicy::All => Ok(resolve(program, path_env)),
+            SpawnPolicy::Only(list) => {
+                let canonical = resolve(program, None)
+                    .and_then(|p| p.canonicalize().ok())
+                    .ok_or(Denied)?;
+                list.iter()
+                    .any(|a| a.canonical == canonical)
+                    .then_some(Some(canonical))
+                    .ok_or(Denied)
+            }
+        }
+    }
+
+    /// The flag that would allow `program`, for error messages.
+    pub fn hint(program: &str) -> String {
+        format!("`host run --allow-spawn={program}` (or `--allow-spawn` for any program)")
+    }
+}
+
+/// Finds `program` as `execvp` would: a name with a `/` is a path; else the
+/// first executable file of that name in `path` (the child's `PATH`), or in
+/// the host's `PATH` when the child's environment has none.
+fn resolve(program: &str, path: Option<&str>) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    if program.contains('/') {
+        return Some(program.into());
+    }
+    let host_path = std::env::var_os("PATH");
+    let path = match path {
+        Some(p) => std::ffi::OsString::from(p),
+        None => host_path.unwrap_or_else(|| "/usr/bin:/bin".into()),
+    };
+    let candidates: Vec<_> = std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .collect();
+    // Prefer an executable; fall back to a non-executable file so that exec
+    // reports EACCES, as execvp does.
+    candidates
+        .iter()
+        .find(|c| {
+            std::fs::metadata(c).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .or_else(|| candidates.iter().find(|c| c.is_file()))
+        .cloned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn policy() {
+        assert!(SpawnPolicy::Deny.program("ls", None).is_err());
+        assert!(SpawnPolicy::All.program("anything", None).is_ok());
+        let only = SpawnPolicy::Only(vec![
+            AllowedProgram::new("echo").unwrap(),
+            AllowedProgram::new("/bin/sh").unwrap(),
+        ]);
+        let echo = only.program("echo", None).unwrap().unwrap();
+        assert_eq!(echo, AllowedProgram::new("echo").unwrap().canonical);
+        // The guest's PATH does not decide which `echo` runs.
+        assert_eq!(only.program("echo", Some("/nowhere")).unwrap(), Some(echo));
+        assert!(only.program("/bin/sh", None).is_ok());
+        assert!(only.program("ls", None).is_err());
+        assert!(only.program("./echo", None).is_err());
+        assert!(AllowedProgram::new("").is_err());
+        assert!(AllowedProgram::new("no-such-program-anywhere").is_err());
+    }
+
     use wasmtime::ResourceLimiter;
 
     #[test]

@@ -8,8 +8,8 @@
 //! skips. So a flood of unread messages from one child never slows taking
 //! another's events.
 
-use crate::bindings::{ChildEventKind, Event};
-use crate::message::Flow;
+use super::event::{ChildEvent, Event};
+use super::flow::Flow;
 use futures_util::task::AtomicWaker;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -128,12 +128,12 @@ impl Inbox {
         let first = *base + queue.len() as u64;
         for (i, entry) in spare.iter().enumerate() {
             if let Some(Entry {
-                event: Event::Child(child),
+                event: Event::Child { id, .. },
                 ..
             }) = entry
             {
                 per_child
-                    .entry(child.id)
+                    .entry(*id)
                     .or_default()
                     .push_back(first + i as u64);
             }
@@ -167,15 +167,15 @@ impl Inbox {
                     break entry;
                 }
             };
-            if let Event::Child(child) = &entry.event {
-                unindex(&mut local.per_child, child.id);
+            if let Event::Child { id, .. } = &entry.event {
+                unindex(&mut local.per_child, *id);
             }
             Some(self.took(local, entry))
         })
     }
 
     /// Takes the oldest event of child `id`, if any: O(1), through the index.
-    pub fn try_pop_child(&self, id: u32) -> Option<ChildEventKind> {
+    pub fn try_pop_child(&self, id: u32) -> Option<ChildEvent> {
         self.taking(|local| {
             self.refill(local);
             let seq = *local.per_child.get(&id)?.front()?;
@@ -188,7 +188,7 @@ impl Inbox {
                 local.base += 1;
             }
             match self.took(local, entry) {
-                Event::Child(child) => Some(child.kind),
+                Event::Child { event, .. } => Some(event),
                 _ => unreachable!("the index holds child events only"),
             }
         })
@@ -309,13 +309,24 @@ fn unindex(per_child: &mut HashMap<u32, VecDeque<u64>, BuildHasherDefault<IdHash
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::{ChildEvent, Message};
+    use crate::runtime::event::Payload;
 
     fn child(id: u32, n: u32) -> Event {
-        Event::Child(ChildEvent {
+        Event::Child {
             id,
-            kind: ChildEventKind::Message(Message::Json(n.to_string())),
-        })
+            event: ChildEvent::Message(Payload::Json(n.to_string()).into()),
+        }
+    }
+
+    /// The text of a child's JSON message.
+    fn text(event: Option<ChildEvent>) -> Option<String> {
+        match event? {
+            ChildEvent::Message(env) => match env.payload {
+                Payload::Json(t) => Some(t),
+                Payload::Bytes(_) => None,
+            },
+            _ => None,
+        }
     }
 
     #[test]
@@ -326,16 +337,13 @@ mod tests {
         inbox.push(Event::Disconnect, None);
         inbox.push(child(1, 3), None);
         assert!(inbox.has_child(2));
-        assert!(matches!(
-            inbox.try_pop_child(1),
-            Some(ChildEventKind::Message(Message::Json(t))) if t == "1"
-        ));
-        assert!(matches!(inbox.try_pop(), Some(Event::Child(c)) if c.id == 2));
+        assert_eq!(text(inbox.try_pop_child(1)).as_deref(), Some("1"));
+        assert!(matches!(inbox.try_pop(), Some(Event::Child { id: 2, .. })));
         assert!(!inbox.has_child(2));
         assert!(matches!(inbox.try_pop(), Some(Event::Disconnect)));
         assert!(matches!(
             inbox.try_pop_child(1),
-            Some(ChildEventKind::Message(_))
+            Some(ChildEvent::Message(_))
         ));
         assert!(inbox.try_pop().is_none());
         assert!(!inbox.has_any());
@@ -364,29 +372,20 @@ mod tests {
     #[test]
     fn holes_keep_the_order() {
         let inbox = Inbox::default();
-        let text = |e: Option<Event>| match e {
-            Some(Event::Child(c)) => match c.kind {
-                ChildEventKind::Message(Message::Json(t)) => format!("{}:{t}", c.id),
-                _ => unreachable!(),
-            },
+        let merged = |e: Option<Event>| match e {
+            Some(Event::Child { id, event }) => format!("{id}:{}", text(Some(event)).unwrap()),
             other => format!("{other:?}").chars().take(20).collect(),
         };
         for (id, n) in [(1, 1), (2, 2), (1, 3), (2, 4), (1, 5)] {
             inbox.push(child(id, n), None);
         }
-        assert!(
-            matches!(inbox.try_pop_child(2), Some(ChildEventKind::Message(Message::Json(t))) if t == "2")
-        );
+        assert_eq!(text(inbox.try_pop_child(2)).as_deref(), Some("2"));
         inbox.push(child(2, 6), None);
-        assert!(
-            matches!(inbox.try_pop_child(2), Some(ChildEventKind::Message(Message::Json(t))) if t == "4")
-        );
-        assert_eq!(text(inbox.try_pop()), "1:1");
-        assert!(
-            matches!(inbox.try_pop_child(1), Some(ChildEventKind::Message(Message::Json(t))) if t == "3")
-        );
-        assert_eq!(text(inbox.try_pop()), "1:5");
-        assert_eq!(text(inbox.try_pop()), "2:6");
+        assert_eq!(text(inbox.try_pop_child(2)).as_deref(), Some("4"));
+        assert_eq!(merged(inbox.try_pop()), "1:1");
+        assert_eq!(text(inbox.try_pop_child(1)).as_deref(), Some("3"));
+        assert_eq!(merged(inbox.try_pop()), "1:5");
+        assert_eq!(merged(inbox.try_pop()), "2:6");
         assert!(inbox.try_pop().is_none());
         assert!(inbox.try_pop_child(1).is_none());
         assert!(!inbox.has_any());
@@ -430,7 +429,7 @@ mod tests {
             let by_child = || {
                 inbox
                     .try_pop_child(id)
-                    .map(|kind| Event::Child(ChildEvent { id, kind }))
+                    .map(|event| Event::Child { id, event })
             };
             let event = if taken % 2 == 0 {
                 inbox.try_pop()
@@ -438,10 +437,8 @@ mod tests {
                 by_child().or_else(|| inbox.try_pop())
             };
             match event {
-                Some(Event::Child(ChildEvent {
-                    id,
-                    kind: ChildEventKind::Message(Message::Json(n)),
-                })) => {
+                Some(Event::Child { id, event }) => {
+                    let n = text(Some(event)).expect("a message");
                     assert_eq!(n, next[id as usize].to_string(), "child {id} out of order");
                     next[id as usize] += 1;
                     taken += 1;

@@ -1,4 +1,4 @@
-//! Messages between processes: validation, size limits and flow control.
+//! Flow control: how many bytes a sender may queue in a receiver's inbox.
 //!
 //! A channel direction has a [`Flow`]: the bytes its sender has queued in the
 //! receiver's inbox and not yet taken. Past [`HIGH_WATER_MARK`] `send`
@@ -6,22 +6,14 @@
 //! [`HARD_LIMIT`] the sender blocks until the receiver catches up, so a
 //! sender that ignores `false` cannot grow memory without bound.
 
-use crate::bindings::{ErrorCode, Message};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::Notify;
-
-/// The largest message `send` accepts (the WIT's `max-message-bytes`).
-pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 /// Queued bytes past which `send` returns `false`.
 pub const HIGH_WATER_MARK: usize = 1 << 20;
 
 /// Queued bytes past which `send` blocks until the receiver takes messages.
 pub const HARD_LIMIT: usize = 4 * HIGH_WATER_MARK;
-
-/// What each queued message costs on top of its payload, so that a flood of
-/// tiny messages is bounded too.
-const PER_MESSAGE_COST: usize = 64;
 
 /// Queued bytes over every channel of the host together past which `send`
 /// blocks, as at one channel's hard limit: sixteen children each queueing
@@ -67,25 +59,6 @@ impl QueueBudget {
             self.drained.notify_waiters();
         }
     }
-}
-
-/// Checks a message before it leaves its sender; returns its flow cost.
-pub fn validate(msg: &Message) -> Result<usize, ErrorCode> {
-    let len = match msg {
-        Message::Json(text) => text.len(),
-        Message::Bytes(bytes) => bytes.len(),
-    };
-    if len > MAX_MESSAGE_BYTES {
-        return Err(ErrorCode::MessageTooLarge);
-    }
-    if let Message::Json(text) = msg {
-        // Node's JSON channel is newline-delimited, so a message must be one
-        // JSON value; validate it here so a receiver never sees bad input.
-        if serde_json::from_str::<serde::de::IgnoredAny>(text).is_err() {
-            return Err(ErrorCode::InvalidJson);
-        }
-    }
-    Ok(len + PER_MESSAGE_COST)
 }
 
 /// One direction of a channel: how much its sender has queued.
@@ -168,28 +141,6 @@ impl Flow {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn validates_json_and_size() {
-        assert!(validate(&Message::Json("{\"a\":[1,2]}".into())).is_ok());
-        assert!(validate(&Message::Json("42".into())).is_ok());
-        assert_eq!(
-            validate(&Message::Json("{".into())),
-            Err(ErrorCode::InvalidJson)
-        );
-        assert_eq!(
-            validate(&Message::Json("".into())),
-            Err(ErrorCode::InvalidJson)
-        );
-        assert_eq!(
-            validate(&Message::Json("1 2".into())),
-            Err(ErrorCode::InvalidJson)
-        );
-        assert_eq!(
-            validate(&Message::Bytes(vec![0; MAX_MESSAGE_BYTES + 1])),
-            Err(ErrorCode::MessageTooLarge)
-        );
-    }
 
     /// Channels share the host-wide budget: past half of it `send` says
     /// `false`, past all of it the next sender waits — even on an empty

@@ -7,13 +7,13 @@ use std::io;
 use tokio::process::Command;
 
 /// Sends `signal` to `pid` (`kill(2)`); `Ok(false)` if no such process.
-pub fn kill(pid: u32, signal: u8) -> io::Result<bool> {
+pub fn signal_pid(pid: u32, signal: u8) -> io::Result<bool> {
     send(pid_t(pid)?, signal)
 }
 
 /// Sends `signal` to every process in group `pgid` (`kill(-pgid)`);
 /// `Ok(false)` if the group is empty.
-pub fn kill_group(pgid: u32, signal: u8) -> io::Result<bool> {
+pub fn signal_group(pgid: u32, signal: u8) -> io::Result<bool> {
     let pgid = pid_t(pgid)?;
     if pgid <= 1 {
         // -1 would be every process we may signal; never.
@@ -42,7 +42,7 @@ fn send(target: libc::pid_t, signal: u8) -> io::Result<bool> {
 
 /// Whether group `pgid` has a member (one we may not signal counts).
 pub fn group_exists(pgid: u32) -> bool {
-    kill_group(pgid, 0).unwrap_or_else(|e| e.raw_os_error() == Some(libc::EPERM))
+    signal_group(pgid, 0).unwrap_or_else(|e| e.raw_os_error() == Some(libc::EPERM))
 }
 
 /// Makes the child call `setsid()` before exec, so it leads a new session

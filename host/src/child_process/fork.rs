@@ -1,0 +1,157 @@
+//! `fork`: a wasm guest as a child, with a message channel.
+
+use super::{Child, ChildProcessView, kill_signal};
+use crate::bindings::hive::process::child_process::ForkOptions;
+use crate::bindings::{ErrorCode, HostError};
+use crate::error::{ErrorChain, LoadError};
+use crate::runtime::argv::{has_nul, invalid_env};
+use crate::runtime::budget::Budget;
+use crate::runtime::caps::ForkPolicy;
+use crate::runtime::event::StartError;
+use crate::runtime::lifecycle;
+use crate::runtime::pipe::Pipe;
+use crate::stdio::Stdio;
+use crate::wasm::{ModuleSource, WasmSpec};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::io::DuplexStream;
+use wasmtime::component::Resource;
+use wasmtime_wasi::cli::{AsyncStdinStream, AsyncStdoutStream};
+use wasmtime_wasi::p2::DynOutputStream;
+use wasmtime_wasi::p2::pipe::AsyncWriteStream;
+
+/// Bytes buffered in each direction of a `silent` fork's stdio.
+const SILENT_PIPE_CAPACITY: usize = 64 * 1024;
+
+impl ChildProcessView<'_> {
+    pub(super) fn fork(
+        &mut self,
+        module: String,
+        args: Vec<String>,
+        options: ForkOptions,
+    ) -> Result<Resource<Child>, HostError> {
+        if module.is_empty()
+            || has_nul(&module)
+            || args.iter().chain(&options.exec_argv).any(|a| has_nul(a))
+            || invalid_env(options.env.iter().flatten())
+        {
+            return Err(ErrorCode::InvalidArgument.into());
+        }
+        let kill_signal = kill_signal(options.kill_signal.as_deref())?;
+        let hive = self.ctx.hive.clone();
+        let me = self.ctx.me.clone();
+        let path = PathBuf::from(&module);
+        let failed = |this: &mut Self, err: &LoadError, args: Vec<String>| {
+            let argv = std::iter::once(module.clone()).chain(args).collect();
+            let (error, errno) = fork_error(&module, err);
+            let started = lifecycle::failed_start(hive.runtime(), &me, error, errno, true);
+            let child = Child::failed(started, errno, &module, argv);
+            Ok(this.table.push(child)?)
+        };
+        if !self.ctx.caps.fork.allows(&path) {
+            // One answer for every refused path, given before anything is
+            // opened: whether it exists is none of the guest's business.
+            tracing::warn!(
+                "guest `{}` (pid {}) may not fork `{module}`: allow it with {}",
+                me.name,
+                me.pid,
+                ForkPolicy::hint(&path)
+            );
+            let err = LoadError::Read {
+                path: path.clone(),
+                source: std::io::ErrorKind::PermissionDenied.into(),
+            };
+            return failed(self, &err, args);
+        }
+        // Never block the caller on a compile: a module not loaded yet is
+        // loaded (and compiled) by the child's own task. What is cheap to
+        // check — the file is there and is a component — is checked now, so
+        // `pid` is `none` for those failures, as in Node; a component that
+        // then fails to compile or link exits 1, as a Node child whose
+        // script does not parse.
+        let source = match hive.loader().cached(&path) {
+            Some(loaded) => ModuleSource::Ready(loaded),
+            None => match hive.loader().precheck(&path) {
+                Ok(()) => ModuleSource::Pending(path),
+                Err(err) => return failed(self, &err, args),
+            },
+        };
+        // The child's subtree: a share of ours (`max-procs`), or ours.
+        let budget = match options.max_procs {
+            Some(limit) => Budget::share(&me.budget, limit)?,
+            None => me.budget.clone(),
+        };
+        let (stdio, stdin, pipes) = if options.silent {
+            let (stdio, (stdin, out, err)) = silent_stdio();
+            (stdio, Some(stdin), Some((Pipe::pump(out), Pipe::pump(err))))
+        } else {
+            (self.ctx.stdio.clone(), None, None)
+        };
+        let argv: Vec<String> = std::iter::once(module.clone())
+            .chain(options.exec_argv)
+            .chain(args)
+            .collect();
+        let spec = WasmSpec {
+            module: source,
+            argv: argv.clone(),
+            env: options.env.unwrap_or_else(|| self.ctx.env.clone()),
+            dirs: if options.inherit_dirs.unwrap_or(true) {
+                self.ctx.dirs.clone()
+            } else {
+                Vec::new()
+            },
+            stdio,
+            ppid: me.pid,
+            parent: Some(me.clone()),
+            pipes: pipes
+                .iter()
+                .flat_map(|(out, err)| [out.clone(), err.clone()])
+                .collect(),
+            caps: self.ctx.caps.clone(),
+            cwd: self.ctx.cwd.clone(),
+            budget,
+        };
+        let proc = crate::wasm::start(&hive, spec)?;
+        lifecycle::kill_after(&proc, options.timeout_ms, kill_signal);
+        let mut child = Child::started(proc, &module, argv);
+        child.stdin = stdin;
+        if let Some((out, err)) = pipes {
+            (child.stdout, child.stderr) = (Some(out), Some(err));
+        }
+        Ok(self.table.push(child)?)
+    }
+}
+
+/// Node's error for a fork that cannot start, and its errno.
+fn fork_error(module: &str, err: &LoadError) -> (StartError, i32) {
+    let (code, errno) = err.node_code();
+    let message = match code {
+        "ENOENT" | "EACCES" => format!("spawn {module} {code}"),
+        _ => format!("spawn {module} {code}: {}", ErrorChain(err)),
+    };
+    let error = StartError {
+        code: code.to_owned(),
+        errno: Some(errno),
+        syscall: Some(format!("spawn {module}")),
+        path: Some(module.to_owned()),
+        message,
+        spawnargs: Vec::new(),
+    };
+    (error, errno)
+}
+
+/// Pipes for a `silent` fork: the child's stdio, and the parent's ends
+/// (stdin to write, stdout and stderr to pump).
+fn silent_stdio() -> (Stdio, (DynOutputStream, DuplexStream, DuplexStream)) {
+    let (child_in, parent_in) = tokio::io::duplex(SILENT_PIPE_CAPACITY);
+    let (child_out, parent_out) = tokio::io::duplex(SILENT_PIPE_CAPACITY);
+    let (child_err, parent_err) = tokio::io::duplex(SILENT_PIPE_CAPACITY);
+    let stdio = Stdio {
+        is_host: false,
+        stdin: Arc::new(AsyncStdinStream::new(child_in)),
+        stdout: Arc::new(AsyncStdoutStream::new(SILENT_PIPE_CAPACITY, child_out)),
+        stderr: Arc::new(AsyncStdoutStream::new(SILENT_PIPE_CAPACITY, child_err)),
+    };
+    let stdin: DynOutputStream = Box::new(AsyncWriteStream::new(SILENT_PIPE_CAPACITY, parent_in));
+    (stdio, (stdin, parent_out, parent_err))
+}

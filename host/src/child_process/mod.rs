@@ -1,0 +1,132 @@
+//! `hive:process/child-process`: `fork` (wasm guests, [`fork`]), `spawn`,
+//! `exec`, `exec-file` and their sync forms (OS programs, [`spawn`]),
+//! `pipe`, and the `child` resource both kinds share ([`host`]).
+
+mod fork;
+mod host;
+mod spawn;
+
+use crate::bindings::hive::process::child_process::ExecOutput;
+use crate::bindings::{ErrorCode, HostError};
+use crate::hive::{Hive, Preopen};
+use crate::runtime::caps::Capabilities;
+use crate::runtime::exit::ExitStatus;
+use crate::runtime::lifecycle::Channel;
+use crate::runtime::pipe::Pipe;
+use crate::runtime::proc::Proc;
+use crate::runtime::signal::Signal;
+use crate::stdio::Stdio;
+use std::sync::Arc;
+use tokio::sync::watch;
+use wasmtime::component::{HasData, ResourceTable};
+use wasmtime_wasi::p2::DynOutputStream;
+
+/// What `hive:process/child-process` knows of the process it serves: what
+/// that process's children inherit.
+pub struct ChildProcessCtx {
+    pub hive: Hive,
+    pub me: Arc<Proc>,
+    /// The environment and preopens, which children inherit by default.
+    pub env: Vec<(String, String)>,
+    pub dirs: Vec<Preopen>,
+    pub stdio: Stdio,
+    /// What this process may use (children inherit it).
+    pub caps: Arc<Capabilities>,
+    /// The initial working directory (`--cwd`), which children inherit.
+    pub cwd: Option<String>,
+}
+
+/// `hive:process/child-process`'s view of a store: its context and the
+/// resource table.
+pub struct ChildProcessView<'a> {
+    pub ctx: &'a mut ChildProcessCtx,
+    pub table: &'a mut ResourceTable,
+}
+
+/// The `HasData` marker that links `hive:process/child-process` over a
+/// [`ChildProcessView`].
+pub struct HiveChildProcess;
+
+impl HasData for HiveChildProcess {
+    type Data<'a> = ChildProcessView<'a>;
+}
+
+/// A child process, as its parent holds it (Node's `ChildProcess`): a wasm
+/// guest or an OS process, with the same events.
+pub struct Child {
+    id: u32,
+    /// The running (or ended) process; `None` when starting failed.
+    proc: Option<Arc<Proc>>,
+    channel: Option<Arc<Channel>>,
+    /// Status of a failed start (`close(-2, null)`).
+    failed: Option<ExitStatus>,
+    stdin: Option<DynOutputStream>,
+    stdout: Option<Arc<Pipe>>,
+    stderr: Option<Arc<Pipe>>,
+    /// The buffered result of an `exec`/`exec-file` child, once it closed.
+    output: Option<watch::Receiver<Option<ExecOutput>>>,
+    /// Node's `spawnfile` and `spawnargs`.
+    spawnfile: String,
+    spawnargs: Vec<String>,
+    /// `EPIPE` errors reported for messages sent to a fork that never
+    /// started (at most [`MAX_EPIPE_EVENTS`]).
+    epipes: u32,
+}
+
+/// How many messages to a fork that never started are each reported as an
+/// `EPIPE` error; past that, `send` fails at once with `channel-closed`.
+const MAX_EPIPE_EVENTS: u32 = 1000;
+
+impl Child {
+    /// A running child.
+    fn started(proc: Arc<Proc>, file: &str, argv: Vec<String>) -> Child {
+        Child {
+            id: proc.pid,
+            channel: proc.channel.clone(),
+            proc: Some(proc),
+            ..Child::empty(0, file, argv)
+        }
+    }
+
+    /// A child that never started (see `lifecycle::failed_start`).
+    fn failed(
+        (id, channel): (u32, Option<Arc<Channel>>),
+        errno: i32,
+        file: &str,
+        argv: Vec<String>,
+    ) -> Child {
+        Child {
+            channel,
+            failed: Some(ExitStatus::Code(errno)),
+            ..Child::empty(id, file, argv)
+        }
+    }
+
+    fn empty(id: u32, file: &str, argv: Vec<String>) -> Child {
+        Child {
+            id,
+            proc: None,
+            channel: None,
+            failed: None,
+            stdin: None,
+            stdout: None,
+            stderr: None,
+            output: None,
+            spawnfile: file.to_owned(),
+            spawnargs: argv,
+            epipes: 0,
+        }
+    }
+
+    fn status(&self) -> Option<ExitStatus> {
+        self.failed.or_else(|| self.proc.as_ref()?.status())
+    }
+}
+
+/// `kill-signal` as given, default SIGTERM.
+fn kill_signal(name: Option<&str>) -> Result<Signal, HostError> {
+    match name {
+        None => Ok(Signal::TERM),
+        Some(name) => Ok(Signal::parse(name).ok_or(ErrorCode::UnknownSignal)?),
+    }
+}

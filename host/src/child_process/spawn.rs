@@ -1,0 +1,342 @@
+//! `spawn`, `exec`, `exec-file` and their sync forms: OS programs as
+//! children — the capability check, the start, and the supervisor that
+//! reaps them.
+
+use super::{Child, ChildProcessView, kill_signal};
+use crate::bindings::hive::process::child_process::{
+    ExecOptions, ExecOutput, SpawnOptions, SpawnSyncResult, Stdio as StdioKind, SyncOptions,
+};
+use crate::bindings::{ErrorCode, ErrorInfo, HostError, WitExitStatus};
+use crate::os::exec::{self, Completed};
+use crate::os::{self, Request};
+use crate::runtime::caps::SpawnPolicy;
+use crate::runtime::exit::ExitStatus;
+use crate::runtime::lifecycle::{self, NewProc};
+use crate::runtime::pipe::Pipe;
+use crate::runtime::proc::ProcKind;
+use crate::runtime::signal::Signal;
+use std::time::Duration;
+use tokio::sync::watch;
+use wasmtime::component::Resource;
+use wasmtime_wasi::p2::DynOutputStream;
+use wasmtime_wasi::p2::pipe::AsyncWriteStream;
+
+/// Bytes a guest may write to an OS child's stdin before it must wait: a
+/// few kernel pipe buffers, so the writer task always has the next one.
+const STDIN_BUDGET: usize = 256 * 1024;
+
+/// How an async OS child's output is handed to its parent.
+enum Output {
+    /// As streams (`spawn`): `stdin`, `stdout`, `stderr`.
+    Streams,
+    /// Buffered for `child.output` (`exec`): at most `max_buffer` bytes of
+    /// each stream, and Node's `err.cmd`.
+    Buffered { max_buffer: u64, cmd: String },
+}
+
+impl ChildProcessView<'_> {
+    pub(super) fn spawn(
+        &mut self,
+        command: String,
+        args: Vec<String>,
+        options: SpawnOptions,
+    ) -> Result<Resource<Child>, HostError> {
+        let kill_signal = kill_signal(options.kill_signal.as_deref())?;
+        let mut request = Request::new(
+            &command,
+            &args,
+            options.shell.as_deref(),
+            options.argv0,
+            options.cwd,
+            options.env.unwrap_or_else(|| self.ctx.env.clone()),
+            [options.stdin, options.stdout, options.stderr],
+            options.detached,
+        )?;
+        self.may_spawn(&mut request)?;
+        let child = self.start_os(&request, options.timeout_ms, kill_signal, Output::Streams)?;
+        Ok(self.table.push(child)?)
+    }
+
+    /// `exec` and `exec-file`: `shell` is `Some` for `exec` (or a
+    /// `shell` option).
+    pub(super) fn exec(
+        &mut self,
+        file: &str,
+        args: &[String],
+        shell: Option<String>,
+        options: ExecOptions,
+    ) -> Result<Resource<Child>, HostError> {
+        let kill_signal = kill_signal(options.kill_signal.as_deref())?;
+        let mut request = Request::new(
+            file,
+            args,
+            shell.as_deref(),
+            None,
+            options.cwd,
+            options.env.unwrap_or_else(|| self.ctx.env.clone()),
+            [StdioKind::Pipe; 3],
+            false,
+        )?;
+        self.may_spawn(&mut request)?;
+        let output = Output::Buffered {
+            max_buffer: exec::max_buffer(options.max_buffer),
+            cmd: exec_cmd(file, args),
+        };
+        let child = self.start_os(&request, options.timeout_ms, kill_signal, output)?;
+        Ok(self.table.push(child)?)
+    }
+
+    pub(super) async fn spawn_sync(
+        &mut self,
+        command: String,
+        args: Vec<String>,
+        options: SyncOptions,
+    ) -> Result<SpawnSyncResult, HostError> {
+        let shell = options.shell.clone();
+        let (done, request, _) = self.run_sync(&command, &args, shell, options).await?;
+        let error = if let Some((info, _)) = &done.spawn_error {
+            Some(ErrorInfo::from(info.clone()))
+        } else if done.timed_out {
+            Some(sync_error("ETIMEDOUT", libc::ETIMEDOUT, &request))
+        } else if done.stdout.exceeded || done.stderr.exceeded {
+            Some(sync_error("ENOBUFS", libc::ENOBUFS, &request))
+        } else {
+            None
+        };
+        let (status, signal) = done
+            .status
+            .map(WitExitStatus::from)
+            .map_or((None, None), |s| (s.code, s.signal));
+        Ok(SpawnSyncResult {
+            pid: done.pid,
+            stdout: done.stdout.bytes,
+            stderr: done.stderr.bytes,
+            status,
+            signal,
+            error,
+        })
+    }
+
+    /// `exec-sync` and `exec-file-sync`.
+    pub(super) async fn exec_sync(
+        &mut self,
+        file: &str,
+        args: &[String],
+        shell: Option<String>,
+        options: SyncOptions,
+    ) -> Result<ExecOutput, HostError> {
+        let cmd = exec_cmd(file, args);
+        let (done, request, kill_signal) = self.run_sync(file, args, shell, options).await?;
+        let killed = done.timed_out || done.stdout.exceeded || done.stderr.exceeded;
+        Ok(done.exec_output(&cmd, &request.file, killed, kill_signal, true))
+    }
+
+    /// Checks the spawn capability; a denial is logged with the flag that
+    /// would allow it.
+    fn may_spawn(&self, request: &mut Request) -> Result<(), HostError> {
+        if let Ok(program) = self
+            .ctx
+            .caps
+            .spawn
+            .program(&request.file, request.path_env())
+        {
+            request.program = program;
+            return Ok(());
+        }
+        tracing::warn!(
+            "guest `{}` (pid {}) may not start `{}`: allow it with {}",
+            self.ctx.me.name,
+            self.ctx.me.pid,
+            request.file,
+            SpawnPolicy::hint(&request.file)
+        );
+        Err(ErrorCode::Denied.into())
+    }
+
+    /// Starts an OS child and its supervisor.
+    fn start_os(
+        &mut self,
+        request: &Request,
+        timeout_ms: Option<u64>,
+        kill_signal: Signal,
+        output: Output,
+    ) -> Result<Child, HostError> {
+        let hive = self.ctx.hive.clone();
+        let rt = hive.runtime().clone();
+        let me = self.ctx.me.clone();
+        let argv: Vec<String> = std::iter::once(
+            request
+                .argv0
+                .clone()
+                .unwrap_or_else(|| request.file.clone()),
+        )
+        .chain(request.args.iter().cloned())
+        .collect();
+        // OS children count against the same budgets as forks.
+        let slot = me.budget.charge()?;
+        let mut started = match os::start(request, &self.ctx.stdio, false) {
+            Ok(started) => started,
+            Err(err) => {
+                let (error, errno) = os::spawn_error(request, &err, "spawn");
+                let failed = lifecycle::failed_start(&rt, &me, error.clone(), errno, false);
+                let mut child = Child::failed(failed, errno, &request.file, argv);
+                if let Output::Buffered { cmd, .. } = output {
+                    let output = Completed::failed((error, errno)).exec_output(
+                        &cmd,
+                        &request.file,
+                        false,
+                        kill_signal,
+                        false,
+                    );
+                    child.output = Some(watch::channel(Some(output)).1);
+                }
+                return Ok(child);
+            }
+        };
+        let pid = started.pid;
+        if started.group {
+            rt.watch_group(pid);
+        }
+        let (stdout, stderr) = match output {
+            Output::Streams => (
+                started.stdout.take().map(Pipe::pump),
+                started.stderr.take().map(Pipe::pump),
+            ),
+            Output::Buffered { .. } => (None, None),
+        };
+        let proc = lifecycle::register(
+            &rt,
+            NewProc {
+                pid,
+                name: request.file.clone(),
+                kind: ProcKind::Os {
+                    detached: request.detached,
+                    group: started.group,
+                },
+                parent: Some(&me),
+                channel: false,
+                pipes: stdout.iter().chain(&stderr).cloned().collect(),
+                slot,
+            },
+        );
+        let mut child = Child::started(proc.clone(), &request.file, argv);
+        match output {
+            Output::Streams => {
+                lifecycle::kill_after(&proc, timeout_ms, kill_signal);
+                child.stdin = started
+                    .stdin
+                    .take()
+                    .map(|s| Box::new(AsyncWriteStream::new(STDIN_BUDGET, s)) as DynOutputStream);
+                (child.stdout, child.stderr) = (stdout, stderr);
+                tokio::spawn(async move {
+                    let raw = started.child.wait().await;
+                    tracing::debug!(?raw, "os child reaped");
+                    let status = raw.map(os::exit_status);
+                    lifecycle::ended(&rt, &proc, status.unwrap_or(ExitStatus::Code(1)));
+                });
+            }
+            Output::Buffered { max_buffer, cmd } => {
+                let (tx, rx) = watch::channel(None);
+                child.output = Some(rx);
+                let file = request.file.clone();
+                let timeout = timeout_ms.map(Duration::from_millis);
+                tokio::spawn(async move {
+                    let done = exec::complete(
+                        started,
+                        Some(proc.clone()),
+                        None,
+                        max_buffer,
+                        timeout,
+                        kill_signal,
+                    )
+                    .await;
+                    let status = done.status.unwrap_or(ExitStatus::Code(1));
+                    let _ = tx.send(Some(done.exec_output(
+                        &cmd,
+                        &file,
+                        proc.was_killed(),
+                        kill_signal,
+                        false,
+                    )));
+                    lifecycle::ended(&rt, &proc, status);
+                });
+            }
+        }
+        Ok(child)
+    }
+
+    /// Runs a program to completion for the sync forms: blocks this guest's
+    /// fiber, not the host.
+    async fn run_sync(
+        &mut self,
+        command: &str,
+        args: &[String],
+        shell: Option<String>,
+        options: SyncOptions,
+    ) -> Result<(Completed, Request, Signal), HostError> {
+        let kill_signal = kill_signal(options.kill_signal.as_deref())?;
+        let mut request = Request::new(
+            command,
+            args,
+            shell.as_deref(),
+            options.argv0,
+            options.cwd,
+            options.env.unwrap_or_else(|| self.ctx.env.clone()),
+            [StdioKind::Pipe, StdioKind::Pipe, options.stderr],
+            false,
+        )?;
+        self.may_spawn(&mut request)?;
+        // Counted like every other child, for as long as it runs.
+        let _slot = self.ctx.me.budget.charge()?;
+        // The guest may be killed while it waits here: then the child must
+        // die with the dropped future, so these children kill on drop.
+        let rt = self.ctx.hive.runtime().clone();
+        let done = match os::start(&request, &self.ctx.stdio, true) {
+            Ok(started) => {
+                let (pid, group) = (started.pid, started.group);
+                if group {
+                    rt.watch_group(pid);
+                }
+                let timeout = options.timeout_ms.map(Duration::from_millis);
+                let max_buffer = exec::max_buffer(options.max_buffer);
+                let done = exec::complete(
+                    started,
+                    None,
+                    options.input,
+                    max_buffer,
+                    timeout,
+                    kill_signal,
+                )
+                .await;
+                if group {
+                    rt.group_reaped(pid);
+                }
+                done
+            }
+            Err(err) => Completed::failed(os::spawn_error(&request, &err, "spawnSync")),
+        };
+        Ok((done, request, kill_signal))
+    }
+}
+
+/// Node's error for a sync run that timed out or overflowed.
+fn sync_error(code: &str, errno: i32, request: &Request) -> ErrorInfo {
+    let file = &request.file;
+    ErrorInfo {
+        code: code.to_owned(),
+        errno: Some(-errno),
+        syscall: Some(format!("spawnSync {file}")),
+        path: Some(file.clone()),
+        message: format!("spawnSync {file} {code}"),
+        spawnargs: request.error_args.clone(),
+    }
+}
+
+/// Node's `err.cmd`: the command line as given (with a shell) or the file
+/// and its arguments joined by spaces.
+fn exec_cmd(file: &str, args: &[String]) -> String {
+    std::iter::once(file)
+        .chain(args.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(" ")
+}

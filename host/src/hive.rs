@@ -1,0 +1,410 @@
+//! The embedding API: a [`Hive`] (engine, linker, loader and process
+//! runtime, set up once per host and shared by every process), its
+//! [`HiveConfig`], and the [`RunOptions`] of a root guest.
+
+use crate::cache::DiskCache;
+use crate::error::LoadError;
+use crate::loader::{LoadedModule, Loader};
+use crate::runtime::caps::{AllowedDir, Capabilities, ForkPolicy, SpawnPolicy, TotalMemory};
+use crate::runtime::exit::ExitStatus;
+use crate::runtime::net::NetPolicy;
+use crate::runtime::proc::Proc;
+use crate::runtime::{Runtime, RuntimeConfig};
+use crate::stdio::Stdio;
+use crate::wasm::{ModuleSource, WasmSpec};
+use anyhow::Context as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances. A busy guest yields to other tasks (and can
+/// be killed) within one tick. 1 ms, not 10: with as many CPU-bound guests
+/// as cores, a woken guest that the wake-up bump (`preempt.rs`) misses
+/// waits at most this long — measured, 10 ms left a waiting guest 10% of
+/// its round trips, 1 ms 65%. A yield costs about a microsecond.
+const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// The default `--max-memory`. The pool reserves this much address space
+/// (plus a 32 MiB guard) for every memory slot up front; at 100,000
+/// processes with two memory slots each, 512 MiB is 106 TiB of the 128 TiB
+/// a Linux process can address, so a larger default could not stay the
+/// pool's reservation. Most guests need far less; `--max-memory` raises it.
+pub const DEFAULT_MAX_MEMORY: u64 = 512 << 20;
+
+/// The default `--max-procs`: small enough that reserving its pool (~0.9 ms)
+/// keeps a cached `host run` at or below `wasmtime run` (2048 slots cost
+/// ~6 ms on top), large enough for most process trees. A fork into a warm
+/// pooling slot reuses its memory mapping, copy-on-write image, table and
+/// stack, which the on-demand allocator cannot (measured: 27.7 vs 38.5 µs
+/// fork -> first message, even with reused fiber stacks), and the pool also
+/// enforces the per-guest table and memory limits.
+pub const DEFAULT_MAX_PROCS: u32 = 256;
+
+/// Host-wide settings.
+#[derive(Debug, Clone)]
+pub struct HiveConfig {
+    /// Where compiled components are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// The most wasm processes alive at once (the root included). The
+    /// pooling allocator reserves slots for this many up front, at ~3 µs of
+    /// start-up each (one guard-page `mprotect` per fiber stack, then its
+    /// `munmap` at exit): see `DEFAULT_MAX_PROCS`.
+    pub max_procs: u32,
+    /// The most linear memory any guest may have, in bytes: the pool
+    /// reserves this much address space per memory slot, and it bounds
+    /// every process's own limit ([`RunOptions::max_memory`]).
+    pub max_memory: u64,
+    /// How long an OS child gets between SIGTERM and SIGKILL when its parent
+    /// ends.
+    pub kill_grace: Duration,
+    /// The most linear memory all guests together may have
+    /// (`--max-total-memory`); default: three quarters of the machine's.
+    pub max_total_memory: u64,
+    /// A `host` binary to run as the sentinel (`host __sentinel`), which
+    /// ends the OS children's process groups if this host dies without
+    /// cleaning up (`kill -9`). `host run` sets its own; an embedder
+    /// without one gets no sentinel.
+    pub sentinel: Option<PathBuf>,
+}
+
+impl Default for HiveConfig {
+    fn default() -> Self {
+        HiveConfig {
+            cache_dir: DiskCache::default_dir(),
+            max_procs: DEFAULT_MAX_PROCS,
+            max_memory: DEFAULT_MAX_MEMORY,
+            kill_grace: Duration::from_secs(3),
+            max_total_memory: TotalMemory::default_limit(),
+            sentinel: None,
+        }
+    }
+}
+
+/// A directory made visible to a guest (`--dir HOST::GUEST`, or
+/// `--ro-dir HOST::GUEST` for a read-only one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preopen {
+    pub host: PathBuf,
+    pub guest: String,
+    /// Whether the guest may only read (wasmtime-wasi's read-only
+    /// permissions: no create, write, truncate, rename or remove).
+    pub read_only: bool,
+}
+
+impl Preopen {
+    /// The flag that grants it, for messages: `--dir HOST` or `--ro-dir HOST`.
+    pub fn flag(&self) -> String {
+        let flag = if self.read_only { "--ro-dir" } else { "--dir" };
+        format!("{flag} {}", self.host.display())
+    }
+}
+
+/// The root guest to run.
+#[derive(Clone)]
+pub struct RunOptions {
+    pub module: PathBuf,
+    /// `argv[0]` for the guest; default: the module path as given.
+    pub argv0: Option<String>,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub dirs: Vec<Preopen>,
+    /// The guest's stdio; default: the host's own.
+    pub stdio: Option<Stdio>,
+    /// Which OS programs the guest (and its children) may start.
+    pub allow_spawn: SpawnPolicy,
+    /// Which addresses the guest (and its children) may use.
+    pub allow_net: NetPolicy,
+    /// Which modules the guest (and its children) may fork; the root
+    /// module's own directory is always added to a `Below` list.
+    pub allow_fork: ForkPolicy,
+    /// The guest's memory limit; default (and at most): the host's
+    /// [`HiveConfig::max_memory`].
+    pub max_memory: Option<u64>,
+    /// The guest's initial working directory, a guest path
+    /// (`wasi:cli/environment.initial-cwd`).
+    pub cwd: Option<String>,
+}
+
+impl RunOptions {
+    pub fn new(module: impl Into<PathBuf>) -> RunOptions {
+        RunOptions {
+            module: module.into(),
+            argv0: None,
+            args: Vec::new(),
+            env: Vec::new(),
+            dirs: Vec::new(),
+            stdio: None,
+            allow_spawn: SpawnPolicy::Deny,
+            allow_net: NetPolicy::Deny,
+            allow_fork: ForkPolicy::Below(Vec::new()),
+            max_memory: None,
+            cwd: None,
+        }
+    }
+}
+
+/// The host: engine, loader and process runtime. Cheap to clone.
+#[derive(Clone)]
+pub struct Hive {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    loader: Arc<Loader>,
+    runtime: Runtime,
+    /// The pool's per-memory capacity ([`HiveConfig::max_memory`]).
+    max_memory: u64,
+}
+
+impl Hive {
+    /// Builds the engine and linker. Starts a thread that advances the epoch
+    /// for as long as this `Hive` lives.
+    pub fn new(config: HiveConfig) -> anyhow::Result<Hive> {
+        let start = std::time::Instant::now();
+        let engine = Engine::new(&engine_config(&config))
+            .map_err(anyhow::Error::from)
+            .context("failed to create the engine")?;
+        tracing::debug!(elapsed = ?start.elapsed(), "created the engine");
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        crate::filesystem::add_to_linker(&mut linker)?;
+        crate::ctx::add_to_linker(&mut linker)?;
+        let runtime = Runtime::new(
+            RuntimeConfig {
+                max_procs: config.max_procs,
+                kill_grace: config.kill_grace,
+                max_total_memory: config.max_total_memory,
+                sentinel: config.sentinel,
+            },
+            engine.clone(),
+        );
+        let loader = Loader::new(engine, linker, config.cache_dir.map(DiskCache::new));
+        let hive = Hive {
+            inner: Arc::new(Inner {
+                loader: Arc::new(loader),
+                runtime,
+                max_memory: config.max_memory,
+            }),
+        };
+        spawn_epoch_ticker(Arc::downgrade(&hive.inner));
+        Ok(hive)
+    }
+
+    /// The process runtime.
+    pub(crate) fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
+    }
+
+    /// The program loader.
+    pub(crate) fn loader(&self) -> &Arc<Loader> {
+        &self.inner.loader
+    }
+
+    /// Loads `path` (relative to the host's working directory, which never
+    /// changes): from memory if it was loaded before and has not changed,
+    /// else from the disk cache, else by compiling it (and caching the result).
+    pub async fn load(&self, path: &Path) -> Result<Arc<LoadedModule>, LoadError> {
+        self.inner.loader.load(path).await
+    }
+
+    /// Fills the disk cache with the program at `path` (`host compile`).
+    pub fn precompile(&self, path: &Path) -> anyhow::Result<()> {
+        self.inner.loader.precompile(path)
+    }
+
+    /// Ends every process this host runs: wasm processes at once, OS
+    /// children with SIGTERM, then SIGKILL after the grace period; waits
+    /// until every OS child that is not detached has been reaped.
+    pub async fn shutdown(&self) {
+        self.inner.runtime.shutdown().await
+    }
+
+    /// Runs the root guest to completion and returns its exit status. When it
+    /// ends, every process it left behind is ended too (a process's children
+    /// end with it).
+    pub async fn run(&self, options: RunOptions) -> anyhow::Result<ExitStatus> {
+        Ok(self.start(options).await?.wait().await)
+    }
+
+    /// Starts the root guest; [`Hive::run`] without the wait.
+    pub(crate) async fn start(&self, options: RunOptions) -> anyhow::Result<Arc<Proc>> {
+        for dir in &options.dirs {
+            match std::fs::metadata(&dir.host) {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(_) => anyhow::bail!(
+                    "`{}`: `{}` is a file, not a directory; preopen its directory instead",
+                    dir.flag(),
+                    dir.host.display()
+                ),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    anyhow::bail!("`{}`: no such directory", dir.flag())
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::from(e).context(format!("`{}`", dir.flag())));
+                }
+            }
+        }
+        let mut dirs = options.dirs;
+        if let Some(cwd) = &options.cwd {
+            let root = cwd_preopen(&dirs, cwd)?;
+            dirs.push(root);
+        }
+        let pool_max = self.inner.max_memory;
+        let max_memory = options.max_memory.unwrap_or(pool_max);
+        anyhow::ensure!(
+            max_memory <= pool_max,
+            "a memory limit of {} is more than this host's pool allows ({})",
+            crate::runtime::caps::format_size(max_memory),
+            crate::runtime::caps::format_size(pool_max)
+        );
+        let module = self.load(&options.module).await?;
+        // The root module's own directory is always forkable.
+        let fork = match options.allow_fork {
+            ForkPolicy::All => ForkPolicy::All,
+            ForkPolicy::Below(mut dirs) => {
+                let own = crate::runtime::caps::lexical(&options.module);
+                let own = own.parent().unwrap_or(Path::new("/"));
+                dirs.push(AllowedDir::new(own).with_context(|| {
+                    format!(
+                        "failed to resolve the directory of `{}`",
+                        options.module.display()
+                    )
+                })?);
+                ForkPolicy::Below(dirs)
+            }
+        };
+        let argv0 = options
+            .argv0
+            .unwrap_or_else(|| options.module.display().to_string());
+        let argv = std::iter::once(argv0).chain(options.args).collect();
+        let spec = WasmSpec {
+            module: ModuleSource::Ready(module),
+            argv,
+            env: options.env,
+            dirs,
+            stdio: options.stdio.unwrap_or_else(Stdio::inherit),
+            ppid: std::process::id(),
+            parent: None,
+            pipes: Vec::new(),
+            caps: Arc::new(Capabilities {
+                spawn: options.allow_spawn,
+                net: Arc::new(options.allow_net),
+                max_memory,
+                fork,
+            }),
+            cwd: options.cwd,
+            budget: self.runtime().table().budget.clone(),
+        };
+        Ok(crate::wasm::start(self, spec)?)
+    }
+}
+
+/// The preopen that makes `--cwd DIR` work: DIR's host directory, again, at
+/// guest path `.`.
+///
+/// wasi-libc (and so Rust's std on wasip2) never asks for
+/// `wasi:cli/environment.initial-cwd`: its working directory starts at `/`,
+/// and it resolves a relative path against the preopens by name, where a
+/// preopen named `.` matches any path no other preopen names. So that
+/// preopen is what makes `.` mean DIR. `initial-cwd` reports DIR too, for
+/// guests that read it.
+fn cwd_preopen(dirs: &[Preopen], cwd: &str) -> anyhow::Result<Preopen> {
+    let flag = format!("--cwd {cwd}");
+    if dirs
+        .iter()
+        .any(|d| matches!(d.guest.as_str(), "." | "/" | "./"))
+    {
+        anyhow::bail!(
+            "`{flag}`: a preopen at guest path `.` or `/` already decides what relative paths \
+             mean; drop one of them"
+        );
+    }
+    let wanted = Path::new(cwd);
+    anyhow::ensure!(
+        wanted.is_absolute()
+            && !wanted
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir)),
+        "`{flag}`: give an absolute guest path without `..`, inside a preopen (e.g. `--dir ./data::/data --cwd /data`)"
+    );
+    // The preopen with the longest guest path that contains DIR.
+    let found = dirs
+        .iter()
+        .filter_map(|d| {
+            let rest = wanted.strip_prefix(Path::new("/").join(&d.guest)).ok()?;
+            Some((d, rest))
+        })
+        .max_by_key(|(d, _)| d.guest.len());
+    let Some((dir, rest)) = found else {
+        anyhow::bail!(
+            "`{flag}`: `{cwd}` is not inside any preopen; give it one, e.g. `--dir HOST::{cwd}`"
+        );
+    };
+    let host = dir.host.join(rest);
+    anyhow::ensure!(
+        host.is_dir(),
+        "`{flag}`: `{}` (in `{}`) is not a directory",
+        host.display(),
+        dir.flag()
+    );
+    // A relative path whose first name is another preopen's goes there.
+    for other in dirs {
+        let first = other
+            .guest
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or("");
+        if !first.is_empty() && host.join(first).exists() {
+            tracing::warn!(
+                "`{flag}`: relative paths under `{first}` reach the preopen `/{}`, not `{}`: \
+                 give that preopen another guest path",
+                other.guest.trim_start_matches('/'),
+                host.join(first).display()
+            );
+        }
+    }
+    Ok(Preopen {
+        host,
+        guest: ".".into(),
+        read_only: dir.read_only,
+    })
+}
+
+fn engine_config(config: &HiveConfig) -> Config {
+    let mut c = Config::new();
+    c.epoch_interruption(true);
+    // Linear memories reserve only what they may use, so that the pool fits
+    // `max_procs` guests in the address space (the 4 GiB default would not).
+    c.memory_reservation(config.max_memory);
+    c.memory_guard_size(32 << 20);
+    c.memory_reservation_for_growth(0);
+    let n = config.max_procs.max(1);
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(n)
+        .total_core_instances(n.saturating_mul(8))
+        .total_memories(n.saturating_mul(2))
+        .total_tables(n.saturating_mul(4))
+        .total_stacks(n)
+        .max_core_instances_per_component(64)
+        .max_memories_per_component(8)
+        .max_tables_per_component(16)
+        .max_memory_size(config.max_memory as usize);
+    c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    c
+}
+
+fn spawn_epoch_ticker(hive: Weak<Inner>) {
+    std::thread::Builder::new()
+        .name("hive-epoch".into())
+        .spawn(move || {
+            while let Some(inner) = hive.upgrade() {
+                inner.loader.engine().increment_epoch();
+                drop(inner);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("failed to start the epoch thread");
+}

@@ -1,0 +1,90 @@
+//! `impl Host` for `hive:process/process`: thin calls into the runtime.
+
+use super::{InboxReady, ProcessView};
+use crate::bindings::hive::process::process::Host;
+use crate::bindings::hive::process::types;
+use crate::bindings::{ErrorCode, Event, HostError, Message};
+use crate::runtime::lifecycle::End;
+use crate::runtime::signal::Signal;
+use wasmtime::component::Resource;
+use wasmtime_wasi::p2::DynPollable;
+
+impl types::Host for ProcessView<'_> {
+    fn max_message_bytes(&mut self) -> wasmtime::Result<u64> {
+        crate::types::HiveTypes.max_message_bytes()
+    }
+
+    fn convert_error_code(&mut self, err: HostError) -> wasmtime::Result<ErrorCode> {
+        err.downcast()
+    }
+}
+
+impl Host for ProcessView<'_> {
+    fn pid(&mut self) -> wasmtime::Result<u32> {
+        Ok(self.ctx.me.pid)
+    }
+
+    fn ppid(&mut self) -> wasmtime::Result<u32> {
+        Ok(self.ctx.ppid)
+    }
+
+    fn argv(&mut self) -> wasmtime::Result<Vec<String>> {
+        Ok(self.ctx.argv.clone())
+    }
+
+    fn exit(&mut self, code: u8) -> wasmtime::Result<()> {
+        Err(wasmtime_wasi::I32Exit(code.into()).into())
+    }
+
+    fn connected(&mut self) -> wasmtime::Result<bool> {
+        Ok(self.ctx.me.channel.as_ref().is_some_and(|c| c.connected()))
+    }
+
+    async fn send(&mut self, msg: Message) -> Result<bool, HostError> {
+        let Some(channel) = &self.ctx.me.channel else {
+            return Err(ErrorCode::ChannelClosed.into());
+        };
+        Ok(channel.send(End::Child, msg.into()).await?)
+    }
+
+    fn disconnect(&mut self) -> Result<(), HostError> {
+        match &self.ctx.me.channel {
+            Some(channel) if channel.disconnect() => Ok(()),
+            _ => Err(ErrorCode::NotConnected.into()),
+        }
+    }
+
+    fn handle_signal(&mut self, signal: String, handled: bool) -> Result<(), HostError> {
+        let signal = Signal::parse(&signal).ok_or(ErrorCode::UnknownSignal)?;
+        if !signal.catchable() {
+            return Err(ErrorCode::InvalidArgument.into());
+        }
+        self.ctx.me.set_handled(signal, handled);
+        Ok(())
+    }
+
+    async fn next_event(&mut self) -> wasmtime::Result<Option<Event>> {
+        let me = &self.ctx.me;
+        loop {
+            if let Some(event) = me.inbox.try_pop() {
+                return Ok(Some(event.into()));
+            }
+            if !me.can_receive() {
+                return Ok(None);
+            }
+            me.inbox
+                .wait_until(|| me.inbox.has_any() || !me.can_receive())
+                .await;
+        }
+    }
+
+    fn try_next_event(&mut self) -> wasmtime::Result<Option<Event>> {
+        Ok(self.ctx.me.inbox.try_pop().map(Event::from))
+    }
+
+    fn subscribe(&mut self) -> wasmtime::Result<Resource<DynPollable>> {
+        let ready = InboxReady::Process(self.ctx.me.clone());
+        let resource = self.table.push(ready)?;
+        wasmtime_wasi::p2::subscribe(self.table, resource)
+    }
+}

@@ -1,0 +1,61 @@
+//! `hive:process/process`: the current process — identity, the channel to
+//! the parent, the event queue, signals and exit.
+
+mod host;
+
+use crate::runtime::inbox::Inbox;
+use crate::runtime::proc::Proc;
+use std::sync::Arc;
+use wasmtime::component::{HasData, ResourceTable};
+use wasmtime_wasi::p2::Pollable;
+
+/// What `hive:process/process` knows of the process it serves.
+pub struct ProcessCtx {
+    pub me: Arc<Proc>,
+    pub ppid: u32,
+    pub argv: Vec<String>,
+}
+
+/// `hive:process/process`'s view of a store: its context and the resource
+/// table.
+pub struct ProcessView<'a> {
+    pub ctx: &'a mut ProcessCtx,
+    pub table: &'a mut ResourceTable,
+}
+
+/// The `HasData` marker that links `hive:process/process` over a
+/// [`ProcessView`].
+pub struct HiveProcess;
+
+impl HasData for HiveProcess {
+    type Data<'a> = ProcessView<'a>;
+}
+
+/// A pollable over an inbox: for the whole process, or for one child.
+pub enum InboxReady {
+    /// Ready when the process has an event, or none can come.
+    Process(Arc<Proc>),
+    /// Ready when child `id` has an event, or has none left to come.
+    Child {
+        inbox: Arc<Inbox>,
+        id: u32,
+        child: Option<Arc<Proc>>,
+    },
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for InboxReady {
+    async fn ready(&mut self) {
+        match self {
+            InboxReady::Process(me) => {
+                me.inbox
+                    .wait_until(|| me.inbox.has_any() || !me.can_receive())
+                    .await
+            }
+            InboxReady::Child { inbox, id, child } => {
+                let closed = || Proc::all_reported(child.as_ref());
+                inbox.wait_until(|| inbox.has_child(*id) || closed()).await
+            }
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! What a process receives, in the runtime's own words: messages (an
+//! envelope: a payload and the handles moved with it), control events and
+//! the events of its children. Converted to the WIT's `event` only when a
+//! guest takes one (`bindings.rs`), so that what the WIT does not name — a
+//! socket, a file descriptor, a Node peer's frame — can travel too.
+
+use super::exit::ExitStatus;
+use super::signal::Signal;
+use std::any::Any;
+
+/// A message's data, as the sender gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// One JSON value (Node's default `json` serialization).
+    Json(String),
+    /// Raw bytes.
+    Bytes(Vec<u8>),
+}
+
+impl Payload {
+    /// The payload's size in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Payload::Json(text) => text.len(),
+            Payload::Bytes(bytes) => bytes.len(),
+        }
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Something moved from the sender to the receiver with a message: a
+/// socket, a file descriptor. Whoever takes the message owns it; dropping
+/// it (a receiver that is gone, a guest that cannot hold one yet) closes it.
+pub struct Handle(pub Box<dyn Any + Send>);
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Handle(..)")
+    }
+}
+
+/// A message as it waits in an inbox.
+#[derive(Debug)]
+pub struct Envelope {
+    pub payload: Payload,
+    /// Handles sent with it (empty for plain messages: no allocation).
+    pub handles: Vec<Handle>,
+}
+
+impl From<Payload> for Envelope {
+    fn from(payload: Payload) -> Envelope {
+        Envelope {
+            payload,
+            handles: Vec::new(),
+        }
+    }
+}
+
+/// An event in a process's inbox.
+#[derive(Debug)]
+pub enum Event {
+    /// A message from the parent.
+    Message(Envelope),
+    /// The channel to the parent closed.
+    Disconnect,
+    /// A signal this process handles arrived.
+    Signal(Signal),
+    /// Something happened to child `id`.
+    Child { id: u32, event: ChildEvent },
+}
+
+/// What happened to a child, in Node's terms (the order is `lifecycle`'s).
+#[derive(Debug)]
+pub enum ChildEvent {
+    Spawn,
+    Message(Envelope),
+    Disconnect,
+    Exit(ExitStatus),
+    Close(ExitStatus),
+    Error(Box<StartError>),
+}
+
+/// Node's error object for a child that failed (`spawn x ENOENT`, or a
+/// write to a child that never started, `write EPIPE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartError {
+    /// `ENOENT`, `EACCES`, `EPIPE`, …
+    pub code: String,
+    /// The negative errno, as Node's `err.errno`.
+    pub errno: Option<i32>,
+    pub syscall: Option<String>,
+    pub path: Option<String>,
+    pub message: String,
+    pub spawnargs: Vec<String>,
+}

@@ -1,0 +1,336 @@
+//! The only code that tells a parent what happened to a child: `spawn`,
+//! `message`, `disconnect`, `exit`, `close` and `error`, in Node's order,
+//! for every kind of child.
+//!
+//! | Rule | Where |
+//! | --- | --- |
+//! | `spawn` before any message | [`register`] queues it before the child can run |
+//! | one send, one disconnect, both ends | [`Channel::send`], [`Channel::disconnect`] |
+//! | `disconnect` → `exit` → `close` | [`ended`] |
+//! | `close` after the pipes end; unread output drained after `exit` | [`report_end`] |
+//! | failed start: `error` → `close(-errno)` → `disconnect` | [`failed_start`] |
+
+use super::Runtime;
+use super::budget::Slot;
+use super::event::{ChildEvent, Envelope, Event, Payload, StartError};
+use super::exit::ExitStatus;
+use super::flow::Flow;
+use super::inbox::Inbox;
+use super::message::{self, SendError};
+use super::pipe::Pipe;
+use super::proc::{Proc, ProcKind};
+use super::signal::Signal;
+use super::unix;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// The message channel between a parent and a child (Node's IPC channel).
+pub struct Channel {
+    connected: AtomicBool,
+    /// The child's id, as its parent's events name it.
+    id: u32,
+    /// Parent to child.
+    down: Arc<Flow>,
+    /// Child to parent.
+    up: Arc<Flow>,
+    parent: Arc<Inbox>,
+    /// `None` for a child that never started.
+    child: Option<Arc<Inbox>>,
+}
+
+/// Which end of a channel sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The parent (`child.send`).
+    Parent,
+    /// The child (`process.send`).
+    Child,
+}
+
+impl Channel {
+    /// An open channel between `parent` and child `id`.
+    fn open(id: u32, parent: Arc<Inbox>, child: Option<Arc<Inbox>>) -> Arc<Channel> {
+        Arc::new(Channel {
+            connected: AtomicBool::new(true),
+            id,
+            down: Arc::default(),
+            up: Arc::default(),
+            parent,
+            child,
+        })
+    }
+
+    /// Whether the channel is open.
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    /// The child's inbox (`None` for a child that never started).
+    pub(super) fn child_inbox(&self) -> Option<&Arc<Inbox>> {
+        self.child.as_ref()
+    }
+
+    /// Closes the channel; returns whether it was open.
+    fn close(&self) -> bool {
+        self.connected.swap(false, Ordering::AcqRel)
+    }
+
+    /// Sends a message from end `from` to the other: `true` while the
+    /// receiver is under the high-water mark (Node's `send` result).
+    ///
+    /// Never waits unless the receiver is over its hard limit (or the host
+    /// over its total): the common case is one reservation and one push.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: nothing is queued until the reservation is made.
+    pub async fn send(&self, from: End, payload: Payload) -> Result<bool, SendError> {
+        let cost = message::validate(&payload)?;
+        if !self.connected() {
+            return Err(SendError::ChannelClosed);
+        }
+        let (flow, to) = match from {
+            End::Parent => (
+                &self.down,
+                self.child.as_ref().ok_or(SendError::NeverStarted)?,
+            ),
+            End::Child => (&self.up, &self.parent),
+        };
+        let room = match flow.try_reserve(cost) {
+            Some(room) => room,
+            None => flow.reserve(cost).await,
+        };
+        let envelope = Envelope::from(payload);
+        let event = match from {
+            End::Parent => Event::Message(envelope),
+            End::Child => child_event(self.id, ChildEvent::Message(envelope)),
+        };
+        to.push(event, Some((flow.clone(), cost)));
+        Ok(room)
+    }
+
+    /// Closes the channel from either end, and tells both: the parent gets
+    /// the child's `disconnect`, the child its own. Returns whether it was
+    /// open (only the first caller reports).
+    pub fn disconnect(&self) -> bool {
+        if !self.close() {
+            return false;
+        }
+        self.parent
+            .push(child_event(self.id, ChildEvent::Disconnect), None);
+        if let Some(child) = &self.child {
+            child.push(Event::Disconnect, None);
+        }
+        true
+    }
+}
+
+fn child_event(id: u32, event: ChildEvent) -> Event {
+    Event::Child { id, event }
+}
+
+/// A process about to start, of any kind.
+pub struct NewProc<'a> {
+    pub pid: u32,
+    pub name: String,
+    pub kind: ProcKind,
+    /// Its parent (`None` for the root).
+    pub parent: Option<&'a Arc<Proc>>,
+    /// Whether it gets a message channel to its parent.
+    pub channel: bool,
+    /// Output pipes its `close` waits for.
+    pub pipes: Vec<Arc<Pipe>>,
+    /// Its place in its budgets.
+    pub slot: Slot,
+}
+
+/// Puts a new process in the table and under its parent, and queues its
+/// `spawn`: call it before the process can run, so that `spawn` comes
+/// before anything the process sends.
+pub fn register(rt: &Runtime, new: NewProc<'_>) -> Arc<Proc> {
+    let channel = new
+        .parent
+        .filter(|_| new.channel)
+        .map(|parent| Channel::open(new.pid, parent.inbox.clone(), Some(Arc::default())));
+    let proc = Arc::new(Proc::new(
+        new.pid, new.name, new.kind, new.parent, channel, new.pipes, new.slot,
+    ));
+    rt.table().insert(proc.clone());
+    if let Some(parent) = new.parent {
+        parent.add_child(proc.clone());
+        parent
+            .inbox
+            .push(child_event(proc.pid, ChildEvent::Spawn), None);
+    }
+    proc
+}
+
+/// Records how `proc` ended, ends its children, and tells its parent, in
+/// Node's order: `disconnect` (if still connected), `exit`, `close`.
+pub fn ended(rt: &Runtime, proc: &Arc<Proc>, status: ExitStatus) {
+    if !proc.set_status(status) {
+        return;
+    }
+    drop(proc.slot.lock().unwrap().take());
+    if proc.leads_group() {
+        rt.group_reaped(proc.pid);
+    }
+    // No orphans: a process's children end with it — wasm children at once,
+    // OS children with SIGTERM and SIGKILL after the grace period, detached
+    // OS children not at all (they are meant to outlive us).
+    let children: Vec<_> = proc.children.lock().unwrap().values().cloned().collect();
+    for child in children {
+        // Nobody is left to read their output.
+        for pipe in child.pipes() {
+            pipe.abandon();
+        }
+        match child.kind {
+            ProcKind::Wasm => {
+                child.signal(Signal::KILL);
+            }
+            ProcKind::Os {
+                detached: false, ..
+            } => terminate(child, rt.kill_grace()),
+            ProcKind::Os { detached: true, .. } => {}
+        }
+    }
+    if let Some(channel) = &proc.channel {
+        channel.disconnect();
+    }
+    rt.table().remove(proc.pid);
+    // Nobody will read what was sent to it: free it now, not when the last
+    // handle to this process goes.
+    proc.inbox.discard();
+    if let Some(parent) = proc.parent.as_ref().and_then(|p| p.upgrade()) {
+        report_end(proc.clone(), parent, status);
+    }
+    proc.inbox.wake();
+}
+
+/// Tells `parent` that `proc` exited, then — once its output pipes are
+/// finished with (read to the end, dropped, or drained) — that it closed.
+fn report_end(proc: Arc<Proc>, parent: Arc<Proc>, status: ExitStatus) {
+    let exit = child_event(proc.pid, ChildEvent::Exit(status));
+    if proc.pipes().is_empty() {
+        parent.inbox.push(exit, None);
+        closed(&proc, &parent, status);
+        return;
+    }
+    // Output nobody took by the time the parent handled `exit` is drained,
+    // as Node's flushStdio does, so that `close` can come.
+    let drained = proc.clone();
+    parent.inbox.push_then(
+        exit,
+        Box::new(move || drained.pipes().iter().for_each(|p| p.drain_if_untaken())),
+    );
+    tokio::spawn(async move {
+        for pipe in proc.pipes() {
+            pipe.finished().await;
+        }
+        closed(&proc, &parent, status);
+    });
+}
+
+fn closed(proc: &Proc, parent: &Proc, status: ExitStatus) {
+    parent
+        .inbox
+        .push(child_event(proc.pid, ChildEvent::Close(status)), None);
+    proc.set_closed();
+    // Only now is the child no longer live: a parent waiting for events
+    // must see `close` queued before it sees no live children.
+    parent.remove_child(proc.pid);
+}
+
+/// A child that never started: queues `error` then `close(errno)` (and,
+/// for one with a channel, `disconnect`: Node opens the channel before
+/// spawning and closes it last, as v20 does). Returns its id and channel.
+///
+/// The channel stays open (`connected`) until `close`, as in Node, and
+/// `close` comes only once the parent has handled `error`: a message sent
+/// until then — even from the `error` listener — fails as Node's write to
+/// the dead channel does, with an `EPIPE` `error` before `close`
+/// ([`epipe`]).
+pub fn failed_start(
+    rt: &Runtime,
+    parent: &Proc,
+    error: StartError,
+    errno: i32,
+    channel: bool,
+) -> (u32, Option<Arc<Channel>>) {
+    let id = rt.table().allocate_id();
+    let status = ExitStatus::Code(errno);
+    let error = child_event(id, ChildEvent::Error(Box::new(error)));
+    let close = child_event(id, ChildEvent::Close(status));
+    if !channel {
+        parent.inbox.push(error, None);
+        parent.inbox.push(close, None);
+        return (id, None);
+    }
+    let channel = Channel::open(id, parent.inbox.clone(), None);
+    let (inbox, closing) = (parent.inbox.clone(), channel.clone());
+    parent.inbox.push_then(
+        error,
+        Box::new(move || {
+            closing.close();
+            inbox.push(close, None);
+            inbox.push(child_event(id, ChildEvent::Disconnect), None);
+        }),
+    );
+    (id, Some(channel))
+}
+
+/// Reports a message sent to child `id`, which never started, as Node
+/// does: an `EPIPE` `error`.
+pub fn epipe(parent: &Proc, id: u32) {
+    let error = StartError {
+        code: "EPIPE".into(),
+        errno: Some(-libc::EPIPE),
+        syscall: Some("write".into()),
+        path: None,
+        message: "write EPIPE".into(),
+        spawnargs: Vec::new(),
+    };
+    parent
+        .inbox
+        .push(child_event(id, ChildEvent::Error(Box::new(error))), None);
+}
+
+/// SIGTERM now, SIGKILL after `grace` unless the process ended by then.
+/// An OS child leading its own group gets both as a group, so that its
+/// descendants end too — even those left running after it exited.
+pub fn terminate(proc: Arc<Proc>, grace: Duration) {
+    if proc.leads_group() {
+        if !unix::signal_group(proc.pid, Signal::TERM.number()).unwrap_or(false) {
+            return;
+        }
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(grace, proc.wait()).await;
+            // The leader may be gone; what is left of its group is not.
+            let _ = unix::signal_group(proc.pid, Signal::KILL.number());
+        });
+        return;
+    }
+    if !proc.signal(Signal::TERM) {
+        return;
+    }
+    tokio::spawn(async move {
+        if tokio::time::timeout(grace, proc.wait()).await.is_err() {
+            proc.signal(Signal::KILL);
+        }
+    });
+}
+
+/// Kills `proc` with `signal` after `ms` milliseconds unless it ended
+/// (the `timeout` option).
+pub fn kill_after(proc: &Arc<Proc>, ms: Option<u64>, signal: Signal) {
+    if let Some(ms) = ms {
+        let proc = proc.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = proc.wait() => {}
+                _ = tokio::time::sleep(Duration::from_millis(ms)) => { proc.kill(signal); }
+            }
+        });
+    }
+}

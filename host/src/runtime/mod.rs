@@ -1,0 +1,183 @@
+//! The process runtime: every process this host runs, of every kind (wasm
+//! guests, OS programs, and room for a Node peer or a remote process), how
+//! they talk, how they are signalled, what they may use and how they end.
+//!
+//! WIT-free on purpose: nothing here names a bindgen type. The interfaces
+//! (`process`, `child_process`) convert at their edge, as wasmtime's
+//! `sockets` core keeps its own `ErrorCode` and `p2/network.rs` converts it.
+
+pub mod argv;
+pub mod budget;
+pub mod caps;
+pub mod event;
+pub mod exit;
+pub mod flow;
+pub mod inbox;
+pub mod lifecycle;
+pub mod message;
+pub mod net;
+pub mod pipe;
+pub mod preempt;
+pub mod proc;
+pub mod sentinel;
+pub mod signal;
+pub mod table;
+pub mod unix;
+
+use caps::TotalMemory;
+use exit::ExitStatus;
+use proc::Proc;
+use signal::Signal;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use table::ProcessTable;
+
+/// The host-wide runtime: the process table and what every process shares.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime(Arc<Inner>);
+
+struct Inner {
+    table: ProcessTable,
+    kill_grace: Duration,
+    /// All guests' linear memory together (`--max-total-memory`).
+    total_memory: Arc<TotalMemory>,
+    /// Makes running guests yield when a woken one finds no free worker.
+    preempt: Arc<preempt::Preempt>,
+    /// The sentinel's program (`HiveConfig::sentinel`).
+    sentinel_program: Option<PathBuf>,
+    /// Started with the first OS child (`None` if it could not start).
+    sentinel: OnceLock<Option<sentinel::Sentinel>>,
+}
+
+/// What the runtime is built from.
+pub struct RuntimeConfig {
+    pub max_procs: u32,
+    pub kill_grace: Duration,
+    pub max_total_memory: u64,
+    pub sentinel: Option<PathBuf>,
+}
+
+impl Runtime {
+    /// A runtime with an empty process table. `engine` is the one whose
+    /// epoch preemption bumps.
+    pub fn new(config: RuntimeConfig, engine: wasmtime::Engine) -> Runtime {
+        let workers =
+            tokio::runtime::Handle::try_current().map_or(1, |rt| rt.metrics().num_workers());
+        Runtime(Arc::new(Inner {
+            table: ProcessTable::new(config.max_procs),
+            kill_grace: config.kill_grace,
+            total_memory: TotalMemory::new(config.max_total_memory),
+            preempt: preempt::Preempt::new(engine, workers),
+            sentinel_program: config.sentinel,
+            sentinel: OnceLock::new(),
+        }))
+    }
+
+    /// Every live process.
+    pub fn table(&self) -> &ProcessTable {
+        &self.0.table
+    }
+
+    /// How long an OS child gets between SIGTERM and SIGKILL.
+    pub fn kill_grace(&self) -> Duration {
+        self.0.kill_grace
+    }
+
+    /// All guests' linear memory together.
+    pub fn total_memory(&self) -> &Arc<TotalMemory> {
+        &self.0.total_memory
+    }
+
+    /// Runs `body` as `proc`'s task: preemptible, ended early by a fatal
+    /// signal, and reported through [`lifecycle::ended`] when it is over.
+    /// Dropping `body` (a kill) drops whatever it owns — a guest's store,
+    /// and with it its stdio and child handles — before the parent hears.
+    pub fn run_task(
+        &self,
+        proc: Arc<Proc>,
+        body: impl Future<Output = ExitStatus> + Send + 'static,
+    ) {
+        let rt = self.clone();
+        let task = async move {
+            let mut fatal = proc.fatal.subscribe();
+            let status = tokio::select! {
+                biased;
+                signal = fatal.wait_for(Option::is_some) => ExitStatus::Signal(
+                    signal.map(|s| s.expect("waited for some")).unwrap_or(Signal::KILL),
+                ),
+                status = body => status,
+            };
+            tracing::debug!(pid = proc.pid, %status, "process ended");
+            lifecycle::ended(&rt, &proc, status);
+        };
+        tracing::trace!(bytes = size_of_val(&task), "process task size");
+        tokio::spawn(self.0.preempt.task(task));
+    }
+
+    /// Has the sentinel end OS process group `pgid` if the host dies.
+    pub fn watch_group(&self, pgid: u32) {
+        if let Some(sentinel) = self.sentinel() {
+            sentinel.watch(pgid);
+        }
+    }
+
+    /// Group `pgid`'s leader was reaped.
+    pub fn group_reaped(&self, pgid: u32) {
+        if let Some(sentinel) = self.sentinel() {
+            sentinel.reaped(pgid);
+        }
+    }
+
+    fn sentinel(&self) -> Option<&sentinel::Sentinel> {
+        self.0
+            .sentinel
+            .get_or_init(|| {
+                let program = self.0.sentinel_program.as_ref()?;
+                sentinel::Sentinel::start(program, self.0.kill_grace)
+                    .inspect_err(|e| {
+                        tracing::warn!(
+                            "could not start the sentinel ({e}): OS children may outlive a killed host"
+                        )
+                    })
+                    .ok()
+            })
+            .as_ref()
+    }
+
+    /// SIGKILLs every attached OS child, with its group, now.
+    pub fn kill_os_children(&self) {
+        for proc in self.table().attached_os() {
+            if proc.leads_group() {
+                let _ = unix::signal_group(proc.pid, Signal::KILL.number());
+            }
+            proc.signal(Signal::KILL);
+        }
+    }
+
+    /// Ends every process: wasm processes at once, OS children with
+    /// SIGTERM, then SIGKILL after the grace period; waits until every OS
+    /// child that is not detached has been reaped.
+    pub async fn shutdown(&self) {
+        // Every process that ends SIGTERMs its OS children and SIGKILLs them
+        // after the grace period (`lifecycle::ended`): here we only wait for
+        // them to be reaped, with a margin for the kill to land.
+        self.table().kill_wasm();
+        let deadline = tokio::time::Instant::now() + self.0.kill_grace + Duration::from_millis(500);
+        loop {
+            let removed = self.table().removal();
+            if self.table().attached_os().is_empty() {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                // The grace timers should have done this; do not hang.
+                self.kill_os_children();
+                let _ = tokio::time::timeout(Duration::from_millis(500), removed).await;
+                return;
+            }
+            let _ = tokio::time::timeout_at(deadline, removed).await;
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! A process as the runtime sees it, whatever it runs: its identity, inbox,
+//! signals, children and how it ended.
+
+use super::budget::{Budget, Slot};
+use super::event::Event;
+use super::exit::ExitStatus;
+use super::inbox::Inbox;
+use super::lifecycle::Channel;
+use super::pipe::Pipe;
+use super::signal::{DefaultAction, Signal};
+use super::unix;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use tokio::sync::watch;
+
+/// What a process runs. Every kind has the same events, signals and
+/// budget; only how a signal is delivered and how it is reaped differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcKind {
+    /// A wasm guest in this host: one store, one task; its pid is virtual.
+    Wasm,
+    /// A real OS process; its pid is the kernel's.
+    Os {
+        /// In its own session, allowed to outlive the host.
+        detached: bool,
+        /// Leads its own process group (its descendants with it), which
+        /// ends with it when its parent ends (and with the host, through
+        /// the sentinel).
+        group: bool,
+    },
+}
+
+/// A live or ended process, as the table, its parent and its children see it.
+pub struct Proc {
+    pub pid: u32,
+    /// The module or program as it was started (its `argv[0]`).
+    pub name: String,
+    pub kind: ProcKind,
+    pub inbox: Arc<Inbox>,
+    /// The channel to this process's parent, if it has one.
+    pub channel: Option<Arc<Channel>>,
+    /// Who to tell when it ends (`None` for the root). Weak: a parent
+    /// holds its children, not the other way round.
+    pub(super) parent: Option<Weak<Proc>>,
+    handled: Mutex<HashSet<Signal>>,
+    /// The pending fatal signal, which the process's task obeys.
+    pub(super) fatal: watch::Sender<Option<Signal>>,
+    status: watch::Sender<Option<ExitStatus>>,
+    /// Live children, ended when this process ends.
+    pub(super) children: Mutex<HashMap<u32, Arc<Proc>>>,
+    /// Set once `close` was queued to the parent: no more events will come.
+    closed: AtomicBool,
+    /// Whether a `kill` (or a timeout) delivered a signal (Node's `killed`).
+    killed: AtomicBool,
+    /// Output pipes to the parent: `close` waits until they are finished with.
+    pub(super) pipes: Vec<Arc<Pipe>>,
+    /// Its place in its budgets, given back when it ends.
+    pub(super) slot: Mutex<Option<Slot>>,
+    /// The budget this process and its descendants are charged to.
+    pub budget: Arc<Budget>,
+}
+
+impl Proc {
+    /// A new process record; `slot` is its place in `budget`.
+    pub(super) fn new(
+        pid: u32,
+        name: String,
+        kind: ProcKind,
+        parent: Option<&Arc<Proc>>,
+        channel: Option<Arc<Channel>>,
+        pipes: Vec<Arc<Pipe>>,
+        slot: Slot,
+    ) -> Proc {
+        Proc {
+            pid,
+            name,
+            kind,
+            inbox: channel
+                .as_ref()
+                .and_then(|c| c.child_inbox().cloned())
+                .unwrap_or_default(),
+            channel,
+            parent: parent.map(Arc::downgrade),
+            handled: Mutex::default(),
+            fatal: watch::Sender::new(None),
+            status: watch::Sender::new(None),
+            children: Mutex::default(),
+            closed: AtomicBool::new(false),
+            killed: AtomicBool::new(false),
+            pipes,
+            budget: slot.budget().clone(),
+            slot: Mutex::new(Some(slot)),
+        }
+    }
+
+    /// Whether it is a real OS process.
+    pub fn is_os(&self) -> bool {
+        matches!(self.kind, ProcKind::Os { .. })
+    }
+
+    /// Whether it is an OS process leading its own process group.
+    pub fn leads_group(&self) -> bool {
+        matches!(self.kind, ProcKind::Os { group: true, .. })
+    }
+
+    /// Whether every event of this child has been queued; a child that
+    /// never started (`None`) has queued all of its events already.
+    pub fn all_reported(proc: Option<&Arc<Proc>>) -> bool {
+        proc.is_none_or(|p| p.closed.load(Ordering::Acquire))
+    }
+
+    /// Marks that `close` was queued.
+    pub(super) fn set_closed(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    /// Records how the process ended. Only the first status counts.
+    pub(super) fn set_status(&self, status: ExitStatus) -> bool {
+        self.status.send_if_modified(|now| {
+            let first = now.is_none();
+            if first {
+                *now = Some(status);
+            }
+            first
+        })
+    }
+
+    /// Forgets a child that has closed.
+    pub(super) fn remove_child(&self, pid: u32) {
+        self.children.lock().unwrap().remove(&pid);
+        self.inbox.wake();
+    }
+
+    pub(super) fn add_child(&self, child: Arc<Proc>) {
+        self.children.lock().unwrap().insert(child.pid, child);
+    }
+
+    /// How the process ended, once it has.
+    pub fn status(&self) -> Option<ExitStatus> {
+        *self.status.borrow()
+    }
+
+    /// Waits for the process to end.
+    pub async fn wait(&self) -> ExitStatus {
+        let mut rx = self.status.subscribe();
+        let status = rx
+            .wait_for(Option::is_some)
+            .await
+            .expect("sender lives in self");
+        status.expect("waited for some")
+    }
+
+    /// Installs or removes a handler for `signal`.
+    pub fn set_handled(&self, signal: Signal, handled: bool) {
+        let mut set = self.handled.lock().unwrap();
+        if handled {
+            set.insert(signal);
+        } else {
+            set.remove(&signal);
+        }
+        drop(set);
+        self.inbox.wake();
+    }
+
+    /// Sends `signal`; returns whether it was delivered (false once ended).
+    pub fn signal(&self, signal: Signal) -> bool {
+        if self.status().is_some() {
+            return false;
+        }
+        if self.is_os() {
+            // A real process: a real signal. ESRCH (already gone) is `false`.
+            return unix::signal_pid(self.pid, signal.number()).unwrap_or(false);
+        }
+        if signal.number() == 0 {
+            return true;
+        }
+        if signal.catchable() && self.handled.lock().unwrap().contains(&signal) {
+            self.inbox.push(Event::Signal(signal), None);
+            return true;
+        }
+        if signal == Signal::KILL || signal.default_action() == DefaultAction::Terminate {
+            // The first fatal signal wins; the task reports it as the status.
+            self.fatal.send_if_modified(|pending| {
+                pending.is_none().then(|| *pending = Some(signal)).is_some()
+            });
+        }
+        true
+    }
+
+    /// Sends `signal` as Node's `subprocess.kill` does: a delivered signal
+    /// marks the process `killed`.
+    pub fn kill(&self, signal: Signal) -> bool {
+        let delivered = self.signal(signal);
+        if delivered {
+            self.killed.store(true, Ordering::Release);
+        }
+        delivered
+    }
+
+    /// Whether `kill` (or a timeout) delivered a signal to it.
+    pub fn was_killed(&self) -> bool {
+        self.killed.load(Ordering::Acquire)
+    }
+
+    /// Whether an event can still arrive: one is queued, the parent channel
+    /// is open, a child is alive, or a signal handler is installed.
+    pub fn can_receive(&self) -> bool {
+        self.inbox.has_any()
+            || self.channel.as_ref().is_some_and(|c| c.connected())
+            || !self.children.lock().unwrap().is_empty()
+            || !self.handled.lock().unwrap().is_empty()
+    }
+
+    /// The output pipes `close` waits for.
+    pub fn pipes(&self) -> &[Arc<Pipe>] {
+        &self.pipes
+    }
+}

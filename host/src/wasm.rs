@@ -1,0 +1,264 @@
+//! A wasm process: one `Store` and one instance of a component (or a wasip1
+//! core module), run as its own task by the runtime.
+//!
+//! Killing it drops that task's future (and so its fiber and Store); epoch
+//! interruption makes even a guest in `loop {}` reach a point where that
+//! can happen within one epoch tick.
+
+use crate::child_process::ChildProcessCtx;
+use crate::ctx::{CoreState, HostState};
+use crate::error::ErrorChain;
+use crate::hive::{Hive, Preopen};
+use crate::loader::{LoadedModule, Program};
+use crate::process::ProcessCtx;
+use crate::runtime::budget::{Budget, TooManyProcesses};
+use crate::runtime::caps::{Capabilities, MemoryLimiter};
+use crate::runtime::exit::ExitStatus;
+use crate::runtime::lifecycle::{self, NewProc};
+use crate::runtime::pipe::Pipe;
+use crate::runtime::proc::{Proc, ProcKind};
+use crate::runtime::signal::Signal;
+use crate::stdio::Stdio;
+use std::sync::Arc;
+use wasmtime::Store;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::cli::StdoutStream;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
+
+/// The module a new process runs: loaded already, or still to load (and
+/// maybe compile, which can take seconds) in the process's own task, so
+/// that `fork` never blocks its caller.
+pub enum ModuleSource {
+    Ready(Arc<LoadedModule>),
+    Pending(std::path::PathBuf),
+}
+
+/// What a new wasm process runs and with what.
+pub struct WasmSpec {
+    pub module: ModuleSource,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub dirs: Vec<Preopen>,
+    pub stdio: Stdio,
+    pub ppid: u32,
+    /// The forking process (`None` for the root); a child gets a channel.
+    pub parent: Option<Arc<Proc>>,
+    /// Output pipes to the parent (a `silent` fork's stdout and stderr).
+    pub pipes: Vec<Arc<Pipe>>,
+    pub caps: Arc<Capabilities>,
+    /// The guest's initial working directory (`wasi:cli/environment.initial-cwd`).
+    pub cwd: Option<String>,
+    /// The budget the new process (and its subtree) is charged to.
+    pub budget: Arc<Budget>,
+}
+
+/// Starts a wasm process: in the table and its parent's `spawn` queued
+/// before its guest code can run.
+pub fn start(hive: &Hive, spec: WasmSpec) -> Result<Arc<Proc>, TooManyProcesses> {
+    let rt = hive.runtime();
+    let slot = spec.budget.charge()?;
+    let proc = lifecycle::register(
+        rt,
+        NewProc {
+            pid: rt.table().allocate_id(),
+            name: spec.argv.first().cloned().unwrap_or_default(),
+            kind: ProcKind::Wasm,
+            parent: spec.parent.as_ref(),
+            channel: spec.parent.is_some(),
+            pipes: spec.pipes.clone(),
+            slot,
+        },
+    );
+    let stderr = spec.stdio.stderr.clone();
+    let body = match prepare(hive, &proc, spec) {
+        Ok((start, module)) => Box::pin(run(hive.clone(), proc.clone(), module, start, stderr))
+            as std::pin::Pin<Box<dyn Future<Output = ExitStatus> + Send>>,
+        Err(e) => {
+            // A preopen vanished between check and use: report it as the
+            // process failing, on its own stderr, like any other start-up
+            // failure of a real process.
+            Box::pin(async move {
+                write_report(&*stderr, &format!("error: {e:?}\n")).await;
+                ExitStatus::Code(1)
+            })
+        }
+    };
+    rt.run_task(proc.clone(), body);
+    Ok(proc)
+}
+
+/// A process's state before its program is known to be a component or a
+/// core module: the WASI context (preopens already opened) and the rest.
+struct Start {
+    wasi: WasiCtxBuilder,
+    process: ProcessCtx,
+    child_process: ChildProcessCtx,
+    limiter: MemoryLimiter,
+}
+
+fn prepare(hive: &Hive, proc: &Arc<Proc>, spec: WasmSpec) -> anyhow::Result<(Start, ModuleSource)> {
+    let mut wasi = WasiCtx::builder();
+    wasi.args(&spec.argv)
+        .envs(&spec.env)
+        .stdin(spec.stdio.stdin.clone())
+        .stdout(spec.stdio.stdout.clone())
+        .stderr(spec.stdio.stderr.clone());
+    for dir in &spec.dirs {
+        let perms = if dir.read_only {
+            FsPerms::ReadOnly
+        } else {
+            FsPerms::ReadWrite
+        };
+        wasi.preopened_dir(&dir.host, &dir.guest, perms)
+            .map_err(|e| {
+                anyhow::Error::from(e).context(format!("failed to open `{}`", dir.flag()))
+            })?;
+    }
+    if let Some(cwd) = &spec.cwd {
+        wasi.initial_cwd(cwd);
+    }
+    let who = format!("guest `{}` (pid {})", proc.name, proc.pid);
+    spec.caps.net.apply(&mut wasi, who.clone());
+    let limiter = MemoryLimiter::new(
+        spec.caps.max_memory,
+        who,
+        hive.runtime().total_memory().clone(),
+    );
+    let start = Start {
+        wasi,
+        process: ProcessCtx {
+            me: proc.clone(),
+            ppid: spec.ppid,
+            argv: spec.argv,
+        },
+        child_process: ChildProcessCtx {
+            hive: hive.clone(),
+            me: proc.clone(),
+            env: spec.env,
+            dirs: spec.dirs,
+            stdio: spec.stdio,
+            caps: spec.caps,
+            cwd: spec.cwd,
+        },
+        limiter,
+    };
+    Ok((start, spec.module))
+}
+
+/// A fresh store for `state`, limited and preemptible.
+fn new_store<T: 'static>(
+    hive: &Hive,
+    state: T,
+    limiter: fn(&mut T) -> &mut MemoryLimiter,
+) -> Store<T> {
+    let mut store = Store::new(hive.loader().engine(), state);
+    store.limiter(move |state| limiter(state) as &mut dyn wasmtime::ResourceLimiter);
+    // Yield to other tasks at every epoch tick, so a busy guest neither
+    // starves the others nor escapes `kill`. Through tokio's `yield_now`:
+    // a plain self-wake would land in the worker's LIFO slot and run the
+    // busy guest again at once, ahead of the tasks it was to make room for.
+    store.epoch_deadline_callback(|_| {
+        Ok(wasmtime::UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(tokio::task::yield_now()),
+        ))
+    });
+    store
+}
+
+/// Instantiates `program` and runs its entry point to the end. The store
+/// lives inside this future: when it ends or is dropped (a kill), the
+/// guest's stdio and child handles close before anyone hears it exited.
+async fn run_program(
+    hive: &Hive,
+    program: Program,
+    mut start: Start,
+) -> wasmtime::Result<Result<(), ()>> {
+    match program {
+        Program::Component(pre) => {
+            let state = HostState {
+                wasi: start.wasi.build(),
+                table: ResourceTable::new(),
+                process: start.process,
+                child_process: start.child_process,
+                limiter: start.limiter,
+            };
+            let mut store = new_store(hive, state, |s| &mut s.limiter);
+            let guest = pre.instantiate_async(&mut store).await?;
+            guest.wasi_cli_run().call_run(&mut store).await
+        }
+        Program::Core(pre) => {
+            let state = CoreState {
+                wasi: start.wasi.build_p1(),
+                limiter: start.limiter,
+            };
+            let mut store = new_store(hive, state, |s| &mut s.limiter);
+            let instance = pre.instantiate_async(&mut store).await?;
+            let main = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+            main.call_async(&mut store, ()).await.map(Ok)
+        }
+    }
+}
+
+/// The body of one wasm process's task: load, instantiate, run, and turn
+/// how it ended into an exit status.
+async fn run(
+    hive: Hive,
+    proc: Arc<Proc>,
+    module: ModuleSource,
+    start: Start,
+    stderr: Arc<dyn StdoutStream + Sync>,
+) -> ExitStatus {
+    let program = match module {
+        ModuleSource::Ready(module) => module.program.clone(),
+        ModuleSource::Pending(path) => match hive.load(&path).await {
+            Ok(module) => module.program.clone(),
+            Err(err) => {
+                // Like a Node child whose script does not compile: it
+                // started, says why on its stderr, and exits 1.
+                drop(start);
+                let report = format!("error: {}\n", ErrorChain(&err));
+                write_report(&*stderr, &report).await;
+                return ExitStatus::Code(1);
+            }
+        },
+    };
+    match run_program(&hive, program, start).await {
+        Ok(Ok(())) => ExitStatus::Code(0),
+        Ok(Err(())) => ExitStatus::Code(1),
+        Err(e) => match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            Some(exit) => ExitStatus::Code(exit.0),
+            None => {
+                write_report(&*stderr, &trap_report(&proc, &e)).await;
+                ExitStatus::Signal(Signal::ABRT)
+            }
+        },
+    }
+}
+
+/// One paragraph: what trapped, why, and where (the wasm backtrace).
+fn trap_report(proc: &Proc, error: &wasmtime::Error) -> String {
+    let mut report = format!(
+        "error: guest `{}` (pid {}) trapped: {}\n",
+        proc.name,
+        proc.pid,
+        error.root_cause()
+    );
+    if let Some(backtrace) = error.downcast_ref::<wasmtime::WasmBacktrace>() {
+        let text = backtrace.to_string();
+        let frames = text.split_once('\n').map_or("", |(_, rest)| rest);
+        report += "wasm backtrace:\n";
+        report += frames;
+        if !frames.ends_with('\n') {
+            report.push('\n');
+        }
+    }
+    report
+}
+
+async fn write_report(stderr: &(dyn StdoutStream + Sync), text: &str) {
+    use tokio::io::AsyncWriteExt;
+    let mut out = Box::into_pin(stderr.async_stream());
+    let _ = out.write_all(text.as_bytes()).await;
+    let _ = out.flush().await;
+}
