@@ -13,32 +13,39 @@
 //! No `tracing` flag: a span per host call cost 11% of message throughput
 //! (measured with perf); the slow paths (fork, exit) log by hand instead.
 
-wasmtime::component::bindgen!({
-    path: "../wit",
-    world: "hive:process/guest",
-    imports: {
-        // Only these functions are `async`; they are the only ones that
-        // wait: for an event, for room in a receiver's queue (`send` past
-        // the hard limit), or for an OS program to finish.
-        "hive:process/process.next-event": async | trappable,
-        "hive:process/process.send": async | trappable,
-        "hive:process/child-process.[method]child.send": async | trappable,
-        "hive:process/child-process.[method]child.next-event": async | trappable,
-        "hive:process/child-process.[method]child.output": async | trappable,
-        "hive:process/child-process.spawn-sync": async | trappable,
-        "hive:process/child-process.exec-sync": async | trappable,
-        "hive:process/child-process.exec-file-sync": async | trappable,
-        default: trappable,
-    },
-    exports: { default: async },
-    trappable_error_type: {
-        "hive:process/types.error-code" => crate::bindings::HostError,
-    },
-    with: {
-        "wasi": wasmtime_wasi::p2::bindings,
-        "hive:process/child-process.child": crate::child_process::Child,
-    },
-});
+/// What `bindgen!` generates, undocumented by nature: the WIT's own docs
+/// (`wit/`) are the reference for every item.
+#[allow(missing_docs)]
+mod generated {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "hive:process/guest",
+        imports: {
+            // Only these functions are `async`; they are the only ones that
+            // wait: for an event, for room in a receiver's queue (`send` past
+            // the hard limit), or for an OS program to finish.
+            "hive:process/process.next-event": async | trappable,
+            "hive:process/process.send": async | trappable,
+            "hive:process/child-process.[method]child.send": async | trappable,
+            "hive:process/child-process.[method]child.next-event": async | trappable,
+            "hive:process/child-process.[method]child.output": async | trappable,
+            "hive:process/child-process.spawn-sync": async | trappable,
+            "hive:process/child-process.exec-sync": async | trappable,
+            "hive:process/child-process.exec-file-sync": async | trappable,
+            default: trappable,
+        },
+        exports: { default: async },
+        trappable_error_type: {
+            "hive:process/types.error-code" => crate::bindings::HostError,
+        },
+        with: {
+            "wasi": wasmtime_wasi::p2::bindings,
+            "hive:process/child-process.child": crate::child_process::Child,
+        },
+    });
+}
+
+pub use generated::*;
 
 use crate::runtime::budget::TooManyProcesses;
 use crate::runtime::event::{self, ChildEvent, Payload, StartError};

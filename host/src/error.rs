@@ -10,20 +10,39 @@ pub const MAX_MODULE_BYTES: u64 = 512 << 20;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoadError {
+    /// The file could not be read (missing, not permitted, I/O).
     #[error("failed to read `{path}`")]
     Read {
+        /// The module file.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
     #[error("`{}` is {what}, not a WebAssembly file", path.display())]
-    NotAFile { path: PathBuf, what: &'static str },
+    /// Not a regular file (a directory, a FIFO, a device).
+    NotAFile {
+        /// The module file.
+        path: PathBuf,
+        /// What it is instead.
+        what: &'static str,
+    },
     #[error(
         "`{}` is {bytes} bytes, more than the largest module Hive reads ({MAX_MODULE_BYTES} bytes)",
         path.display()
     )]
-    TooLarge { path: PathBuf, bytes: u64 },
+    /// Larger than [`MAX_MODULE_BYTES`].
+    TooLarge {
+        /// The module file.
+        path: PathBuf,
+        /// Its size.
+        bytes: u64,
+    },
     #[error("`{}` is not a WebAssembly file (it does not start with `\\0asm`)", path.display())]
-    NotWasm { path: PathBuf },
+    /// No WebAssembly header.
+    NotWasm {
+        /// The module file.
+        path: PathBuf,
+    },
     #[error(
         "`{path}` is a core WebAssembly module that imports `{import}`; Hive runs core modules \
          that import only `wasi_snapshot_preview1` (wasip1), and WASI 0.2 components: build it for \
@@ -31,14 +50,23 @@ pub enum LoadError {
          `wasm-tools component new {path} --adapt wasi_snapshot_preview1.command.wasm -o out.wasm` \
          (the adapter is published with every wasmtime release)"
     )]
-    CoreModule { path: PathBuf, import: String },
+    /// A core module that imports more than wasip1.
+    CoreModule {
+        /// The module file.
+        path: PathBuf,
+        /// The first import Hive does not provide (`module::name`).
+        import: String,
+    },
     #[error(
         "`{path}` uses the component model's async features (`stream`, `future` or async \
          functions, as WASI 0.3 components do), which Hive does not run yet: build it for WASI \
          0.2 (`wasm32-wasip2`)"
     )]
+    /// A component that uses the component model's async features.
     Async {
+        /// The module file.
         path: PathBuf,
+        /// The validator's complaint.
         #[source]
         source: anyhow::Error,
     },
@@ -46,16 +74,28 @@ pub enum LoadError {
         "`{path}` is a library (reactor), not a command: it exports no {entry}, so there is \
          nothing to run; build it as a command (a binary with `fn main`)"
     )]
-    Reactor { path: PathBuf, entry: &'static str },
-    #[error("`{path}` is not a valid WebAssembly component")]
-    Invalid {
+    /// A library without an entry point.
+    Reactor {
+        /// The module file.
         path: PathBuf,
+        /// The entry point it lacks.
+        entry: &'static str,
+    },
+    #[error("`{path}` is not a valid WebAssembly component")]
+    /// Not a valid component or module.
+    Invalid {
+        /// The module file.
+        path: PathBuf,
+        /// The validator's complaint.
         #[source]
         source: anyhow::Error,
     },
     #[error("`{path}` cannot be linked: it needs an import Hive does not provide")]
+    /// It imports something Hive does not provide.
     Link {
+        /// The module file.
         path: PathBuf,
+        /// The linker's complaint.
         #[source]
         source: anyhow::Error,
     },

@@ -8,9 +8,9 @@
 //! component (`not-permitted`), before touching the disk. A target that
 //! stays below the link's directory is created as usual.
 
-use crate::ctx::{CoreState, HostState};
 use std::path::{Component, Path};
 use wasmtime::component::{Linker, Resource};
+use wasmtime_wasi::WasiView;
 use wasmtime_wasi::filesystem::{Descriptor, WasiFilesystemView};
 use wasmtime_wasi::p2::bindings::filesystem::types::{ErrorCode, HostDescriptor};
 
@@ -27,7 +27,7 @@ pub fn target_escapes(target: &str) -> bool {
 }
 
 /// Replaces `descriptor.symlink-at` in `linker` with the checked one.
-pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+pub fn add_to_linker<T: WasiView + Send + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     linker.instance(TYPES)?.func_wrap_async(
         "[method]descriptor.symlink-at",
@@ -53,13 +53,13 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
 /// A wasip1 module's `path_symlink` has no checked twin to call (the p1
 /// adapter keeps its descriptors private), so wasip1 modules may not
 /// create symlinks at all (`EPERM`).
-pub fn add_to_core_linker(linker: &mut wasmtime::Linker<CoreState>) -> wasmtime::Result<()> {
+pub fn add_to_core_linker<T: 'static>(linker: &mut wasmtime::Linker<T>) -> wasmtime::Result<()> {
     const EPERM: i32 = 63; // wasip1's errno `perm`
     linker.allow_shadowing(true);
     linker.func_wrap(
         "wasi_snapshot_preview1",
         "path_symlink",
-        |_: wasmtime::Caller<'_, CoreState>, _: i32, _: i32, _: i32, _: i32, _: i32| EPERM,
+        |_: wasmtime::Caller<'_, T>, _: i32, _: i32, _: i32, _: i32, _: i32| EPERM,
     )?;
     Ok(())
 }

@@ -2,10 +2,12 @@
 //! runtime, set up once per host and shared by every process), its
 //! [`HiveConfig`], and the [`RunOptions`] of a root guest.
 
-use crate::cache::DiskCache;
 use crate::error::LoadError;
+use crate::loader::cache::DiskCache;
 use crate::loader::{LoadedModule, Loader};
-use crate::runtime::caps::{AllowedDir, Capabilities, ForkPolicy, SpawnPolicy, TotalMemory};
+use crate::runtime::caps::{
+    AllowedDir, Capabilities, ForkPolicy, Preopen, SpawnPolicy, TotalMemory,
+};
 use crate::runtime::exit::ExitStatus;
 use crate::runtime::net::NetPolicy;
 use crate::runtime::proc::Proc;
@@ -82,33 +84,18 @@ impl Default for HiveConfig {
     }
 }
 
-/// A directory made visible to a guest (`--dir HOST::GUEST`, or
-/// `--ro-dir HOST::GUEST` for a read-only one).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Preopen {
-    pub host: PathBuf,
-    pub guest: String,
-    /// Whether the guest may only read (wasmtime-wasi's read-only
-    /// permissions: no create, write, truncate, rename or remove).
-    pub read_only: bool,
-}
-
-impl Preopen {
-    /// The flag that grants it, for messages: `--dir HOST` or `--ro-dir HOST`.
-    pub fn flag(&self) -> String {
-        let flag = if self.read_only { "--ro-dir" } else { "--dir" };
-        format!("{flag} {}", self.host.display())
-    }
-}
-
 /// The root guest to run.
 #[derive(Clone)]
 pub struct RunOptions {
+    /// The `.wasm` to run (a component or a wasip1 core module).
     pub module: PathBuf,
     /// `argv[0]` for the guest; default: the module path as given.
     pub argv0: Option<String>,
+    /// Arguments after `argv[0]`.
     pub args: Vec<String>,
+    /// The environment, as given (nothing is inherited by default).
     pub env: Vec<(String, String)>,
+    /// Directories the guest may reach (`--dir`, `--ro-dir`).
     pub dirs: Vec<Preopen>,
     /// The guest's stdio; default: the host's own.
     pub stdio: Option<Stdio>,
@@ -128,6 +115,7 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
+    /// Options for running `module` with nothing granted.
     pub fn new(module: impl Into<PathBuf>) -> RunOptions {
         RunOptions {
             module: module.into(),

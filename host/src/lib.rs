@@ -23,8 +23,13 @@
 //! # }
 //! ```
 
+#![deny(missing_docs)]
+#[cfg(not(unix))]
+compile_error!(
+    "Hive runs on Linux (and other Unix systems): it supervises OS children with process groups and signals"
+);
+
 pub mod bindings;
-mod cache;
 pub mod child_process;
 pub mod commands;
 mod ctx;
@@ -40,7 +45,8 @@ mod types;
 mod wasm;
 
 pub use error::{ErrorChain, LoadError, MAX_MODULE_BYTES};
-pub use hive::{DEFAULT_MAX_MEMORY, DEFAULT_MAX_PROCS, Hive, HiveConfig, Preopen, RunOptions};
+pub use hive::{DEFAULT_MAX_MEMORY, DEFAULT_MAX_PROCS, Hive, HiveConfig, RunOptions};
+pub use runtime::caps::Preopen;
 pub use runtime::caps::{AllowedProgram, SpawnPolicy, format_size, parse_size};
 pub use runtime::exit::ExitStatus;
 pub use runtime::net::{NetPolicy, NetRule};

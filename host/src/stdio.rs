@@ -10,8 +10,11 @@ pub struct Stdio {
     /// Whether these are the host's own stdin/stdout/stderr (an OS child
     /// inheriting them then gets the real file descriptors).
     pub is_host: bool,
+    /// Standard input.
     pub stdin: Arc<dyn StdinStream + Sync>,
+    /// Standard output.
     pub stdout: Arc<dyn StdoutStream + Sync>,
+    /// Standard error.
     pub stderr: Arc<dyn StdoutStream + Sync>,
 }
 

@@ -8,10 +8,11 @@
 use crate::child_process::ChildProcessCtx;
 use crate::ctx::{CoreState, HostState};
 use crate::error::ErrorChain;
-use crate::hive::{Hive, Preopen};
+use crate::hive::Hive;
 use crate::loader::{LoadedModule, Program};
 use crate::process::ProcessCtx;
 use crate::runtime::budget::{Budget, TooManyProcesses};
+use crate::runtime::caps::Preopen;
 use crate::runtime::caps::{Capabilities, MemoryLimiter};
 use crate::runtime::exit::ExitStatus;
 use crate::runtime::lifecycle::{self, NewProc};
@@ -19,6 +20,7 @@ use crate::runtime::pipe::Pipe;
 use crate::runtime::proc::{Proc, ProcKind};
 use crate::runtime::signal::Signal;
 use crate::stdio::Stdio;
+use futures_util::future::Either;
 use std::sync::Arc;
 use wasmtime::Store;
 use wasmtime::component::ResourceTable;
@@ -71,17 +73,14 @@ pub fn start(hive: &Hive, spec: WasmSpec) -> Result<Arc<Proc>, TooManyProcesses>
     );
     let stderr = spec.stdio.stderr.clone();
     let body = match prepare(hive, &proc, spec) {
-        Ok((start, module)) => Box::pin(run(hive.clone(), proc.clone(), module, start, stderr))
-            as std::pin::Pin<Box<dyn Future<Output = ExitStatus> + Send>>,
-        Err(e) => {
-            // A preopen vanished between check and use: report it as the
-            // process failing, on its own stderr, like any other start-up
-            // failure of a real process.
-            Box::pin(async move {
-                write_report(&*stderr, &format!("error: {e:?}\n")).await;
-                ExitStatus::Code(1)
-            })
-        }
+        Ok((start, module)) => Either::Left(run(hive.clone(), proc.clone(), module, start, stderr)),
+        // A preopen vanished between check and use: report it as the
+        // process failing, on its own stderr, like any other start-up
+        // failure of a real process.
+        Err(e) => Either::Right(async move {
+            write_report(&*stderr, &format!("error: {e:?}\n")).await;
+            ExitStatus::Code(1)
+        }),
     };
     rt.run_task(proc.clone(), body);
     Ok(proc)

@@ -6,7 +6,6 @@ use crate::bindings::hive::process::child_process::{
     ExecOptions, ExecOutput, ForkOptions, Host, HostChild, SpawnOptions, SpawnSyncResult,
     SyncOptions,
 };
-use crate::bindings::hive::process::types;
 use crate::bindings::{ChildEventKind, ErrorCode, HostError, Message, WitExitStatus};
 use crate::os::DEFAULT_SHELL;
 use crate::process::InboxReady;
@@ -18,15 +17,7 @@ use crate::runtime::signal::Signal;
 use wasmtime::component::Resource;
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable};
 
-impl types::Host for ChildProcessView<'_> {
-    fn max_message_bytes(&mut self) -> wasmtime::Result<u64> {
-        crate::types::HiveTypes.max_message_bytes()
-    }
-
-    fn convert_error_code(&mut self, err: HostError) -> wasmtime::Result<ErrorCode> {
-        err.downcast()
-    }
-}
+crate::types::types_host!(ChildProcessView<'_>);
 
 impl Host for ChildProcessView<'_> {
     fn fork(

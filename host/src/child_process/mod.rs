@@ -8,8 +8,9 @@ mod spawn;
 
 use crate::bindings::hive::process::child_process::ExecOutput;
 use crate::bindings::{ErrorCode, HostError};
-use crate::hive::{Hive, Preopen};
+use crate::hive::Hive;
 use crate::runtime::caps::Capabilities;
+use crate::runtime::caps::Preopen;
 use crate::runtime::exit::ExitStatus;
 use crate::runtime::lifecycle::Channel;
 use crate::runtime::pipe::Pipe;
@@ -24,11 +25,15 @@ use wasmtime_wasi::p2::DynOutputStream;
 /// What `hive:process/child-process` knows of the process it serves: what
 /// that process's children inherit.
 pub struct ChildProcessCtx {
+    /// The host, to load and start children.
     pub hive: Hive,
+    /// The process this interface serves (the parent of its children).
     pub me: Arc<Proc>,
     /// The environment and preopens, which children inherit by default.
     pub env: Vec<(String, String)>,
+    /// Its preopens, which children inherit by default.
     pub dirs: Vec<Preopen>,
+    /// The stdio that `inherit` means for its children.
     pub stdio: Stdio,
     /// What this process may use (children inherit it).
     pub caps: Arc<Capabilities>,
@@ -39,7 +44,9 @@ pub struct ChildProcessCtx {
 /// `hive:process/child-process`'s view of a store: its context and the
 /// resource table.
 pub struct ChildProcessView<'a> {
+    /// The interface's context.
     pub ctx: &'a mut ChildProcessCtx,
+    /// The store's resource table (the `child` resources, streams, pollables).
     pub table: &'a mut ResourceTable,
 }
 

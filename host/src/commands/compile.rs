@@ -29,6 +29,7 @@ pub struct CompileCommand {
 }
 
 impl CompileCommand {
+    /// Compiles every module given into the cache.
     pub fn execute(self) -> anyhow::Result<ExitStatus> {
         let defaults = HiveConfig::default();
         let config = HiveConfig {

@@ -1,8 +1,10 @@
 //! `host run`: run a WASI program (a WASI 0.2 command component, or a
 //! wasip1 core module) as the root process.
 
-use crate::hive::{Hive, HiveConfig, Preopen, RunOptions};
-use crate::runtime::caps::{AllowedDir, AllowedProgram, ForkPolicy, SpawnPolicy, parse_size};
+use crate::hive::{Hive, HiveConfig, RunOptions};
+use crate::runtime::caps::{
+    AllowedDir, AllowedProgram, ForkPolicy, Preopen, SpawnPolicy, parse_size,
+};
 use crate::runtime::exit::ExitStatus;
 use crate::runtime::net::NetPolicy;
 
@@ -327,6 +329,7 @@ impl HostSignals {
 }
 
 impl RunCommand {
+    /// Runs the guest to completion; returns its exit status.
     pub fn execute(self) -> anyhow::Result<ExitStatus> {
         let defaults = HiveConfig::default();
         let config = HiveConfig {
@@ -387,7 +390,8 @@ impl RunCommand {
         // entries that later runs would trust: run this one without it, and
         // make a new secret afterwards.
         let exposed = config.cache_dir.as_ref().and_then(|cache| {
-            crate::cache::exposed_by(cache, &options.dirs).map(|dir| (cache.clone(), dir.flag()))
+            crate::loader::cache::exposed_by(cache, &options.dirs)
+                .map(|dir| (cache.clone(), dir.flag()))
         });
         let mut config = config;
         if let Some((cache, flag)) = &exposed {
@@ -419,7 +423,7 @@ impl RunCommand {
         // Guests blocked reading stdin live on a worker thread; do not wait.
         runtime.shutdown_background();
         if let Some((cache, _)) = exposed {
-            crate::cache::forget_secret(&cache);
+            crate::loader::cache::forget_secret(&cache);
         }
         status
     }

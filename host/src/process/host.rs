@@ -2,22 +2,13 @@
 
 use super::{InboxReady, ProcessView};
 use crate::bindings::hive::process::process::Host;
-use crate::bindings::hive::process::types;
 use crate::bindings::{ErrorCode, Event, HostError, Message};
 use crate::runtime::lifecycle::End;
 use crate::runtime::signal::Signal;
 use wasmtime::component::Resource;
 use wasmtime_wasi::p2::DynPollable;
 
-impl types::Host for ProcessView<'_> {
-    fn max_message_bytes(&mut self) -> wasmtime::Result<u64> {
-        crate::types::HiveTypes.max_message_bytes()
-    }
-
-    fn convert_error_code(&mut self, err: HostError) -> wasmtime::Result<ErrorCode> {
-        err.downcast()
-    }
-}
+crate::types::types_host!(ProcessView<'_>);
 
 impl Host for ProcessView<'_> {
     fn pid(&mut self) -> wasmtime::Result<u32> {

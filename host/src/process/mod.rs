@@ -11,15 +11,20 @@ use wasmtime_wasi::p2::Pollable;
 
 /// What `hive:process/process` knows of the process it serves.
 pub struct ProcessCtx {
+    /// The process this interface serves.
     pub me: Arc<Proc>,
+    /// Its parent's pid (the host's own pid for the root guest).
     pub ppid: u32,
+    /// Its arguments, `argv[0]` first.
     pub argv: Vec<String>,
 }
 
 /// `hive:process/process`'s view of a store: its context and the resource
 /// table.
 pub struct ProcessView<'a> {
+    /// The interface's context.
     pub ctx: &'a mut ProcessCtx,
+    /// The store's resource table (pollables).
     pub table: &'a mut ResourceTable,
 }
 
@@ -37,8 +42,11 @@ pub enum InboxReady {
     Process(Arc<Proc>),
     /// Ready when child `id` has an event, or has none left to come.
     Child {
+        /// The parent's inbox, where the child's events wait.
         inbox: Arc<Inbox>,
+        /// The child, as its events name it.
         id: u32,
+        /// The running child (`None` when it never started).
         child: Option<Arc<Proc>>,
     },
 }

@@ -23,6 +23,27 @@ pub struct Capabilities {
     pub fork: ForkPolicy,
 }
 
+/// A directory made visible to a guest (`--dir HOST::GUEST`, or
+/// `--ro-dir HOST::GUEST` for a read-only one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preopen {
+    /// The directory on the host.
+    pub host: PathBuf,
+    /// Where the guest sees it.
+    pub guest: String,
+    /// Whether the guest may only read (wasmtime-wasi's read-only
+    /// permissions: no create, write, truncate, rename or remove).
+    pub read_only: bool,
+}
+
+impl Preopen {
+    /// The flag that grants it, for messages: `--dir HOST` or `--ro-dir HOST`.
+    pub fn flag(&self) -> String {
+        let flag = if self.read_only { "--ro-dir" } else { "--dir" };
+        format!("{flag} {}", self.host.display())
+    }
+}
+
 /// Which module files a guest may fork (`host run --allow-fork[=DIR,...]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ForkPolicy {
@@ -37,11 +58,14 @@ pub enum ForkPolicy {
 /// resolved) and with its symlinks resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllowedDir {
+    /// As given, made absolute, `..` resolved by name.
     pub lexical: PathBuf,
+    /// With every symlink resolved.
     pub canonical: PathBuf,
 }
 
 impl AllowedDir {
+    /// Resolves `dir` both ways (it must exist).
     pub fn new(dir: &Path) -> std::io::Result<AllowedDir> {
         Ok(AllowedDir {
             lexical: lexical(dir),
@@ -154,6 +178,7 @@ pub struct TotalMemory {
 }
 
 impl TotalMemory {
+    /// A budget of `limit` bytes.
     pub fn new(limit: u64) -> Arc<TotalMemory> {
         Arc::new(TotalMemory {
             limit,
@@ -204,6 +229,7 @@ pub struct MemoryLimiter {
 }
 
 impl MemoryLimiter {
+    /// A limiter of `max` bytes for the process `who`, charged to `total` too.
     pub fn new(max: u64, who: String, total: Arc<TotalMemory>) -> MemoryLimiter {
         MemoryLimiter {
             max,

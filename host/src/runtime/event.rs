@@ -46,6 +46,7 @@ impl std::fmt::Debug for Handle {
 /// A message as it waits in an inbox.
 #[derive(Debug)]
 pub struct Envelope {
+    /// What was sent.
     pub payload: Payload,
     /// Handles sent with it (empty for plain messages: no allocation).
     pub handles: Vec<Handle>,
@@ -70,17 +71,28 @@ pub enum Event {
     /// A signal this process handles arrived.
     Signal(Signal),
     /// Something happened to child `id`.
-    Child { id: u32, event: ChildEvent },
+    Child {
+        /// The child's id (its pid, or the id of one that never started).
+        id: u32,
+        /// What happened.
+        event: ChildEvent,
+    },
 }
 
 /// What happened to a child, in Node's terms (the order is `lifecycle`'s).
 #[derive(Debug)]
 pub enum ChildEvent {
+    /// The child started.
     Spawn,
+    /// The child sent a message.
     Message(Envelope),
+    /// The channel to the child closed.
     Disconnect,
+    /// The child ended (its stdio may still be open).
     Exit(ExitStatus),
+    /// The child ended and its stdio closed: its last event.
     Close(ExitStatus),
+    /// The child failed to start (or a message to one that never started failed).
     Error(Box<StartError>),
 }
 
@@ -92,8 +104,12 @@ pub struct StartError {
     pub code: String,
     /// The negative errno, as Node's `err.errno`.
     pub errno: Option<i32>,
+    /// The failed call (`spawn x`, `write`).
     pub syscall: Option<String>,
+    /// The program or module that failed.
     pub path: Option<String>,
+    /// The whole message, as Node formats it.
     pub message: String,
+    /// The arguments it was started with.
     pub spawnargs: Vec<String>,
 }

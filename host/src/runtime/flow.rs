@@ -34,6 +34,7 @@ pub struct QueueBudget {
 static HOST_QUEUE_BUDGET: QueueBudget = QueueBudget::new(MAX_TOTAL_QUEUED);
 
 impl QueueBudget {
+    /// A budget of `limit` bytes.
     pub const fn new(limit: usize) -> QueueBudget {
         QueueBudget {
             limit,

@@ -13,10 +13,13 @@ const PER_MESSAGE_COST: usize = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
     #[error("the channel is closed")]
+    /// The channel is closed (or was never open).
     ChannelClosed,
     #[error("the message is larger than {MAX_MESSAGE_BYTES} bytes")]
+    /// Larger than [`MAX_MESSAGE_BYTES`].
     TooLarge,
     #[error("the message is not one JSON value")]
+    /// A JSON message that is not exactly one JSON value.
     InvalidJson,
     /// The receiver never started (a failed fork): Node reports `EPIPE`.
     #[error("the child never started")]

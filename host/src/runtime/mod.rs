@@ -54,9 +54,13 @@ struct Inner {
 
 /// What the runtime is built from.
 pub struct RuntimeConfig {
+    /// `--max-procs`: live processes at most, wasm and OS together.
     pub max_procs: u32,
+    /// How long an OS child gets between SIGTERM and SIGKILL.
     pub kill_grace: Duration,
+    /// `--max-total-memory`: all guests' linear memory together.
     pub max_total_memory: u64,
+    /// The `host` binary to run as the sentinel, if any.
     pub sentinel: Option<PathBuf>,
 }
 

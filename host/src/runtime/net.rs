@@ -37,6 +37,7 @@ pub enum NetPolicy {
 /// One `--allow-net` entry: an IP address and a port, or any port (`*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NetRule {
+    /// The address (`0.0.0.0` or `::` for any).
     pub ip: IpAddr,
     /// `None` for `HOST:*`.
     pub port: Option<u16>,

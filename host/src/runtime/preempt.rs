@@ -56,6 +56,7 @@ pub struct Preempt {
 }
 
 impl Preempt {
+    /// Preemption for `engine` on a runtime with `workers` workers.
     pub fn new(engine: Engine, workers: usize) -> Arc<Preempt> {
         Arc::new(Preempt {
             engine,

@@ -5,7 +5,7 @@ use super::budget::{Budget, Slot};
 use super::event::Event;
 use super::exit::ExitStatus;
 use super::inbox::Inbox;
-use super::lifecycle::Channel;
+use super::lifecycle::channel::Channel;
 use super::pipe::Pipe;
 use super::signal::{DefaultAction, Signal};
 use super::unix;
@@ -33,10 +33,13 @@ pub enum ProcKind {
 
 /// A live or ended process, as the table, its parent and its children see it.
 pub struct Proc {
+    /// Virtual (wasm) or real (OS).
     pub pid: u32,
     /// The module or program as it was started (its `argv[0]`).
     pub name: String,
+    /// What it runs.
     pub kind: ProcKind,
+    /// Its events, in arrival order.
     pub inbox: Arc<Inbox>,
     /// The channel to this process's parent, if it has one.
     pub channel: Option<Arc<Channel>>,

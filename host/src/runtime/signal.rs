@@ -61,11 +61,17 @@ const REALTIME: [&str; 33] = [
 ];
 
 impl Signal {
+    /// SIGHUP (1).
     pub const HUP: Signal = Signal(1);
+    /// SIGINT (2).
     pub const INT: Signal = Signal(2);
+    /// SIGABRT (6): what a trapped guest reports.
     pub const ABRT: Signal = Signal(6);
+    /// SIGKILL (9).
     pub const KILL: Signal = Signal(9);
+    /// SIGTERM (15): the default of `kill`.
     pub const TERM: Signal = Signal(15);
+    /// SIGSTOP (19).
     pub const STOP: Signal = Signal(19);
 
     /// Parses a signal as Node's `kill()` accepts it: a name such as

@@ -24,6 +24,7 @@ pub struct ProcessTable {
 }
 
 impl ProcessTable {
+    /// An empty table of at most `max_procs` live processes.
     pub fn new(max_procs: u32) -> ProcessTable {
         ProcessTable {
             procs: Mutex::default(),

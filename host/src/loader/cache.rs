@@ -27,7 +27,7 @@
 //!   rewritten within one tick of being seen could otherwise keep its
 //!   identity.
 
-use crate::hive::Preopen;
+use crate::runtime::caps::Preopen;
 use std::fs::{File, Metadata};
 use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
@@ -175,7 +175,7 @@ impl DiskCache {
         {
             return Ok(ModuleContent { hash, bytes: None });
         }
-        let bytes = crate::loader::read_module(path)?;
+        let bytes = super::file::read_module(path)?;
         let hash = Self::content_hash(&bytes);
         // Record the identity only if the file is settled and was not
         // changed while we read it.
