@@ -283,7 +283,7 @@ impl Hive {
                 fork,
             }),
             cwd: options.cwd,
-            budget: self.runtime().table().budget.clone(),
+            budget: self.runtime().processes().budget.clone(),
         };
         Ok(crate::wasm::start(self, spec)?)
     }

@@ -62,7 +62,7 @@ pub fn start(hive: &Hive, spec: WasmSpec) -> Result<Arc<Proc>, TooManyProcesses>
     let proc = lifecycle::register(
         rt,
         NewProc {
-            pid: rt.table().allocate_id(),
+            pid: rt.processes().allocate_id(),
             name: spec.argv.first().cloned().unwrap_or_default(),
             kind: ProcKind::Wasm,
             parent: spec.parent.as_ref(),

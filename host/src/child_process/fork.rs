@@ -9,7 +9,7 @@ use crate::runtime::budget::Budget;
 use crate::runtime::caps::ForkPolicy;
 use crate::runtime::event::StartError;
 use crate::runtime::lifecycle;
-use crate::runtime::pipe::Pipe;
+use crate::runtime::pipe::{Pipe, SILENT_FORK_CAPACITY};
 use crate::stdio::Stdio;
 use crate::wasm::{ModuleSource, WasmSpec};
 use std::path::PathBuf;
@@ -19,9 +19,6 @@ use wasmtime::component::Resource;
 use wasmtime_wasi::cli::{AsyncStdinStream, AsyncStdoutStream};
 use wasmtime_wasi::p2::DynOutputStream;
 use wasmtime_wasi::p2::pipe::AsyncWriteStream;
-
-/// Bytes buffered in each direction of a `silent` fork's stdio.
-const SILENT_PIPE_CAPACITY: usize = 64 * 1024;
 
 impl ChildProcessView<'_> {
     pub(super) fn fork(
@@ -143,15 +140,15 @@ fn fork_error(module: &str, err: &LoadError) -> (StartError, i32) {
 /// Pipes for a `silent` fork: the child's stdio, and the parent's ends
 /// (stdin to write, stdout and stderr to pump).
 fn silent_stdio() -> (Stdio, (DynOutputStream, DuplexStream, DuplexStream)) {
-    let (child_in, parent_in) = tokio::io::duplex(SILENT_PIPE_CAPACITY);
-    let (child_out, parent_out) = tokio::io::duplex(SILENT_PIPE_CAPACITY);
-    let (child_err, parent_err) = tokio::io::duplex(SILENT_PIPE_CAPACITY);
+    let (child_in, parent_in) = tokio::io::duplex(SILENT_FORK_CAPACITY);
+    let (child_out, parent_out) = tokio::io::duplex(SILENT_FORK_CAPACITY);
+    let (child_err, parent_err) = tokio::io::duplex(SILENT_FORK_CAPACITY);
     let stdio = Stdio {
         is_host: false,
         stdin: Arc::new(AsyncStdinStream::new(child_in)),
-        stdout: Arc::new(AsyncStdoutStream::new(SILENT_PIPE_CAPACITY, child_out)),
-        stderr: Arc::new(AsyncStdoutStream::new(SILENT_PIPE_CAPACITY, child_err)),
+        stdout: Arc::new(AsyncStdoutStream::new(SILENT_FORK_CAPACITY, child_out)),
+        stderr: Arc::new(AsyncStdoutStream::new(SILENT_FORK_CAPACITY, child_err)),
     };
-    let stdin: DynOutputStream = Box::new(AsyncWriteStream::new(SILENT_PIPE_CAPACITY, parent_in));
+    let stdin: DynOutputStream = Box::new(AsyncWriteStream::new(SILENT_FORK_CAPACITY, parent_in));
     (stdio, (stdin, parent_out, parent_err))
 }

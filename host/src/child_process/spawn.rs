@@ -12,7 +12,7 @@ use crate::os::{self, Request};
 use crate::runtime::caps::SpawnPolicy;
 use crate::runtime::exit::ExitStatus;
 use crate::runtime::lifecycle::{self, NewProc};
-use crate::runtime::pipe::Pipe;
+use crate::runtime::pipe::{Pipe, STDIN_BUDGET};
 use crate::runtime::proc::ProcKind;
 use crate::runtime::signal::Signal;
 use std::time::Duration;
@@ -20,10 +20,6 @@ use tokio::sync::watch;
 use wasmtime::component::Resource;
 use wasmtime_wasi::p2::DynOutputStream;
 use wasmtime_wasi::p2::pipe::AsyncWriteStream;
-
-/// Bytes a guest may write to an OS child's stdin before it must wait: a
-/// few kernel pipe buffers, so the writer task always has the next one.
-const STDIN_BUDGET: usize = 256 * 1024;
 
 /// How an async OS child's output is handed to its parent.
 enum Output {

@@ -163,24 +163,7 @@ impl Loader {
         if let Kind::Core = self.precheck_kind(path)? {
             return self.prepare_core(path, meta).map(Program::Core);
         }
-        let component = self.compiled(path, meta, |engine, bytes| {
-            Component::new(engine, bytes).map_err(|source| {
-                let source = anyhow::Error::from(source);
-                // wasmparser names the feature it lacks; that is the only
-                // place the distinction exists before we would enable it.
-                if format!("{source:#}").contains("requires the component model async feature") {
-                    LoadError::Async {
-                        path: path_buf(),
-                        source,
-                    }
-                } else {
-                    LoadError::Invalid {
-                        path: path_buf(),
-                        source,
-                    }
-                }
-            })
-        })?;
+        let component = self.compiled(path, meta, compile_component)?;
         let link = |source: anyhow::Error| LoadError::Link {
             path: path_buf(),
             source,
@@ -203,12 +186,7 @@ impl Loader {
         path: &Path,
         meta: &std::fs::Metadata,
     ) -> Result<InstancePre<CoreState>, LoadError> {
-        let module = self.compiled(path, meta, |engine, bytes| {
-            Module::new(engine, bytes).map_err(|e| LoadError::Invalid {
-                path: path.to_owned(),
-                source: e.into(),
-            })
-        })?;
+        let module = self.compiled(path, meta, compile_core)?;
         if let Some(import) = module
             .imports()
             .find(|i| i.module() != "wasi_snapshot_preview1")
@@ -265,25 +243,42 @@ impl Loader {
 
     /// The compiled program at `path` (a component or a core module): from
     /// the disk cache when it has it (without reading the module when its
-    /// identity is known), else compiled by `compile` (and cached).
+    /// identity is known), else compiled by `compile` (and cached; a cache
+    /// that cannot be written is only warned about).
     fn compiled<A: Artifact>(
         &self,
         path: &Path,
         meta: &std::fs::Metadata,
-        compile: impl FnOnce(&Engine, &[u8]) -> Result<A, LoadError>,
+        compile: Compile<A>,
     ) -> Result<A, LoadError> {
+        let (compiled, stored) = self.compile_and_store(path, meta, compile)?;
+        if let Err(e) = stored {
+            tracing::warn!("failed to write the compiled-component cache: {e:#}");
+        }
+        Ok(compiled)
+    }
+
+    /// [`Loader::compiled`], and whether the cache was written.
+    fn compile_and_store<A: Artifact>(
+        &self,
+        path: &Path,
+        meta: &std::fs::Metadata,
+        compile: Compile<A>,
+    ) -> Result<(A, anyhow::Result<()>), LoadError> {
         let engine = &self.engine;
         let Some(cache) = &self.cache else {
             let bytes = read_module(path)?;
             check_header(path, &bytes)?;
-            return compile(engine, &bytes);
+            let compiled = compile(path, engine, &bytes)?;
+            // Nothing to store: the cache is off on purpose.
+            return Ok((compiled, Ok(())));
         };
         let start = std::time::Instant::now();
         let content = cache.module_content(path, meta)?;
         let key = DiskCache::key(engine, &content.hash);
         if let Some(compiled) = self.cache_lookup(cache, &key) {
             tracing::debug!(key, elapsed = ?start.elapsed(), "loaded from the cache");
-            return Ok(compiled);
+            return Ok((compiled, Ok(())));
         }
         let bytes = match content.bytes {
             Some(bytes) => bytes,
@@ -294,12 +289,12 @@ impl Loader {
         // what is compiled by what was read.
         let key = DiskCache::key(engine, &DiskCache::content_hash(&bytes));
         let start = std::time::Instant::now();
-        let compiled = compile(engine, &bytes)?;
+        let compiled = compile(path, engine, &bytes)?;
         tracing::debug!(key, elapsed = ?start.elapsed(), "compiled component");
-        if let Err(e) = cache.store(&key, &compiled) {
-            tracing::warn!(key, "failed to write the compiled-component cache: {e:#}");
-        }
-        Ok(compiled)
+        let stored = cache
+            .store(&key, &compiled)
+            .context("failed to write the compiled-component cache");
+        Ok((compiled, stored))
     }
 
     /// Fills the disk cache with the program at `path` (a component or a
@@ -307,48 +302,15 @@ impl Loader {
     /// compile`), and records the file's identity so that a later start
     /// need not hash it.
     pub fn precompile(&self, path: &Path) -> anyhow::Result<()> {
-        match self.precheck_kind(path)? {
-            Kind::Component => self.precompile_as::<Component>(path, |e, b| Component::new(e, b)),
-            Kind::Core => self.precompile_as::<Module>(path, |e, b| Module::new(e, b)),
-        }
-    }
-
-    fn precompile_as<A: Artifact>(
-        &self,
-        path: &Path,
-        compile: impl FnOnce(&Engine, &[u8]) -> wasmtime::Result<A>,
-    ) -> anyhow::Result<()> {
-        let Some(cache) = &self.cache else {
-            anyhow::bail!("the compiled-component cache is off");
-        };
-        let read_err = |source| LoadError::Read {
+        anyhow::ensure!(self.cache.is_some(), "the compiled-component cache is off");
+        let meta = std::fs::metadata(path).map_err(|source| LoadError::Read {
             path: path.to_owned(),
             source,
-        };
-        let meta = std::fs::metadata(path).map_err(read_err)?;
-        let content = cache.module_content(path, &meta)?;
-        let engine = &self.engine;
-        if self
-            .cache_lookup::<A>(cache, &DiskCache::key(engine, &content.hash))
-            .is_some()
-        {
-            return Ok(());
-        }
-        let bytes = match content.bytes {
-            Some(bytes) => bytes,
-            None => read_module(path)?,
-        };
-        check_header(path, &bytes)?;
-        let key = DiskCache::key(engine, &DiskCache::content_hash(&bytes));
-        let compiled = compile(engine, &bytes).map_err(|e| LoadError::Invalid {
-            path: path.to_owned(),
-            source: e.into(),
         })?;
-        cache
-            .store(&key, &compiled)
-            .context("failed to write the compiled-component cache")?;
-        tracing::debug!(key, "compiled component");
-        Ok(())
+        match self.precheck_kind(path)? {
+            Kind::Component => self.compile_and_store(path, &meta, compile_component)?.1,
+            Kind::Core => self.compile_and_store(path, &meta, compile_core)?.1,
+        }
     }
 
     fn cache_lookup<A: Artifact>(&self, cache: &DiskCache, key: &str) -> Option<A> {
@@ -379,4 +341,33 @@ fn check_header(path: &Path, bytes: &[u8]) -> Result<Kind, LoadError> {
             path: path.to_owned(),
         }),
     }
+}
+
+/// How a program's bytes become an artifact.
+type Compile<A> = fn(&Path, &Engine, &[u8]) -> Result<A, LoadError>;
+
+fn compile_component(path: &Path, engine: &Engine, bytes: &[u8]) -> Result<Component, LoadError> {
+    Component::new(engine, bytes).map_err(|source| {
+        let source = anyhow::Error::from(source);
+        // wasmparser names the feature it lacks; that is the only place the
+        // distinction exists before we would enable it.
+        if format!("{source:#}").contains("requires the component model async feature") {
+            LoadError::Async {
+                path: path.to_owned(),
+                source,
+            }
+        } else {
+            LoadError::Invalid {
+                path: path.to_owned(),
+                source,
+            }
+        }
+    })
+}
+
+fn compile_core(path: &Path, engine: &Engine, bytes: &[u8]) -> Result<Module, LoadError> {
+    Module::new(engine, bytes).map_err(|e| LoadError::Invalid {
+        path: path.to_owned(),
+        source: e.into(),
+    })
 }

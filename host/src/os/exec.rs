@@ -5,6 +5,7 @@ use super::{Started, exit_status};
 use crate::bindings::hive::process::child_process::{ExecError, ExecOutput};
 use crate::runtime::event::StartError;
 use crate::runtime::exit::ExitStatus;
+use crate::runtime::pipe::READ_CHUNK;
 use crate::runtime::proc::Proc;
 use crate::runtime::signal::Signal;
 use std::sync::Arc;
@@ -22,9 +23,6 @@ pub const MAX_BUFFER_LIMIT: u64 = 64 << 20;
 pub fn max_buffer(asked: Option<u64>) -> u64 {
     asked.unwrap_or(DEFAULT_MAX_BUFFER).min(MAX_BUFFER_LIMIT)
 }
-
-/// One read from a child's output at most.
-const CHUNK: usize = 64 * 1024;
 
 /// Output kept by `exec` and the sync forms: at most `limit` bytes of a
 /// stream; past it, `exceeded` is set and reading stops.
@@ -47,7 +45,7 @@ pub async fn buffer(
     let mut out = Buffered::default();
     let Some(mut source) = source else { return out };
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let mut chunk = vec![0u8; CHUNK];
+    let mut chunk = vec![0u8; READ_CHUNK];
     let mut on_exceed = Some(on_exceed);
     loop {
         let n = match source.read(&mut chunk).await {

@@ -18,6 +18,7 @@ use crate::bindings::hive::process::child_process::Stdio as StdioKind;
 use crate::runtime::argv::{has_nul, invalid_env};
 use crate::runtime::event::StartError;
 use crate::runtime::exit::ExitStatus;
+use crate::runtime::pipe::KERNEL_PIPE_BUFFER;
 use crate::runtime::signal::Signal;
 use crate::stdio::Stdio;
 use std::path::{Path, PathBuf};
@@ -25,10 +26,6 @@ use std::process::Stdio as OsStdio;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::process::Command;
-
-/// Kernel buffer for the pipes to and from an OS child (the Linux default
-/// is 64 KiB; 1 MiB is the unprivileged maximum).
-const KERNEL_PIPE_BUFFER: usize = 1 << 20;
 
 /// The shell of `exec`, `exec-sync` and Node's `shell: true`.
 pub const DEFAULT_SHELL: &str = "/bin/sh";

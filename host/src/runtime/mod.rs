@@ -81,7 +81,7 @@ impl Runtime {
     }
 
     /// Every live process.
-    pub fn table(&self) -> &ProcessTable {
+    pub fn processes(&self) -> &ProcessTable {
         &self.0.table
     }
 
@@ -153,7 +153,7 @@ impl Runtime {
 
     /// SIGKILLs every attached OS child, with its group, now.
     pub fn kill_os_children(&self) {
-        for proc in self.table().attached_os() {
+        for proc in self.processes().attached_os() {
             if proc.leads_group() {
                 let _ = unix::signal_group(proc.pid, Signal::KILL.number());
             }
@@ -168,11 +168,11 @@ impl Runtime {
         // Every process that ends SIGTERMs its OS children and SIGKILLs them
         // after the grace period (`lifecycle::ended`): here we only wait for
         // them to be reaped, with a margin for the kill to land.
-        self.table().kill_wasm();
+        self.processes().kill_wasm();
         let deadline = tokio::time::Instant::now() + self.0.kill_grace + Duration::from_millis(500);
         loop {
-            let removed = self.table().removal();
-            if self.table().attached_os().is_empty() {
+            let removed = self.processes().removal();
+            if self.processes().attached_os().is_empty() {
                 return;
             }
             if tokio::time::Instant::now() >= deadline {

@@ -14,12 +14,26 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::Notify;
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, InputStream, Pollable, StreamError};
 
+// Every buffer size on the way between a child's stdio and its parent, in
+// one place.
+
 /// Bytes a pipe holds before its pump stops reading (backpressure reaches
 /// the writer through the OS pipe or the wasm child's stdout).
-const CAPACITY: usize = 256 * 1024;
+pub const CAPACITY: usize = 256 * 1024;
 
-/// One chunk read from the source at most.
-const CHUNK: usize = 64 * 1024;
+/// One read from a child's output (or a `pipe()` source) at most.
+pub const READ_CHUNK: usize = 64 * 1024;
+
+/// Bytes a guest may write to an OS child's stdin before it must wait: a
+/// few kernel pipe buffers, so the writer task always has the next one.
+pub const STDIN_BUDGET: usize = 256 * 1024;
+
+/// Bytes buffered in each direction of a `silent` fork's stdio.
+pub const SILENT_FORK_CAPACITY: usize = 64 * 1024;
+
+/// Kernel buffer for the pipes to and from an OS child (the Linux default
+/// is 64 KiB; 1 MiB is the unprivileged maximum).
+pub const KERNEL_PIPE_BUFFER: usize = 1 << 20;
 
 #[derive(Default)]
 struct State {
@@ -116,7 +130,7 @@ async fn pump(mut source: impl AsyncRead + Send + Unpin, pipe: Arc<Pipe>) {
             }
             changed.await;
         }
-        let mut buf = BytesMut::with_capacity(CHUNK);
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
         let n = source.read_buf(&mut buf).await.unwrap_or(0);
         {
             let mut s = pipe.state.lock().unwrap();
@@ -209,7 +223,7 @@ pub fn copy(mut source: DynInputStream, mut sink: DynOutputStream) {
     tokio::spawn(async move {
         let mut copied = 0usize;
         loop {
-            let bytes = match source.blocking_read(CHUNK).await {
+            let bytes = match source.blocking_read(READ_CHUNK).await {
                 Ok(bytes) => bytes,
                 Err(e) => {
                     tracing::debug!(copied, "pipe source ended: {e:?}");

@@ -55,7 +55,7 @@ pub fn register(rt: &Runtime, new: NewProc<'_>) -> Arc<Proc> {
     let proc = Arc::new(Proc::new(
         new.pid, new.name, new.kind, new.parent, channel, new.pipes, new.slot,
     ));
-    rt.table().insert(proc.clone());
+    rt.processes().insert(proc.clone());
     if let Some(parent) = new.parent {
         parent.add_child(proc.clone());
         parent
@@ -97,7 +97,7 @@ pub fn ended(rt: &Runtime, proc: &Arc<Proc>, status: ExitStatus) {
     if let Some(channel) = &proc.channel {
         channel.disconnect();
     }
-    rt.table().remove(proc.pid);
+    rt.processes().remove(proc.pid);
     // Nobody will read what was sent to it: free it now, not when the last
     // handle to this process goes.
     proc.inbox.discard();
@@ -157,7 +157,7 @@ pub fn failed_start(
     errno: i32,
     channel: bool,
 ) -> (u32, Option<Arc<Channel>>) {
-    let id = rt.table().allocate_id();
+    let id = rt.processes().allocate_id();
     let status = ExitStatus::Code(errno);
     let error = child_event(id, ChildEvent::Error(Box::new(error)));
     let close = child_event(id, ChildEvent::Close(status));
