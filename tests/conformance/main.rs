@@ -1,6 +1,7 @@
 //! The conformance matrix: every scenario in `cases/*.json` runs on Node
-//! (`node/parent.js`, plain JavaScript on the machine's `node`) and on Hive
-//! (`conf_parent.wasm`, driven in-process), and the event traces must be equal.
+//! (plain JavaScript on the machine's `node`: `node/parent.js`, or
+//! `node/spawn.js` for `"kind": "os"`) and on Hive (`conf_parent.wasm` or
+//! `conf_spawn.wasm`, driven in-process), and the event traces must be equal.
 //!
 //! A scenario may state where Hive deliberately differs (`hive_extra`: lines
 //! Hive prints that Node does not; `hive_instead`: `[node line, hive line]`
@@ -21,7 +22,12 @@ use std::time::{Duration, Instant};
 /// Scenarios expected to fail, with the reason. Empty is the goal.
 const KNOWN_FAILURES: &[(&str, &str)] = &[];
 
-/// The parent → child kinds of the matrix. Only those with a runner exist.
+/// The parent → child kinds of the matrix, one column each. Only two have a
+/// runner (see `main`): `wasm→wasm` runs the scenarios without a `kind`
+/// (forks) and `wasm→os` those with `"kind": "os"` (OS programs), each
+/// scenario in one of the two. `wasm→node` and `node→wasm` have no runner
+/// yet, so every row prints `n/a` there, and in the runnable column its
+/// `kind` does not pick; `n/a` counts as neither passed nor failed.
 const KINDS: &[&str] = &["wasm→wasm", "wasm→os", "wasm→node", "node→wasm"];
 
 const TIMEOUT: Duration = Duration::from_secs(30);
