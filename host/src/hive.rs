@@ -9,6 +9,7 @@ use crate::runtime::caps::{
     AllowedDir, Capabilities, ForkPolicy, Preopen, SpawnPolicy, TotalMemory,
 };
 use crate::runtime::exit::ExitStatus;
+use crate::runtime::lifecycle::Link;
 use crate::runtime::net::NetPolicy;
 use crate::runtime::proc::Proc;
 use crate::runtime::{Runtime, RuntimeConfig};
@@ -275,6 +276,7 @@ impl Hive {
             stdio: options.stdio.unwrap_or_else(Stdio::inherit),
             ppid: std::process::id(),
             parent: None,
+            link: Link::None,
             pipes: Vec::new(),
             caps: Arc::new(Capabilities {
                 spawn: options.allow_spawn,

@@ -37,6 +37,7 @@ mod error;
 mod filesystem;
 mod hive;
 mod loader;
+mod node;
 mod os;
 pub mod process;
 pub mod runtime;

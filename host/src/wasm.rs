@@ -15,7 +15,7 @@ use crate::runtime::budget::{Budget, TooManyProcesses};
 use crate::runtime::caps::Preopen;
 use crate::runtime::caps::{Capabilities, MemoryLimiter};
 use crate::runtime::exit::ExitStatus;
-use crate::runtime::lifecycle::{self, NewProc};
+use crate::runtime::lifecycle::{self, Link, NewProc};
 use crate::runtime::pipe::Pipe;
 use crate::runtime::proc::{Proc, ProcKind};
 use crate::runtime::signal::Signal;
@@ -43,8 +43,11 @@ pub struct WasmSpec {
     pub dirs: Vec<Preopen>,
     pub stdio: Stdio,
     pub ppid: u32,
-    /// The forking process (`None` for the root); a child gets a channel.
+    /// The forking process (`None` for the root).
     pub parent: Option<Arc<Proc>>,
+    /// Its message channel: to the forking process, or to a Node parent of
+    /// the host (the root guest of `host run` under Node's `fork`).
+    pub link: Link,
     /// Output pipes to the parent (a `silent` fork's stdout and stderr).
     pub pipes: Vec<Arc<Pipe>>,
     pub caps: Arc<Capabilities>,
@@ -56,7 +59,7 @@ pub struct WasmSpec {
 
 /// Starts a wasm process: in the table and its parent's `spawn` queued
 /// before its guest code can run.
-pub fn start(hive: &Hive, spec: WasmSpec) -> Result<Arc<Proc>, TooManyProcesses> {
+pub fn start(hive: &Hive, mut spec: WasmSpec) -> Result<Arc<Proc>, TooManyProcesses> {
     let rt = hive.runtime();
     let slot = spec.budget.charge()?;
     let proc = lifecycle::register(
@@ -66,7 +69,7 @@ pub fn start(hive: &Hive, spec: WasmSpec) -> Result<Arc<Proc>, TooManyProcesses>
             name: spec.argv.first().cloned().unwrap_or_default(),
             kind: ProcKind::Wasm,
             parent: spec.parent.as_ref(),
-            channel: spec.parent.is_some(),
+            channel: std::mem::replace(&mut spec.link, Link::None),
             pipes: spec.pipes.clone(),
             slot,
         },

@@ -8,7 +8,7 @@ use crate::runtime::argv::{has_nul, invalid_env};
 use crate::runtime::budget::Budget;
 use crate::runtime::caps::ForkPolicy;
 use crate::runtime::event::StartError;
-use crate::runtime::lifecycle;
+use crate::runtime::lifecycle::{self, Link};
 use crate::runtime::pipe::{Pipe, SILENT_FORK_CAPACITY};
 use crate::stdio::Stdio;
 use crate::wasm::{ModuleSource, WasmSpec};
@@ -38,8 +38,12 @@ impl ChildProcessView<'_> {
         let hive = self.ctx.hive.clone();
         let me = self.ctx.me.clone();
         let path = PathBuf::from(&module);
-        let failed = |this: &mut Self, err: &LoadError, args: Vec<String>| {
-            let argv = std::iter::once(module.clone()).chain(args).collect();
+        // Node's `spawnargs`: the module, then `exec-argv`, then the arguments.
+        let argv: Vec<String> = std::iter::once(module.clone())
+            .chain(options.exec_argv.iter().cloned())
+            .chain(args)
+            .collect();
+        let failed = |this: &mut Self, err: &LoadError, argv: Vec<String>| {
             let (error, errno) = fork_error(&module, err);
             let started = lifecycle::failed_start(hive.runtime(), &me, error, errno, true);
             let child = Child::failed(started, errno, &module, argv);
@@ -58,7 +62,7 @@ impl ChildProcessView<'_> {
                 path: path.clone(),
                 source: std::io::ErrorKind::PermissionDenied.into(),
             };
-            return failed(self, &err, args);
+            return failed(self, &err, argv);
         }
         // Never block the caller on a compile: a module not loaded yet is
         // loaded (and compiled) by the child's own task. What is cheap to
@@ -70,7 +74,7 @@ impl ChildProcessView<'_> {
             Some(loaded) => ModuleSource::Ready(loaded),
             None => match hive.loader().precheck(&path) {
                 Ok(()) => ModuleSource::Pending(path),
-                Err(err) => return failed(self, &err, args),
+                Err(err) => return failed(self, &err, argv),
             },
         };
         // The child's subtree: a share of ours (`max-procs`), or ours.
@@ -84,10 +88,6 @@ impl ChildProcessView<'_> {
         } else {
             (self.ctx.stdio.clone(), None, None)
         };
-        let argv: Vec<String> = std::iter::once(module.clone())
-            .chain(options.exec_argv)
-            .chain(args)
-            .collect();
         let spec = WasmSpec {
             module: source,
             argv: argv.clone(),
@@ -100,6 +100,7 @@ impl ChildProcessView<'_> {
             stdio,
             ppid: me.pid,
             parent: Some(me.clone()),
+            link: Link::Parent(None),
             pipes: pipes
                 .iter()
                 .flat_map(|(out, err)| [out.clone(), err.clone()])

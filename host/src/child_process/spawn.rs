@@ -7,14 +7,16 @@ use crate::bindings::hive::process::child_process::{
     ExecOptions, ExecOutput, SpawnOptions, SpawnSyncResult, Stdio as StdioKind, SyncOptions,
 };
 use crate::bindings::{ErrorCode, ErrorInfo, HostError, WitExitStatus};
+use crate::node::{ChildChannel, Serialization, peer};
 use crate::os::exec::{self, Completed};
 use crate::os::{self, Request};
 use crate::runtime::caps::SpawnPolicy;
 use crate::runtime::exit::ExitStatus;
-use crate::runtime::lifecycle::{self, NewProc};
+use crate::runtime::lifecycle::{self, End, Link, NewProc, Wire};
 use crate::runtime::pipe::{Pipe, STDIN_BUDGET};
 use crate::runtime::proc::ProcKind;
 use crate::runtime::signal::Signal;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use wasmtime::component::Resource;
@@ -22,8 +24,9 @@ use wasmtime_wasi::p2::DynOutputStream;
 use wasmtime_wasi::p2::pipe::AsyncWriteStream;
 
 /// How an async OS child's output is handed to its parent.
-enum Output {
-    /// As streams (`spawn`): `stdin`, `stdout`, `stderr`.
+pub(super) enum Output {
+    /// As streams (`spawn`, and a `fork` of a Node program): `stdin`,
+    /// `stdout`, `stderr`.
     Streams,
     /// Buffered for `child.output` (`exec`): at most `max_buffer` bytes of
     /// each stream, and Node's `err.cmd`.
@@ -49,7 +52,13 @@ impl ChildProcessView<'_> {
             options.detached,
         )?;
         self.may_spawn(&mut request)?;
-        let child = self.start_os(&request, options.timeout_ms, kill_signal, Output::Streams)?;
+        let child = self.start_os(
+            &request,
+            options.timeout_ms,
+            kill_signal,
+            Output::Streams,
+            None,
+        )?;
         Ok(self.table.push(child)?)
     }
 
@@ -78,7 +87,7 @@ impl ChildProcessView<'_> {
             max_buffer: exec::max_buffer(options.max_buffer),
             cmd: exec_cmd(file, args),
         };
-        let child = self.start_os(&request, options.timeout_ms, kill_signal, output)?;
+        let child = self.start_os(&request, options.timeout_ms, kill_signal, output, None)?;
         Ok(self.table.push(child)?)
     }
 
@@ -149,13 +158,15 @@ impl ChildProcessView<'_> {
         Err(ErrorCode::Denied.into())
     }
 
-    /// Starts an OS child and its supervisor.
-    fn start_os(
+    /// Starts an OS child and its supervisor; with `ipc`, a Node child with
+    /// a message channel in that serialization (Node's `fork`).
+    pub(super) fn start_os(
         &mut self,
         request: &Request,
         timeout_ms: Option<u64>,
         kill_signal: Signal,
         output: Output,
+        ipc: Option<Serialization>,
     ) -> Result<Child, HostError> {
         let hive = self.ctx.hive.clone();
         let rt = hive.runtime().clone();
@@ -170,11 +181,30 @@ impl ChildProcessView<'_> {
         .collect();
         // OS children count against the same budgets as forks.
         let slot = me.budget.charge()?;
-        let mut started = match os::start(request, &self.ctx.stdio, false) {
+        let channel = match ipc.map(|_| ChildChannel::new()).transpose() {
+            Ok(channel) => channel,
+            Err(e) => {
+                return Err(wasmtime::Error::from(e)
+                    .context("no socket for a Node child's channel")
+                    .into());
+            }
+        };
+        let mut with_channel;
+        let request = match (&channel, ipc) {
+            (Some(channel), Some(serialization)) => {
+                with_channel = request.clone();
+                with_channel.env.extend(channel.env(serialization));
+                &with_channel
+            }
+            _ => request,
+        };
+        let inherit = channel.as_ref().map(|c| &c.theirs);
+        let mut started = match os::start(request, &self.ctx.stdio, false, inherit) {
             Ok(started) => started,
             Err(err) => {
                 let (error, errno) = os::spawn_error(request, &err, "spawn");
-                let failed = lifecycle::failed_start(&rt, &me, error.clone(), errno, false);
+                let failed =
+                    lifecycle::failed_start(&rt, &me, error.clone(), errno, channel.is_some());
                 let mut child = Child::failed(failed, errno, &request.file, argv);
                 if let Output::Buffered { cmd, .. } = output {
                     let output = Completed::failed((error, errno)).exec_output(
@@ -193,6 +223,27 @@ impl ChildProcessView<'_> {
         if started.group {
             rt.watch_group(pid);
         }
+        // The child has its end; ours becomes a wire to it.
+        let node = match channel {
+            Some(ChildChannel { ours, theirs }) => {
+                drop(theirs);
+                let socket = ours
+                    .set_nonblocking(true)
+                    .and_then(|()| tokio::net::UnixStream::from_std(ours));
+                match socket {
+                    Ok(socket) => Some(peer::connect(socket, ipc.unwrap_or_default())),
+                    Err(e) => {
+                        tracing::warn!("a Node child's channel failed: {e}");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        let (link, reader) = match node {
+            Some((wire, reader)) => (Link::Parent(Some(wire as Arc<dyn Wire>)), Some(reader)),
+            None => (Link::None, None),
+        };
         let (stdout, stderr) = match output {
             Output::Streams => (
                 started.stdout.take().map(Pipe::pump),
@@ -210,7 +261,7 @@ impl ChildProcessView<'_> {
                     group: started.group,
                 },
                 parent: Some(&me),
-                channel: false,
+                channel: link,
                 pipes: stdout.iter().chain(&stderr).cloned().collect(),
                 slot,
             },
@@ -224,10 +275,23 @@ impl ChildProcessView<'_> {
                     .take()
                     .map(|s| Box::new(AsyncWriteStream::new(STDIN_BUDGET, s)) as DynOutputStream);
                 (child.stdout, child.stderr) = (stdout, stderr);
+                // A Node child's messages: all of them reach the parent
+                // before its `disconnect`, and that before its `exit`.
+                let reading = match (reader, &proc.channel) {
+                    (Some(reader), Some(channel)) => {
+                        Some(tokio::spawn(reader.run(channel.clone(), End::Child)))
+                    }
+                    _ => None,
+                };
                 tokio::spawn(async move {
                     let raw = started.child.wait().await;
                     tracing::debug!(?raw, "os child reaped");
                     let status = raw.map(os::exit_status);
+                    if let Some(reading) = reading {
+                        // Its end is closed now, unless a program it
+                        // started holds it: then do not wait forever.
+                        let _ = tokio::time::timeout(rt.kill_grace(), reading).await;
+                    }
                     lifecycle::ended(&rt, &proc, status.unwrap_or(ExitStatus::Code(1)));
                 });
             }
@@ -287,7 +351,7 @@ impl ChildProcessView<'_> {
         // The guest may be killed while it waits here: then the child must
         // die with the dropped future, so these children kill on drop.
         let rt = self.ctx.hive.runtime().clone();
-        let done = match os::start(&request, &self.ctx.stdio, true) {
+        let done = match os::start(&request, &self.ctx.stdio, true, None) {
             Ok(started) => {
                 let (pid, group) = (started.pid, started.group);
                 if group {

@@ -20,7 +20,9 @@ use crate::runtime::event::StartError;
 use crate::runtime::exit::ExitStatus;
 use crate::runtime::pipe::KERNEL_PIPE_BUFFER;
 use crate::runtime::signal::Signal;
+use crate::runtime::unix;
 use crate::stdio::Stdio;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio as OsStdio;
 use std::sync::Arc;
@@ -128,8 +130,15 @@ pub struct Started {
 
 /// Starts the program. `parent` is the spawning guest's stdio, for
 /// `inherit`: the host's own file descriptors when the guest has them,
-/// otherwise a copy task into the guest's streams.
-pub fn start(request: &Request, parent: &Stdio, kill_on_drop: bool) -> std::io::Result<Started> {
+/// otherwise a copy task into the guest's streams. `inherit` is a
+/// descriptor the program gets at the same number (a Node child's IPC
+/// socket), and no other program started meanwhile does.
+pub fn start(
+    request: &Request,
+    parent: &Stdio,
+    kill_on_drop: bool,
+    inherit: Option<&OwnedFd>,
+) -> std::io::Result<Started> {
     // The policy resolved the program (`SpawnPolicy::program`): given a
     // bare name and a replaced environment, std would fork+exec to search
     // PATH, and forking a host whose address space holds thousands of guest
@@ -161,7 +170,7 @@ pub fn start(request: &Request, parent: &Stdio, kill_on_drop: bool) -> std::io::
         && std::io::IsTerminal::is_terminal(&std::io::stdin());
     let group = !request.detached && !reads_terminal;
     if request.detached {
-        crate::runtime::unix::detach(&mut command);
+        unix::detach(&mut command);
     } else if group {
         command.process_group(0);
     }
@@ -180,13 +189,25 @@ pub fn start(request: &Request, parent: &Stdio, kill_on_drop: bool) -> std::io::
     });
     command.stdout(forward(stdout));
     command.stderr(forward(stderr));
-    let mut child = command.spawn()?;
+    let mut child = match inherit {
+        None => {
+            let _spawning = unix::SPAWNING.read().unwrap_or_else(|e| e.into_inner());
+            command.spawn()?
+        }
+        Some(fd) => {
+            let _spawning = unix::SPAWNING.write().unwrap_or_else(|e| e.into_inner());
+            unix::set_cloexec(fd, false)?;
+            let spawned = command.spawn();
+            unix::set_cloexec(fd, true)?;
+            spawned?
+        }
+    };
     let pid = child.id().expect("a just-spawned child has a pid");
     if let Some(stdin) = &child.stdin {
-        crate::runtime::unix::grow_pipe(stdin, KERNEL_PIPE_BUFFER);
+        unix::grow_pipe(stdin, KERNEL_PIPE_BUFFER);
     }
     if let Some(stdout) = &child.stdout {
-        crate::runtime::unix::grow_pipe(stdout, KERNEL_PIPE_BUFFER);
+        unix::grow_pipe(stdout, KERNEL_PIPE_BUFFER);
     }
     let mut out = child.stdout.take();
     let mut err = child.stderr.take();

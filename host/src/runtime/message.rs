@@ -26,6 +26,11 @@ pub enum SendError {
     NeverStarted,
 }
 
+/// What a message costs in its receiver's flow.
+pub fn cost(payload: &Payload) -> usize {
+    payload.len() + PER_MESSAGE_COST
+}
+
 /// Checks a message before it leaves its sender; returns its flow cost.
 pub fn validate(payload: &Payload) -> Result<usize, SendError> {
     let len = payload.len();
@@ -39,7 +44,7 @@ pub fn validate(payload: &Payload) -> Result<usize, SendError> {
             return Err(SendError::InvalidJson);
         }
     }
-    Ok(len + PER_MESSAGE_COST)
+    Ok(cost(payload))
 }
 
 #[cfg(test)]

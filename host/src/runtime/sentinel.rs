@@ -46,7 +46,10 @@ impl Sentinel {
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         std::os::unix::process::CommandExt::process_group(&mut child, 0);
-        let mut child = child.spawn()?;
+        let mut child = {
+            let _spawning = unix::SPAWNING.read().unwrap_or_else(|e| e.into_inner());
+            child.spawn()?
+        };
         let pipe = child.stdin.take().expect("piped");
         // The sentinel outlives us by design; nobody waits for it, and when
         // the host exits it is reparented and reaped by init.

@@ -1,7 +1,8 @@
 //! The few things Hive needs from the OS that safe Rust does not offer:
 //! sending a signal to a pid or a process group, starting a child in its
-//! own session, and sizing pipe buffers.
-#![expect(unsafe_code, reason = "thin wrappers over two libc calls")]
+//! own session, sizing pipe buffers, and handing a socket to exactly one
+//! child (or taking one from our parent).
+#![expect(unsafe_code, reason = "thin wrappers over a few libc calls")]
 
 use std::io;
 use tokio::process::Command;
@@ -74,3 +75,61 @@ pub fn grow_pipe(fd: &impl std::os::fd::AsRawFd, bytes: usize) {
         libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, size);
     }
 }
+
+/// Sets or clears a descriptor's close-on-exec flag.
+pub fn set_cloexec(fd: &impl std::os::fd::AsRawFd, on: bool) -> io::Result<()> {
+    let fd = fd.as_raw_fd();
+    // SAFETY: fcntl(2) F_GETFD/F_SETFD on a descriptor the caller owns
+    // reads and writes no memory of ours.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        let flags = if on {
+            flags | libc::FD_CLOEXEC
+        } else {
+            flags & !libc::FD_CLOEXEC
+        };
+        if libc::fcntl(fd, libc::F_SETFD, flags) == -1 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Takes ownership of inherited descriptor `fd` if it is an open socket
+/// (Node's `NODE_CHANNEL_FD`), and marks it close-on-exec so that no
+/// program this host starts inherits it.
+pub fn adopt_socket(fd: i32) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    if fd < 3 {
+        // stdin, stdout and stderr stay what they are.
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: fstat(2) fills the zeroed struct we pass and nothing else.
+    let is_socket = unsafe {
+        let mut stat: libc::stat = std::mem::zeroed();
+        if libc::fstat(fd, &mut stat) == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        stat.st_mode & libc::S_IFMT == libc::S_IFSOCK
+    };
+    if !is_socket {
+        return Err(io::Error::from_raw_os_error(libc::ENOTSOCK));
+    }
+    // SAFETY: `fd` is open (fstat succeeded) and, inherited at start-up
+    // and named by the environment, owned by nothing else in this process;
+    // this is called once per descriptor.
+    let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    set_cloexec(&owned, true)?;
+    Ok(owned)
+}
+
+/// Spawning and inheritance: a descriptor meant for one child is made
+/// inheritable only while that child is being started, and no other
+/// program may start meanwhile (it would inherit it too, and keep the
+/// channel open after the child is gone). Every start of an OS program
+/// holds this: shared for an ordinary one, exclusive for one that
+/// inherits a descriptor.
+pub static SPAWNING: std::sync::RwLock<()> = std::sync::RwLock::new(());

@@ -1,12 +1,35 @@
 //! The message channel between a parent and a child: the one send and the
-//! one disconnect, shared by both ends.
+//! one disconnect, shared by both ends, whatever is at each end — a local
+//! process's inbox, or a wire to another program (a Node process's IPC
+//! socket).
 
-use crate::runtime::event::{ChildEvent, Envelope, Event, Payload};
+use super::child_event;
+use crate::runtime::event::{ChildEvent, Envelope, Event, Payload, StartError};
 use crate::runtime::flow::Flow;
 use crate::runtime::inbox::Inbox;
 use crate::runtime::message::{self, SendError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The far end of a channel that is not a process of this host: it carries
+/// messages to another program (a Node process over its IPC socket).
+pub trait Wire: Send + Sync + 'static {
+    /// Queues one message for the peer. `charge` is the flow it is charged
+    /// to, to be released once the bytes are written.
+    fn send(&self, payload: Payload, charge: (Arc<Flow>, usize));
+
+    /// Closes the wire once what is queued is written: the peer sees the
+    /// channel end.
+    fn close(&self);
+}
+
+/// One end of a channel: where messages for that side go.
+pub enum Peer {
+    /// A process of this host: its inbox.
+    Inbox(Arc<Inbox>),
+    /// Another program, across a wire.
+    Wire(Arc<dyn Wire>),
+}
 
 /// The message channel between a parent and a child (Node's IPC channel).
 pub struct Channel {
@@ -17,9 +40,9 @@ pub struct Channel {
     down: Arc<Flow>,
     /// Child to parent.
     up: Arc<Flow>,
-    parent: Arc<Inbox>,
+    parent: Peer,
     /// `None` for a child that never started.
-    child: Option<Arc<Inbox>>,
+    child: Option<Peer>,
 }
 
 /// Which end of a channel sends.
@@ -33,7 +56,7 @@ pub enum End {
 
 impl Channel {
     /// An open channel between `parent` and child `id`.
-    pub(super) fn open(id: u32, parent: Arc<Inbox>, child: Option<Arc<Inbox>>) -> Arc<Channel> {
+    pub(super) fn open(id: u32, parent: Peer, child: Option<Peer>) -> Arc<Channel> {
         Arc::new(Channel {
             connected: AtomicBool::new(true),
             id,
@@ -49,9 +72,12 @@ impl Channel {
         self.connected.load(Ordering::Acquire)
     }
 
-    /// The child's inbox (`None` for a child that never started).
+    /// The child's inbox, when the child is a process of this host.
     pub(crate) fn child_inbox(&self) -> Option<&Arc<Inbox>> {
-        self.child.as_ref()
+        match &self.child {
+            Some(Peer::Inbox(inbox)) => Some(inbox),
+            _ => None,
+        }
     }
 
     /// Closes the channel; returns whether it was open.
@@ -70,6 +96,17 @@ impl Channel {
     /// Cancel safe: nothing is queued until the reservation is made.
     pub async fn send(&self, from: End, payload: Payload) -> Result<bool, SendError> {
         let cost = message::validate(&payload)?;
+        self.forward(from, payload, cost).await
+    }
+
+    /// [`Channel::send`] for a payload already validated (one decoded from
+    /// a wire), costing `cost`.
+    pub async fn forward(
+        &self,
+        from: End,
+        payload: Payload,
+        cost: usize,
+    ) -> Result<bool, SendError> {
         if !self.connected() {
             return Err(SendError::ChannelClosed);
         }
@@ -84,31 +121,61 @@ impl Channel {
             Some(room) => room,
             None => flow.reserve(cost).await,
         };
-        let envelope = Envelope::from(payload);
-        let event = match from {
-            End::Parent => Event::Message(envelope),
-            End::Child => child_event(self.id, ChildEvent::Message(envelope)),
-        };
-        to.push(event, Some((flow.clone(), cost)));
+        match to {
+            Peer::Inbox(inbox) => {
+                let envelope = Envelope::from(payload);
+                let event = match from {
+                    End::Parent => Event::Message(envelope),
+                    End::Child => child_event(self.id, ChildEvent::Message(envelope)),
+                };
+                inbox.push(event, Some((flow.clone(), cost)));
+            }
+            Peer::Wire(wire) => wire.send(payload, (flow.clone(), cost)),
+        }
         Ok(room)
     }
 
     /// Closes the channel from either end, and tells both: the parent gets
-    /// the child's `disconnect`, the child its own. Returns whether it was
-    /// open (only the first caller reports).
+    /// the child's `disconnect`, the child its own, a wire is closed.
+    /// Returns whether it was open (only the first caller reports).
     pub fn disconnect(&self) -> bool {
         if !self.close() {
             return false;
         }
-        self.parent
-            .push(child_event(self.id, ChildEvent::Disconnect), None);
-        if let Some(child) = &self.child {
-            child.push(Event::Disconnect, None);
+        match &self.parent {
+            Peer::Inbox(parent) => parent.push(child_event(self.id, ChildEvent::Disconnect), None),
+            Peer::Wire(wire) => wire.close(),
+        }
+        match &self.child {
+            Some(Peer::Inbox(child)) => child.push(Event::Disconnect, None),
+            Some(Peer::Wire(wire)) => wire.close(),
+            None => {}
         }
         true
     }
-}
 
-pub(super) fn child_event(id: u32, event: ChildEvent) -> Event {
-    Event::Child { id, event }
+    /// The peer at end `from` sent something that is not a message (a line
+    /// that is not JSON, a frame past the size limit): an `error` event on
+    /// the child for its parent, whose channel keeps working.
+    pub fn protocol_error(&self, from: End, message: String) {
+        match (from, &self.parent) {
+            (End::Child, Peer::Inbox(parent)) => {
+                let error = StartError {
+                    code: "EPROTO".into(),
+                    errno: Some(-libc::EPROTO),
+                    syscall: Some("read".into()),
+                    path: None,
+                    message,
+                    spawnargs: Vec::new(),
+                };
+                parent.push(
+                    child_event(self.id, ChildEvent::Error(Box::new(error))),
+                    None,
+                );
+            }
+            _ => tracing::warn!(
+                "the parent's IPC channel carried something that is not a message: {message}"
+            ),
+        }
+    }
 }

@@ -12,17 +12,16 @@
 
 pub mod channel;
 
-pub use channel::{Channel, End};
+pub use channel::{Channel, End, Peer, Wire};
 
 use super::Runtime;
 use super::budget::Slot;
-use super::event::{ChildEvent, StartError};
+use super::event::{ChildEvent, Event, StartError};
 use super::exit::ExitStatus;
 use super::pipe::Pipe;
 use super::proc::{Proc, ProcKind};
 use super::signal::Signal;
 use super::unix;
-use channel::child_event;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,22 +35,49 @@ pub struct NewProc<'a> {
     pub kind: ProcKind,
     /// Its parent (`None` for the root).
     pub parent: Option<&'a Arc<Proc>>,
-    /// Whether it gets a message channel to its parent.
-    pub channel: bool,
+    /// Its message channel, if it has one.
+    pub channel: Link,
     /// Output pipes its `close` waits for.
     pub pipes: Vec<Arc<Pipe>>,
     /// Its place in its budgets.
     pub slot: Slot,
 }
 
+/// What a new process's message channel connects.
+pub enum Link {
+    /// No channel (an OS program, the root guest).
+    None,
+    /// A channel to its parent process, the child's end a local inbox (a
+    /// wasm child) or a wire (a Node child's IPC socket).
+    Parent(Option<Arc<dyn Wire>>),
+    /// A channel to a parent that is another program (a Node process that
+    /// started this host), across a wire.
+    Remote(Arc<dyn Wire>),
+}
+
+/// The event for child `id`.
+fn child_event(id: u32, event: ChildEvent) -> Event {
+    Event::Child { id, event }
+}
+
 /// Puts a new process in the table and under its parent, and queues its
 /// `spawn`: call it before the process can run, so that `spawn` comes
 /// before anything the process sends.
 pub fn register(rt: &Runtime, new: NewProc<'_>) -> Arc<Proc> {
-    let channel = new
-        .parent
-        .filter(|_| new.channel)
-        .map(|parent| Channel::open(new.pid, parent.inbox.clone(), Some(Arc::default())));
+    let local = || Peer::Inbox(Arc::default());
+    let channel = match (new.channel, new.parent) {
+        (Link::None, _) => None,
+        (Link::Parent(end), Some(parent)) => {
+            let child = end.map_or_else(local, Peer::Wire);
+            Some(Channel::open(
+                new.pid,
+                Peer::Inbox(parent.inbox.clone()),
+                Some(child),
+            ))
+        }
+        (Link::Parent(_), None) => unreachable!("a channel to a parent needs the parent"),
+        (Link::Remote(wire), _) => Some(Channel::open(new.pid, Peer::Wire(wire), Some(local()))),
+    };
     let proc = Arc::new(Proc::new(
         new.pid, new.name, new.kind, new.parent, channel, new.pipes, new.slot,
     ));
@@ -166,7 +192,7 @@ pub fn failed_start(
         parent.inbox.push(close, None);
         return (id, None);
     }
-    let channel = Channel::open(id, parent.inbox.clone(), None);
+    let channel = Channel::open(id, Peer::Inbox(parent.inbox.clone()), None);
     let (inbox, closing) = (parent.inbox.clone(), channel.clone());
     parent.inbox.push_then(
         error,
