@@ -381,3 +381,12 @@ impl Child {
         self.0.handle.stderr()
     }
 }
+
+/// Formats an exit status's fields as Node prints them: `code`/`signal`
+/// with `null` for the absent one.
+pub fn status_fields(status: &ExitStatus) -> (String, String) {
+    (
+        status.code.map_or("null".into(), |c| c.to_string()),
+        status.signal.clone().unwrap_or_else(|| "null".into()),
+    )
+}
