@@ -2,8 +2,8 @@
 
 use crate::bindings::hive::process::child_process as wit;
 use crate::bindings::hive::process::types::ChildEventKind;
-use crate::bindings::wasi::io::streams::{InputStream, OutputStream};
 use crate::event_loop;
+use crate::io::{InputStream, OutputStream, Pollable};
 use crate::{Error, ErrorInfo, ExitStatus, IntoMessage, Message};
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -318,7 +318,7 @@ impl Child {
     /// to come), for `wasi:io/poll` over many children. The merged event
     /// loop ([`crate::run`]) costs O(1) per event; polling N of these costs
     /// O(N) per call.
-    pub fn subscribe(&self) -> crate::os::Pollable {
+    pub fn subscribe(&self) -> Pollable {
         self.0.handle.subscribe()
     }
 
@@ -326,11 +326,10 @@ impl Child {
     /// returning `true`, or until `timeout` passes, returning `false`.
     pub fn wait_event_for(&self, timeout: std::time::Duration) -> bool {
         use crate::bindings::wasi::clocks::monotonic_clock;
-        use crate::bindings::wasi::io::poll::poll;
         let ready = self.0.handle.subscribe();
         let timer =
             monotonic_clock::subscribe_duration(timeout.as_nanos().min(u64::MAX as u128) as u64);
-        poll(&[&ready, &timer]).contains(&0)
+        crate::io::poll(&[&ready, &timer]).contains(&0)
     }
 
     /// Blocks until the child's next message; `None` once it closed. Other

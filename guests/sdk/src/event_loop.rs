@@ -5,8 +5,7 @@ use crate::Message;
 use crate::bindings::hive::process::process as wit;
 use crate::bindings::hive::process::types::Event;
 use crate::bindings::wasi::clocks::monotonic_clock;
-use crate::bindings::wasi::io::poll::{Pollable, poll};
-use crate::bindings::wasi::io::streams::{InputStream, StreamError};
+use crate::io::{InputStream, Pollable, StreamError, poll};
 use crate::child::ChildInner;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -146,7 +145,7 @@ fn run_readers() {
     for mut reader in readers.drain(..) {
         let mut ended = false;
         loop {
-            match reader.stream.read(64 * 1024) {
+            match reader.stream.read(crate::io::CHUNK) {
                 Ok(chunk) if chunk.is_empty() => break,
                 Ok(chunk) => (reader.on_data)(&chunk),
                 Err(StreamError::Closed) | Err(StreamError::LastOperationFailed(_)) => {

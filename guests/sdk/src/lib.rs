@@ -27,6 +27,7 @@ mod bindings;
 mod child;
 mod error;
 mod event_loop;
+pub mod io;
 mod message;
 pub mod os;
 pub mod process;
@@ -34,10 +35,11 @@ pub mod process;
 pub use child::{Child, ChildEvent, ForkOptions, fork, status_fields};
 pub use error::{Error, node_code};
 pub use event_loop::{TimerId, clear_timeout, on_data, run, set_interval, set_timeout};
+pub use io::pipe;
 pub use message::{IntoMessage, Message};
 pub use os::{
     ExecFailure, ExecOptions, SpawnOptions, Stdio, SyncOptions, exec, exec_file, exec_file_sync,
-    exec_sync, pipe, spawn, spawn_sync,
+    exec_sync, spawn, spawn_sync,
 };
 
 pub use bindings::hive::process::types::{ErrorCode, ErrorInfo, ExitStatus};
