@@ -1,13 +1,17 @@
 //! Streams and pollables, whatever they come from (a child's stdio, a
-//! file, a socket): the `wasi:io` types and blocking helpers.
+//! file, a socket): the `wasi:io` types, blocking helpers, and reading a
+//! stream in the event loop (Node's `stream.on('data')`).
 
 use crate::bindings::hive::process::child_process as wit;
+use crate::event_loop::{self, Handle};
+use std::cell::RefCell;
+use std::rc::Rc;
 
 pub use crate::bindings::wasi::io::poll::{Pollable, poll};
 pub use crate::bindings::wasi::io::streams::{InputStream, OutputStream, StreamError};
 
 /// How much one read asks for.
-pub(crate) const CHUNK: u64 = 64 * 1024;
+const CHUNK: u64 = 64 * 1024;
 
 /// Reads a stream to its end (blocking).
 pub fn read_to_end(stream: &InputStream) -> Vec<u8> {
@@ -34,4 +38,77 @@ pub fn write_all(stream: &OutputStream, bytes: &[u8]) -> Result<(), StreamError>
 /// closed when `source` ends.
 pub fn pipe(source: InputStream, sink: OutputStream) {
     wit::pipe(source, sink);
+}
+
+/// Reads `stream` in the event loop: `on_data` for every chunk, `on_end`
+/// at end-of-file (Node's `stream.on('data')` / `on('end')`). The stream
+/// keeps the process alive until it ends.
+pub fn on_data(
+    stream: InputStream,
+    on_data: impl FnMut(&[u8]) + 'static,
+    on_end: impl FnOnce() + 'static,
+) {
+    let pollable = stream.subscribe();
+    let reader = Reader {
+        state: RefCell::new(Some(ReaderState {
+            pollable,
+            stream,
+            on_data: Box::new(on_data),
+            on_end: Some(Box::new(on_end)),
+        })),
+    };
+    event_loop::register(event_loop::next_stream_id(), Rc::new(reader));
+}
+
+/// A stream the loop reads whenever it has data.
+struct Reader {
+    /// `None` while its listeners run (a listener that turns the loop
+    /// again does not read this stream under itself).
+    state: RefCell<Option<ReaderState>>,
+}
+
+struct ReaderState {
+    // Declared before `stream`: a pollable must be dropped before the
+    // stream it watches (the host traps otherwise).
+    pollable: Pollable,
+    stream: InputStream,
+    on_data: Box<dyn FnMut(&[u8])>,
+    on_end: Option<Box<dyn FnOnce()>>,
+}
+
+impl Handle for Reader {
+    fn has_ref(&self) -> bool {
+        true
+    }
+
+    // No `pollable`: the loop reads streams only on the turns that inbox
+    // events or timers wake it for (a child's output has all arrived by
+    // its `close`). Waking for a stream's data as Node does is a change of
+    // behaviour of its own.
+
+    /// Reads what the stream has, never blocking, and calls the listeners.
+    fn poll_io(&self) -> bool {
+        let Some(mut reader) = self.state.borrow_mut().take() else {
+            return true;
+        };
+        let mut ended = false;
+        loop {
+            match reader.stream.read(CHUNK) {
+                Ok(chunk) if chunk.is_empty() => break,
+                Ok(chunk) => (reader.on_data)(&chunk),
+                Err(StreamError::Closed) | Err(StreamError::LastOperationFailed(_)) => {
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        if ended {
+            if let Some(f) = reader.on_end.take() {
+                f();
+            }
+            return false;
+        }
+        *self.state.borrow_mut() = Some(reader);
+        true
+    }
 }

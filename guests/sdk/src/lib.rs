@@ -22,9 +22,16 @@
 //!   then call [`run`], which dispatches in Node's order and returns when no
 //!   child, connected channel with a listener, or timer is left;
 //! - blocking calls: [`Child::recv`], [`Child::wait`], [`process::recv`].
+//!
+//! Inside: `emitter` is the one listener list every event source uses;
+//! `event_loop` turns the loop over its handles (children, the process's
+//! channel, streams being read) and timers; `child` (re-exported here),
+//! [`process`], [`os`] and [`io`] are the API; `bindings`, `message` and
+//! `error` hold the WIT types and the SDK's own.
 
 mod bindings;
 mod child;
+mod emitter;
 mod error;
 mod event_loop;
 pub mod io;
@@ -34,8 +41,8 @@ pub mod process;
 
 pub use child::{Child, ChildEvent, ForkOptions, fork, status_fields};
 pub use error::{Error, node_code};
-pub use event_loop::{TimerId, clear_timeout, on_data, run, set_interval, set_timeout};
-pub use io::pipe;
+pub use event_loop::{TimerId, clear_timeout, run, set_interval, set_timeout};
+pub use io::{on_data, pipe};
 pub use message::{IntoMessage, Message};
 pub use os::{
     ExecFailure, ExecOptions, SpawnOptions, Stdio, SyncOptions, exec, exec_file, exec_file_sync,
