@@ -82,6 +82,10 @@ struct Events {
 struct ChildInner {
     handle: wit::Child,
     id: u32,
+    /// Started by `exec`/`exec_file`: Node's `execFile` listens for the
+    /// child's `error` itself (and hands it to the callback, if any), so an
+    /// exec child's `error` is never thrown.
+    exec: bool,
     events: Events,
     pending_messages: RefCell<VecDeque<Message>>,
     closed: RefCell<bool>,
@@ -107,7 +111,10 @@ pub fn fork(module: &str, args: &[&str], options: ForkOptions) -> Result<Child, 
         kill_signal: options.kill_signal,
         max_procs: options.max_procs,
     };
-    Ok(Child::register(wit::fork(module, &args, &wit_options)?))
+    Ok(Child::register(
+        wit::fork(module, &args, &wit_options)?,
+        false,
+    ))
 }
 
 impl Handle for ChildInner {
@@ -148,11 +155,12 @@ impl ChildInner {
                 self.events.close.emit(&s);
             }
             ChildEvent::Error(e) => {
-                // Node: an exec child's spawn error goes to its callback.
-                if self.events.error.is_empty() && !self.events.close.is_empty() {
-                    return;
-                }
                 if self.events.error.is_empty() {
+                    if self.exec {
+                        // Node: an exec child's spawn error goes to its
+                        // callback (`on_output`, through `close`).
+                        return;
+                    }
                     // Node: an 'error' event without a listener is thrown.
                     eprintln!("Uncaught Error: {} ({})", e.message, e.code);
                     crate::process::exit(1);
@@ -165,11 +173,13 @@ impl ChildInner {
 
 impl Child {
     /// Wraps a new child handle and lets the event loop dispatch to it.
-    pub(crate) fn register(handle: wit::Child) -> Child {
+    /// `exec`: started by `exec`/`exec_file` (its `error` is not thrown).
+    pub(crate) fn register(handle: wit::Child, exec: bool) -> Child {
         let id = handle.id();
         let inner = Rc::new(ChildInner {
             handle,
             id,
+            exec,
             events: Events::default(),
             pending_messages: RefCell::default(),
             closed: RefCell::new(false),

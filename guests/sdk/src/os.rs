@@ -140,22 +140,24 @@ pub fn spawn(command: &str, args: &[&str], options: SpawnOptions) -> Result<Chil
             kill_signal: options.kill_signal,
         },
     )?;
-    Ok(Child::register(handle))
+    Ok(Child::register(handle, false))
 }
 
 /// Runs `command` under `/bin/sh` and buffers its output (Node's `exec`):
 /// take it with [`Child::output`] or [`Child::on_output`].
 pub fn exec(command: &str, options: ExecOptions) -> Result<Child, Error> {
-    Ok(Child::register(wit::exec(command, &wit_exec(options))?))
+    Ok(Child::register(
+        wit::exec(command, &wit_exec(options))?,
+        true,
+    ))
 }
 
 /// Runs `file` with `args`, no shell, buffering output (Node's `execFile`).
 pub fn exec_file(file: &str, args: &[&str], options: ExecOptions) -> Result<Child, Error> {
-    Ok(Child::register(wit::exec_file(
-        file,
-        &strings(args),
-        &wit_exec(options),
-    )?))
+    Ok(Child::register(
+        wit::exec_file(file, &strings(args), &wit_exec(options))?,
+        true,
+    ))
 }
 
 /// Runs a program to completion (Node's `spawnSync`).
