@@ -25,8 +25,10 @@ use std::cell::RefCell;
 /// unless some were added: callers that queue events when nobody listens
 /// (early messages) therefore queue a nested one instead of losing it.
 pub(crate) struct Listeners<A: ?Sized> {
-    list: RefCell<Vec<Box<dyn FnMut(&A)>>>,
+    list: RefCell<Vec<Listener<A>>>,
 }
+
+type Listener<A> = Box<dyn FnMut(&A)>;
 
 impl<A: ?Sized> Default for Listeners<A> {
     fn default() -> Self {

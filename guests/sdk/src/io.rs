@@ -48,10 +48,8 @@ pub fn on_data(
     on_data: impl FnMut(&[u8]) + 'static,
     on_end: impl FnOnce() + 'static,
 ) {
-    let pollable = stream.subscribe();
     let reader = Reader {
         state: RefCell::new(Some(ReaderState {
-            pollable,
             stream,
             on_data: Box::new(on_data),
             on_end: Some(Box::new(on_end)),
@@ -68,13 +66,12 @@ struct Reader {
 }
 
 struct ReaderState {
-    // Declared before `stream`: a pollable must be dropped before the
-    // stream it watches (the host traps otherwise).
-    pollable: Pollable,
     stream: InputStream,
-    on_data: Box<dyn FnMut(&[u8])>,
+    on_data: OnData,
     on_end: Option<Box<dyn FnOnce()>>,
 }
+
+type OnData = Box<dyn FnMut(&[u8])>;
 
 impl Handle for Reader {
     fn has_ref(&self) -> bool {
@@ -84,7 +81,8 @@ impl Handle for Reader {
     // No `pollable`: the loop reads streams only on the turns that inbox
     // events or timers wake it for (a child's output has all arrived by
     // its `close`). Waking for a stream's data as Node does is a change of
-    // behaviour of its own.
+    // behaviour of its own; it would subscribe to the stream here (and
+    // drop that pollable before the stream: the host traps otherwise).
 
     /// Reads what the stream has, never blocking, and calls the listeners.
     fn poll_io(&self) -> bool {
