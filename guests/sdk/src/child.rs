@@ -1,9 +1,10 @@
 //! Children (Node's `ChildProcess`): `fork`, messages, signals, events.
 
 use crate::bindings::hive::process::child_process as wit;
-use crate::bindings::hive::process::types::ChildEventKind;
-use crate::bindings::wasi::io::streams::{InputStream, OutputStream};
-use crate::event_loop;
+use crate::bindings::hive::process::types::{ChildEventKind, Event};
+use crate::emitter::Listeners;
+use crate::event_loop::{self, Handle, HandleId};
+use crate::io::{InputStream, OutputStream, Pollable};
 use crate::{Error, ErrorInfo, ExitStatus, IntoMessage, Message};
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -67,20 +68,25 @@ impl From<ChildEventKind> for ChildEvent {
     }
 }
 
+/// A child's listeners, one list per event.
 #[derive(Default)]
-struct Listeners {
-    spawn: Vec<Box<dyn FnMut()>>,
-    message: Vec<Box<dyn FnMut(Message)>>,
-    disconnect: Vec<Box<dyn FnMut()>>,
-    exit: Vec<Box<dyn FnMut(Option<i32>, Option<String>)>>,
-    close: Vec<Box<dyn FnMut(Option<i32>, Option<String>)>>,
-    error: Vec<Box<dyn FnMut(&ErrorInfo)>>,
+struct Events {
+    spawn: Listeners<()>,
+    message: Listeners<Message>,
+    disconnect: Listeners<()>,
+    exit: Listeners<ExitStatus>,
+    close: Listeners<ExitStatus>,
+    error: Listeners<ErrorInfo>,
 }
 
-pub(crate) struct ChildInner {
+struct ChildInner {
     handle: wit::Child,
     id: u32,
-    listeners: RefCell<Listeners>,
+    /// Started by `exec`/`exec_file`: Node's `execFile` listens for the
+    /// child's `error` itself (and hands it to the callback, if any), so an
+    /// exec child's `error` is never thrown.
+    exec: bool,
+    events: Events,
     pending_messages: RefCell<VecDeque<Message>>,
     closed: RefCell<bool>,
 }
@@ -105,53 +111,61 @@ pub fn fork(module: &str, args: &[&str], options: ForkOptions) -> Result<Child, 
         kill_signal: options.kill_signal,
         max_procs: options.max_procs,
     };
-    Ok(Child::register(wit::fork(module, &args, &wit_options)?))
+    Ok(Child::register(
+        wit::fork(module, &args, &wit_options)?,
+        false,
+    ))
 }
 
-macro_rules! take_call_restore {
-    ($self:expr, $field:ident, |$f:ident| $call:expr) => {{
-        let mut taken = std::mem::take(&mut $self.listeners.borrow_mut().$field);
-        for $f in &mut taken {
-            $call;
+impl Handle for ChildInner {
+    /// A child keeps the loop alive until its `close` (it is unregistered then).
+    fn has_ref(&self) -> bool {
+        true
+    }
+
+    fn deliver(self: Rc<Self>, event: Event) {
+        if let Event::Child(event) = event {
+            self.dispatch(event.kind.into());
         }
-        let mut listeners = $self.listeners.borrow_mut();
-        taken.append(&mut listeners.$field);
-        listeners.$field = taken;
-    }};
+    }
 }
 
 impl ChildInner {
+    /// After `close`: no event is left, and nothing for the loop to wait for.
+    fn mark_closed(&self) {
+        *self.closed.borrow_mut() = true;
+        event_loop::unregister(HandleId::Child(self.id));
+    }
+
     /// Delivers one event to this child's listeners.
-    pub(crate) fn dispatch(self: &Rc<Self>, event: ChildEvent) {
+    fn dispatch(&self, event: ChildEvent) {
         match event {
-            ChildEvent::Spawn => take_call_restore!(self, spawn, |f| f()),
+            ChildEvent::Spawn => self.events.spawn.emit(&()),
             ChildEvent::Message(msg) => {
-                if self.listeners.borrow().message.is_empty() {
+                if self.events.message.is_empty() {
                     self.pending_messages.borrow_mut().push_back(msg);
                 } else {
-                    take_call_restore!(self, message, |f| f(msg.clone()))
+                    self.events.message.emit(&msg);
                 }
             }
-            ChildEvent::Disconnect => take_call_restore!(self, disconnect, |f| f()),
-            ChildEvent::Exit(s) => take_call_restore!(self, exit, |f| f(s.code, s.signal.clone())),
+            ChildEvent::Disconnect => self.events.disconnect.emit(&()),
+            ChildEvent::Exit(s) => self.events.exit.emit(&s),
             ChildEvent::Close(s) => {
-                *self.closed.borrow_mut() = true;
-                event_loop::with(|l| l.children.remove(&self.id));
-                take_call_restore!(self, close, |f| f(s.code, s.signal.clone()))
+                self.mark_closed();
+                self.events.close.emit(&s);
             }
             ChildEvent::Error(e) => {
-                // Node: an exec child's spawn error goes to its callback.
-                if self.listeners.borrow().error.is_empty()
-                    && !self.listeners.borrow().close.is_empty()
-                {
-                    return;
-                }
-                if self.listeners.borrow().error.is_empty() {
+                if self.events.error.is_empty() {
+                    if self.exec {
+                        // Node: an exec child's spawn error goes to its
+                        // callback (`on_output`, through `close`).
+                        return;
+                    }
                     // Node: an 'error' event without a listener is thrown.
                     eprintln!("Uncaught Error: {} ({})", e.message, e.code);
                     crate::process::exit(1);
                 }
-                take_call_restore!(self, error, |f| f(&e))
+                self.events.error.emit(&e);
             }
         }
     }
@@ -159,16 +173,18 @@ impl ChildInner {
 
 impl Child {
     /// Wraps a new child handle and lets the event loop dispatch to it.
-    pub(crate) fn register(handle: wit::Child) -> Child {
+    /// `exec`: started by `exec`/`exec_file` (its `error` is not thrown).
+    pub(crate) fn register(handle: wit::Child, exec: bool) -> Child {
         let id = handle.id();
         let inner = Rc::new(ChildInner {
             handle,
             id,
-            listeners: RefCell::default(),
+            exec,
+            events: Events::default(),
             pending_messages: RefCell::default(),
             closed: RefCell::new(false),
         });
-        event_loop::with(|l| l.children.insert(id, inner.clone()));
+        event_loop::register(HandleId::Child(id), inner.clone());
         Child(inner)
     }
 
@@ -199,7 +215,7 @@ impl Child {
     pub fn on_stdout(&self, f: impl FnMut(&[u8]) + 'static) -> bool {
         match self.stdout() {
             Some(stream) => {
-                event_loop::on_data(stream, f, || {});
+                crate::io::on_data(stream, f, || {});
                 true
             }
             None => false,
@@ -210,7 +226,7 @@ impl Child {
     pub fn on_stderr(&self, f: impl FnMut(&[u8]) + 'static) -> bool {
         match self.stderr() {
             Some(stream) => {
-                event_loop::on_data(stream, f, || {});
+                crate::io::on_data(stream, f, || {});
                 true
             }
             None => false,
@@ -267,40 +283,46 @@ impl Child {
         self.0.handle.exit_status()
     }
 
-    pub fn on_spawn(&self, f: impl FnMut() + 'static) {
-        self.0.listeners.borrow_mut().spawn.push(Box::new(f));
+    pub fn on_spawn(&self, mut f: impl FnMut() + 'static) {
+        self.0.events.spawn.add(move |_| f());
     }
 
     /// Calls `f` for each message; messages that arrived before the first
     /// listener are replayed on the next turn of the loop (as Node does).
-    pub fn on_message(&self, f: impl FnMut(Message) + 'static) {
-        self.0.listeners.borrow_mut().message.push(Box::new(f));
+    pub fn on_message(&self, mut f: impl FnMut(Message) + 'static) {
+        self.0.events.message.add(move |msg| f(msg.clone()));
         let inner = self.0.clone();
-        event_loop::with(|l| {
-            l.deferred.push_back(Box::new(move || {
-                while let Some(msg) = inner.pending_messages.borrow_mut().pop_front() {
-                    inner.dispatch(ChildEvent::Message(msg));
-                }
-            }))
+        event_loop::defer(move || {
+            // Popped in a statement of its own: a `while let` would hold
+            // the borrow while the listeners run, and one that calls
+            // `recv` would panic.
+            loop {
+                let next = inner.pending_messages.borrow_mut().pop_front();
+                let Some(msg) = next else { break };
+                inner.dispatch(ChildEvent::Message(msg));
+            }
         });
     }
 
-    pub fn on_disconnect(&self, f: impl FnMut() + 'static) {
-        self.0.listeners.borrow_mut().disconnect.push(Box::new(f));
+    pub fn on_disconnect(&self, mut f: impl FnMut() + 'static) {
+        self.0.events.disconnect.add(move |_| f());
     }
 
     /// `f(code, signal)` when the child exits.
-    pub fn on_exit(&self, f: impl FnMut(Option<i32>, Option<String>) + 'static) {
-        self.0.listeners.borrow_mut().exit.push(Box::new(f));
+    pub fn on_exit(&self, mut f: impl FnMut(Option<i32>, Option<String>) + 'static) {
+        self.0.events.exit.add(move |s| f(s.code, s.signal.clone()));
     }
 
     /// `f(code, signal)` after exit once stdio and the channel are closed.
-    pub fn on_close(&self, f: impl FnMut(Option<i32>, Option<String>) + 'static) {
-        self.0.listeners.borrow_mut().close.push(Box::new(f));
+    pub fn on_close(&self, mut f: impl FnMut(Option<i32>, Option<String>) + 'static) {
+        self.0
+            .events
+            .close
+            .add(move |s| f(s.code, s.signal.clone()));
     }
 
     pub fn on_error(&self, f: impl FnMut(&ErrorInfo) + 'static) {
-        self.0.listeners.borrow_mut().error.push(Box::new(f));
+        self.0.events.error.add(f);
     }
 
     /// Takes this child's next event, blocking; `None` after `close`. The
@@ -308,8 +330,7 @@ impl Child {
     pub fn next_event(&self) -> Option<ChildEvent> {
         let event: ChildEvent = self.0.handle.next_event()?.into();
         if matches!(event, ChildEvent::Close(_)) {
-            *self.0.closed.borrow_mut() = true;
-            event_loop::with(|l| l.children.remove(&self.0.id));
+            self.0.mark_closed();
         }
         Some(event)
     }
@@ -318,7 +339,7 @@ impl Child {
     /// to come), for `wasi:io/poll` over many children. The merged event
     /// loop ([`crate::run`]) costs O(1) per event; polling N of these costs
     /// O(N) per call.
-    pub fn subscribe(&self) -> crate::os::Pollable {
+    pub fn subscribe(&self) -> Pollable {
         self.0.handle.subscribe()
     }
 
@@ -326,11 +347,10 @@ impl Child {
     /// returning `true`, or until `timeout` passes, returning `false`.
     pub fn wait_event_for(&self, timeout: std::time::Duration) -> bool {
         use crate::bindings::wasi::clocks::monotonic_clock;
-        use crate::bindings::wasi::io::poll::poll;
         let ready = self.0.handle.subscribe();
         let timer =
             monotonic_clock::subscribe_duration(timeout.as_nanos().min(u64::MAX as u128) as u64);
-        poll(&[&ready, &timer]).contains(&0)
+        crate::io::poll(&[&ready, &timer]).contains(&0)
     }
 
     /// Blocks until the child's next message; `None` once it closed. Other
@@ -380,4 +400,13 @@ impl Child {
     pub fn stderr(&self) -> Option<InputStream> {
         self.0.handle.stderr()
     }
+}
+
+/// Formats an exit status's fields as Node prints them: `code`/`signal`
+/// with `null` for the absent one.
+pub fn status_fields(status: &ExitStatus) -> (String, String) {
+    (
+        status.code.map_or("null".into(), |c| c.to_string()),
+        status.signal.clone().unwrap_or_else(|| "null".into()),
+    )
 }

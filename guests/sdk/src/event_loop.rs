@@ -1,18 +1,73 @@
 //! The event loop: Node's model of callbacks dispatched one at a time, and
 //! a process that lives while something can still call back.
+//!
+//! The loop knows its sources only as [`Handle`]s (Node's libuv handles): a
+//! child, the process's own channel, a stream being read. Each says whether
+//! it keeps the process alive and takes the inbox events addressed to it;
+//! the loop owns only the order things happen in, the timers and the
+//! deferred work.
+//!
+//! One turn of [`run`], in this order:
+//! 1. deferred work (replays of early messages, queued by the listeners);
+//! 2. every event waiting in the inbox, each followed by the deferred work
+//!    it queued; a child's `close` first drains the streams being read
+//!    (Node emits `data`/`end` before `close`);
+//! 3. the streams being read ([`Handle::poll_io`]);
+//! 4. the timers that are due;
+//! 5. return if no handle keeps the loop alive (after one last look at
+//!    the inbox), else block until an event arrives or a timer is due.
 
-use crate::Message;
 use crate::bindings::hive::process::process as wit;
-use crate::bindings::hive::process::types::Event;
+use crate::bindings::hive::process::types::{ChildEventKind, Event};
 use crate::bindings::wasi::clocks::monotonic_clock;
-use crate::bindings::wasi::io::poll::{Pollable, poll};
-use crate::bindings::wasi::io::streams::{InputStream, StreamError};
-use crate::child::ChildInner;
+use crate::io::{Pollable, poll};
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
 type Callback = Box<dyn FnMut()>;
+
+/// Something the loop watches (Node's libuv handle).
+pub(crate) trait Handle {
+    /// Whether this handle keeps the loop alive (Node's `hasRef()`, which
+    /// `ref()`/`unref()` turn on and off): a child until its `close`, a
+    /// stream until its end, the parent channel while it is open and
+    /// listened to, the timers while one is pending.
+    fn has_ref(&self) -> bool;
+
+    /// A pollable ready when this handle has work the inbox does not
+    /// announce; the loop blocks on these and on the inbox. `None` (the
+    /// default) when its work arrives as inbox events.
+    fn pollable(&self) -> Option<Pollable> {
+        None
+    }
+
+    /// Does the I/O that is ready, never blocking, and calls its listeners
+    /// (the loop's I/O phase). Returns `false` once the handle is finished:
+    /// the loop then forgets it.
+    fn poll_io(&self) -> bool {
+        true
+    }
+
+    /// Delivers one inbox event addressed to this handle.
+    fn deliver(self: Rc<Self>, event: Event) {
+        let _ = event;
+    }
+}
+
+/// Where an inbox event or a handle belongs. The order is the order the
+/// loop visits handles in: streams in the order they were registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum HandleId {
+    /// A child, by the id its events carry.
+    Child(u32),
+    /// A stream read by the loop, numbered in the order of registration.
+    Stream(u64),
+    /// This process: its parent channel and its signals. Last, so that
+    /// [`alive`] asks it (and the host whether the channel is open) only
+    /// when nothing else keeps the loop alive.
+    Process,
+}
 
 /// Identifies a timer for [`clear_timeout`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -23,37 +78,44 @@ struct Timer {
     callback: Callback,
 }
 
+/// The pending timers, earliest first: one handle for all of them.
 #[derive(Default)]
-pub(crate) struct Loop {
-    pub on_parent_message: Vec<Box<dyn FnMut(Message)>>,
-    pub on_parent_disconnect: Vec<Callback>,
-    pub on_signal: Vec<(String, Box<dyn FnMut(&str)>)>,
-    /// Parent messages that arrived before any listener (Node replays them).
-    pending_parent: VecDeque<Message>,
-    /// The parent channel as this process has seen it: open until the
-    /// `disconnect` event was dispatched.
-    parent_connected: Option<bool>,
-    timers: BTreeMap<(u64, TimerId), Timer>,
-    next_timer: u64,
+struct Timers {
+    queue: BTreeMap<(u64, TimerId), Timer>,
+    next_id: u64,
     /// The timer whose callback is running, and whether it cleared itself.
-    running_timer: Option<(TimerId, bool)>,
-    /// Children whose `close` has not been dispatched: they keep us alive.
-    pub children: HashMap<u32, Rc<ChildInner>>,
-    /// Work for the next turn of the loop (replays).
-    pub deferred: VecDeque<Callback>,
-    inbox: Option<Rc<Pollable>>,
-    /// Streams read by the loop (Node's `stream.on('data')`).
-    readers: Vec<Reader>,
+    running: Option<(TimerId, bool)>,
 }
 
-/// A stream the loop reads whenever it has data.
-struct Reader {
-    // Declared before `stream`: a pollable must be dropped before the
-    // stream it watches (the host traps otherwise).
-    pollable: Pollable,
-    stream: InputStream,
-    on_data: Box<dyn FnMut(&[u8])>,
-    on_end: Option<Box<dyn FnOnce()>>,
+impl Timers {
+    fn next_deadline(&self) -> Option<u64> {
+        self.queue.keys().next().map(|k| k.0)
+    }
+}
+
+impl Handle for Timers {
+    fn has_ref(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    fn pollable(&self) -> Option<Pollable> {
+        self.next_deadline().map(monotonic_clock::subscribe_instant)
+    }
+}
+
+#[derive(Default)]
+struct Loop {
+    handles: BTreeMap<HandleId, Rc<dyn Handle>>,
+    /// Events for this process that arrived before its handle registered
+    /// (the inbox is open from the start; a child registers before its
+    /// first event can arrive).
+    early: VecDeque<Event>,
+    timers: Timers,
+    /// Work for the next turn of the loop (replays).
+    deferred: VecDeque<Callback>,
+    /// The process inbox's pollable, made on the first wait.
+    inbox: Option<Rc<Pollable>>,
+    next_stream: u64,
 }
 
 thread_local! {
@@ -61,12 +123,42 @@ thread_local! {
 }
 
 /// Runs `f` on the loop state. `f` must not call back into user code.
-pub(crate) fn with<R>(f: impl FnOnce(&mut Loop) -> R) -> R {
+fn with<R>(f: impl FnOnce(&mut Loop) -> R) -> R {
     LOOP.with(|l| f(&mut l.borrow_mut()))
 }
 
-fn parent_connected() -> bool {
-    with(|l| *l.parent_connected.get_or_insert_with(wit::connected))
+/// Lets the loop deliver events for `id` to `handle`, and count it as
+/// keeping the process alive while it says so. Events for this process
+/// that came before it are delivered to it now, in order.
+pub(crate) fn register(id: HandleId, handle: Rc<dyn Handle>) {
+    let early = with(|l| {
+        l.handles.insert(id, handle.clone());
+        match id {
+            HandleId::Process => std::mem::take(&mut l.early),
+            _ => VecDeque::new(),
+        }
+    });
+    for event in early {
+        handle.clone().deliver(event);
+    }
+}
+
+/// Forgets a handle: no more events for it, and it keeps nothing alive.
+pub(crate) fn unregister(id: HandleId) {
+    with(|l| l.handles.remove(&id));
+}
+
+/// A fresh id for a stream handle (later ids are read after earlier ones).
+pub(crate) fn next_stream_id() -> HandleId {
+    with(|l| {
+        l.next_stream += 1;
+        HandleId::Stream(l.next_stream)
+    })
+}
+
+/// Runs `f` on the next turn of the loop, before any new event.
+pub(crate) fn defer(f: impl FnMut() + 'static) {
+    with(|l| l.deferred.push_back(Box::new(f)));
 }
 
 /// Calls `f` after `ms` milliseconds (Node's `setTimeout`).
@@ -87,8 +179,8 @@ pub fn set_interval(ms: u64, f: impl FnMut() + 'static) -> TimerId {
 /// Cancels a timer.
 pub fn clear_timeout(id: TimerId) {
     with(|l| {
-        l.timers.retain(|k, _| k.1 != id);
-        if let Some((running, cleared)) = &mut l.running_timer
+        l.timers.queue.retain(|k, _| k.1 != id);
+        if let Some((running, cleared)) = &mut l.timers.running
             && *running == id
         {
             *cleared = true;
@@ -99,74 +191,37 @@ pub fn clear_timeout(id: TimerId) {
 fn add_timer(ms: u64, interval: Option<u64>, callback: Callback) -> TimerId {
     let deadline = monotonic_clock::now() + ms.max(1) * 1_000_000;
     with(|l| {
-        l.next_timer += 1;
-        let id = TimerId(l.next_timer);
+        l.timers.next_id += 1;
+        let id = TimerId(l.timers.next_id);
         l.timers
+            .queue
             .insert((deadline, id), Timer { interval, callback });
         id
     })
 }
 
-/// Reads `stream` in the event loop: `on_data` for every chunk, `on_end`
-/// at end-of-file (Node's `stream.on('data')` / `on('end')`). The stream
-/// keeps the process alive until it ends.
-pub fn on_data(
-    stream: InputStream,
-    on_data: impl FnMut(&[u8]) + 'static,
-    on_end: impl FnOnce() + 'static,
-) {
-    let pollable = stream.subscribe();
-    with(|l| {
-        l.readers.push(Reader {
-            stream,
-            pollable,
-            on_data: Box::new(on_data),
-            on_end: Some(Box::new(on_end)),
-        })
-    });
-}
-
-/// Whether anything can still call back: a timer, a child that has not
-/// closed, a stream being read, or a parent channel with a listener.
+/// Whether any handle, the timers included, keeps the loop alive.
 fn alive() -> bool {
-    let (timers, children, listening) = with(|l| {
+    let (timers, handles) = with(|l| {
         (
-            !l.timers.is_empty() || !l.readers.is_empty(),
-            !l.children.is_empty(),
-            !l.on_parent_message.is_empty() || !l.on_parent_disconnect.is_empty(),
+            l.timers.has_ref(),
+            l.handles.values().cloned().collect::<Vec<_>>(),
         )
     });
-    timers || children || (listening && parent_connected())
+    // Asked outside the borrow: a handle may call the host to answer.
+    timers || handles.iter().any(|h| h.has_ref())
 }
 
-/// Reads what the streams have (never blocking) and calls their listeners.
-fn run_readers() {
-    let mut readers = with(|l| std::mem::take(&mut l.readers));
-    let mut kept = Vec::with_capacity(readers.len());
-    for mut reader in readers.drain(..) {
-        let mut ended = false;
-        loop {
-            match reader.stream.read(64 * 1024) {
-                Ok(chunk) if chunk.is_empty() => break,
-                Ok(chunk) => (reader.on_data)(&chunk),
-                Err(StreamError::Closed) | Err(StreamError::LastOperationFailed(_)) => {
-                    ended = true;
-                    break;
-                }
-            }
-        }
-        if ended {
-            if let Some(f) = reader.on_end.take() {
-                f();
-            }
-        } else {
-            kept.push(reader);
+/// The I/O phase: every handle reads what it has (never blocking), in
+/// `HandleId` order; a finished handle is forgotten. Handles registered
+/// meanwhile wait for the next phase.
+fn poll_io() {
+    let handles: Vec<_> = with(|l| l.handles.iter().map(|(id, h)| (*id, h.clone())).collect());
+    for (id, handle) in handles {
+        if !handle.poll_io() {
+            unregister(id);
         }
     }
-    with(|l| {
-        kept.append(&mut l.readers);
-        l.readers = kept;
-    });
 }
 
 /// Dispatches events and timers until nothing keeps the process alive
@@ -178,7 +233,7 @@ pub fn run() {
             dispatch(event);
             run_deferred();
         }
-        run_readers();
+        poll_io();
         run_due_timers();
         if !alive() {
             // Something may have arrived while we decided; take it first.
@@ -204,106 +259,57 @@ fn run_due_timers() {
     let now = monotonic_clock::now();
     loop {
         let due = with(|l| {
-            let key = *l.timers.keys().next()?;
-            (key.0 <= now).then(|| (key, l.timers.remove(&key).expect("key exists")))
+            let key = *l.timers.queue.keys().next()?;
+            (key.0 <= now).then(|| (key, l.timers.queue.remove(&key).expect("key exists")))
         });
         let Some(((deadline, id), mut timer)) = due else {
             return;
         };
-        with(|l| l.running_timer = Some((id, false)));
+        with(|l| l.timers.running = Some((id, false)));
         (timer.callback)();
-        let cleared = with(|l| l.running_timer.take().is_some_and(|(_, c)| c));
+        let cleared = with(|l| l.timers.running.take().is_some_and(|(_, c)| c));
         if let Some(ms) = timer.interval
             && !cleared
         {
             let next = deadline.max(now) + ms * 1_000_000;
-            with(|l| l.timers.insert((next, id), timer));
+            with(|l| l.timers.queue.insert((next, id), timer));
         }
     }
 }
 
-/// Blocks until an event arrives or the next timer is due.
+/// Blocks until an event arrives or a handle's pollable is ready.
 fn wait() {
-    let inbox = with(|l| {
-        l.inbox
+    let (inbox, handles) = with(|l| {
+        let inbox = l
+            .inbox
             .get_or_insert_with(|| Rc::new(wit::subscribe()))
-            .clone()
+            .clone();
+        let mut pollables: Vec<Pollable> = l.timers.pollable().into_iter().collect();
+        pollables.extend(l.handles.values().filter_map(|h| h.pollable()));
+        (inbox, pollables)
     });
-    let next = with(|l| l.timers.keys().next().map(|k| k.0));
-    match next {
-        Some(deadline) => {
-            let timer = monotonic_clock::subscribe_instant(deadline);
-            poll(&[&inbox, &timer]);
-        }
-        None => inbox.block(),
-    }
+    let mut all: Vec<&Pollable> = vec![&*inbox];
+    all.extend(&handles);
+    poll(&all);
 }
 
-/// Delivers one event to its listeners.
+/// Delivers one event to the handle it is addressed to.
 pub(crate) fn dispatch(event: Event) {
-    match event {
-        Event::Message(msg) => {
-            let msg = Message::from(msg);
-            let mut listeners = with(|l| std::mem::take(&mut l.on_parent_message));
-            if listeners.is_empty() {
-                with(|l| l.pending_parent.push_back(msg));
-                return;
-            }
-            for f in &mut listeners {
-                f(msg.clone());
-            }
-            with(|l| {
-                listeners.append(&mut l.on_parent_message);
-                l.on_parent_message = listeners;
-            });
-        }
-        Event::Disconnect => {
-            with(|l| l.parent_connected = Some(false));
-            let mut listeners = with(|l| std::mem::take(&mut l.on_parent_disconnect));
-            for f in &mut listeners {
-                f();
-            }
-            with(|l| {
-                listeners.append(&mut l.on_parent_disconnect);
-                l.on_parent_disconnect = listeners;
-            });
-        }
-        Event::Signal(name) => {
-            let mut listeners = with(|l| std::mem::take(&mut l.on_signal));
-            for (signal, f) in &mut listeners {
-                if *signal == name {
-                    f(&name);
-                }
-            }
-            with(|l| {
-                listeners.append(&mut l.on_signal);
-                l.on_signal = listeners;
-            });
-        }
-        Event::Child(event) => {
+    let id = match &event {
+        Event::Child(child) => {
             // A child's output has all arrived by its `close`: deliver it
             // first, as Node emits 'data'/'end' before 'close'.
-            if matches!(
-                event.kind,
-                crate::bindings::hive::process::types::ChildEventKind::Close(_)
-            ) {
-                run_readers();
+            if matches!(child.kind, ChildEventKind::Close(_)) {
+                poll_io();
             }
-            let child = with(|l| l.children.get(&event.id).cloned());
-            if let Some(child) = child {
-                child.dispatch(event.kind.into());
-            }
+            HandleId::Child(child.id)
         }
+        Event::Message(_) | Event::Disconnect | Event::Signal(_) => HandleId::Process,
+    };
+    match with(|l| l.handles.get(&id).cloned()) {
+        Some(handle) => handle.deliver(event),
+        None if id == HandleId::Process => with(|l| l.early.push_back(event)),
+        // A child nobody holds any more (it closed): no one to call.
+        None => {}
     }
-}
-
-/// Replays parent messages queued before the first listener (next turn).
-pub(crate) fn replay_parent_messages() {
-    with(|l| {
-        l.deferred.push_back(Box::new(|| {
-            while let Some(msg) = with(|l| l.pending_parent.pop_front()) {
-                dispatch(Event::Message(msg.into()));
-            }
-        }))
-    });
 }

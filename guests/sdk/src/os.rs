@@ -5,8 +5,6 @@ use crate::Error;
 use crate::bindings::hive::process::child_process as wit;
 use crate::child::Child;
 
-pub use crate::bindings::wasi::io::poll::{Pollable, poll};
-pub use crate::bindings::wasi::io::streams::{InputStream, OutputStream, StreamError};
 pub use wit::{ExecError, ExecOutput, SpawnSyncResult, Stdio};
 
 /// Options for [`spawn`] (Node's `spawn` options).
@@ -142,22 +140,24 @@ pub fn spawn(command: &str, args: &[&str], options: SpawnOptions) -> Result<Chil
             kill_signal: options.kill_signal,
         },
     )?;
-    Ok(Child::register(handle))
+    Ok(Child::register(handle, false))
 }
 
 /// Runs `command` under `/bin/sh` and buffers its output (Node's `exec`):
 /// take it with [`Child::output`] or [`Child::on_output`].
 pub fn exec(command: &str, options: ExecOptions) -> Result<Child, Error> {
-    Ok(Child::register(wit::exec(command, &wit_exec(options))?))
+    Ok(Child::register(
+        wit::exec(command, &wit_exec(options))?,
+        true,
+    ))
 }
 
 /// Runs `file` with `args`, no shell, buffering output (Node's `execFile`).
 pub fn exec_file(file: &str, args: &[&str], options: ExecOptions) -> Result<Child, Error> {
-    Ok(Child::register(wit::exec_file(
-        file,
-        &strings(args),
-        &wit_exec(options),
-    )?))
+    Ok(Child::register(
+        wit::exec_file(file, &strings(args), &wit_exec(options))?,
+        true,
+    ))
 }
 
 /// Runs a program to completion (Node's `spawnSync`).
@@ -212,31 +212,4 @@ fn into_result(out: ExecOutput) -> Result<Vec<u8>, ExecFailure> {
             stderr: out.stderr,
         }),
     }
-}
-
-/// Copies `source` into `sink` inside the host (Node's
-/// `a.stdout.pipe(b.stdin)`): the bytes never enter this guest; `sink` is
-/// closed when `source` ends.
-pub fn pipe(source: InputStream, sink: OutputStream) {
-    wit::pipe(source, sink);
-}
-
-/// Reads a stream to its end (blocking).
-pub fn read_to_end(stream: &InputStream) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        match stream.blocking_read(64 * 1024) {
-            Ok(chunk) => out.extend(chunk),
-            Err(StreamError::Closed) => return out,
-            Err(StreamError::LastOperationFailed(_)) => return out,
-        }
-    }
-}
-
-/// Writes all of `bytes` to a stream (blocking).
-pub fn write_all(stream: &OutputStream, bytes: &[u8]) -> Result<(), StreamError> {
-    for chunk in bytes.chunks(4096) {
-        stream.blocking_write_and_flush(chunk)?;
-    }
-    Ok(())
 }

@@ -2,7 +2,90 @@
 //! signals and exit.
 
 use crate::bindings::hive::process::process as wit;
-use crate::{Error, IntoMessage, Message, event_loop};
+use crate::bindings::hive::process::types::Event;
+use crate::emitter::Listeners;
+use crate::event_loop::{self, Handle, HandleId};
+use crate::{Error, IntoMessage, Message};
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+/// This process as the event loop sees it: the parent channel's and the
+/// signals' listeners.
+#[derive(Default)]
+struct Process {
+    message: Listeners<Message>,
+    disconnect: Listeners<()>,
+    /// Each listener checks the signal's name (Node's `process.on('SIGTERM')`).
+    signal: Listeners<str>,
+    /// Parent messages that arrived before any listener (Node replays them).
+    pending: RefCell<VecDeque<Message>>,
+    /// The parent channel as this process has seen it: open until the
+    /// `disconnect` event was dispatched; asked of the host when first needed.
+    connected: Cell<Option<bool>>,
+}
+
+impl Process {
+    fn connected(&self) -> bool {
+        let connected = self.connected.get().unwrap_or_else(wit::connected);
+        self.connected.set(Some(connected));
+        connected
+    }
+
+    /// Replays the parent messages queued before the first listener, on
+    /// the next turn of the loop.
+    fn replay_pending() {
+        event_loop::defer(|| {
+            // Popped in a statement of its own: no borrow is held while
+            // the listeners run.
+            loop {
+                let next = handle().pending.borrow_mut().pop_front();
+                let Some(msg) = next else { break };
+                event_loop::dispatch(Event::Message(msg.into()));
+            }
+        });
+    }
+}
+
+impl Handle for Process {
+    /// While a message or disconnect listener exists and the channel is
+    /// open (Node refs the channel for those listeners).
+    fn has_ref(&self) -> bool {
+        (!self.message.is_empty() || !self.disconnect.is_empty()) && self.connected()
+    }
+
+    fn deliver(self: Rc<Self>, event: Event) {
+        match event {
+            Event::Message(msg) => {
+                let msg = Message::from(msg);
+                if self.message.is_empty() {
+                    self.pending.borrow_mut().push_back(msg);
+                } else {
+                    self.message.emit(&msg);
+                }
+            }
+            Event::Disconnect => {
+                self.connected.set(Some(false));
+                self.disconnect.emit(&());
+            }
+            Event::Signal(name) => self.signal.emit(&name),
+            Event::Child(_) => unreachable!("child events go to the child's handle"),
+        }
+    }
+}
+
+thread_local! {
+    static PROCESS: Rc<Process> = {
+        let process = Rc::new(Process::default());
+        event_loop::register(HandleId::Process, process.clone());
+        process
+    };
+}
+
+/// This process's handle, registered with the loop on first use.
+fn handle() -> Rc<Process> {
+    PROCESS.with(Rc::clone)
+}
 
 /// This process's pid.
 pub fn pid() -> u32 {
@@ -45,20 +128,25 @@ pub fn disconnect() -> Result<(), Error> {
 /// Calls `f` for every message from the parent. While a message or
 /// disconnect listener exists and the channel is open, [`crate::run`] keeps
 /// the process alive (as Node does).
-pub fn on_message(f: impl FnMut(Message) + 'static) {
-    event_loop::with(|l| l.on_parent_message.push(Box::new(f)));
-    event_loop::replay_parent_messages();
+pub fn on_message(mut f: impl FnMut(Message) + 'static) {
+    handle().message.add(move |msg| f(msg.clone()));
+    Process::replay_pending();
 }
 
 /// Calls `f` when the channel to the parent closes.
-pub fn on_disconnect(f: impl FnMut() + 'static) {
-    event_loop::with(|l| l.on_parent_disconnect.push(Box::new(f)));
+pub fn on_disconnect(mut f: impl FnMut() + 'static) {
+    handle().disconnect.add(move |_| f());
 }
 
 /// Handles `signal` (e.g. `"SIGTERM"`) with `f` instead of ending.
-pub fn on_signal(signal: &str, f: impl FnMut(&str) + 'static) -> Result<(), Error> {
+pub fn on_signal(signal: &str, mut f: impl FnMut(&str) + 'static) -> Result<(), Error> {
     wit::handle_signal(signal, true)?;
-    event_loop::with(|l| l.on_signal.push((signal.to_owned(), Box::new(f))));
+    let signal = signal.to_owned();
+    handle().signal.add(move |name| {
+        if *name == signal {
+            f(name)
+        }
+    });
     Ok(())
 }
 
@@ -67,9 +155,9 @@ pub fn on_signal(signal: &str, f: impl FnMut(&str) + 'static) -> Result<(), Erro
 pub fn recv() -> Option<Message> {
     loop {
         match wit::next_event()? {
-            crate::bindings::hive::process::types::Event::Message(m) => return Some(m.into()),
-            crate::bindings::hive::process::types::Event::Disconnect => {
-                event_loop::dispatch(crate::bindings::hive::process::types::Event::Disconnect);
+            Event::Message(m) => return Some(m.into()),
+            Event::Disconnect => {
+                event_loop::dispatch(Event::Disconnect);
                 return None;
             }
             other => event_loop::dispatch(other),

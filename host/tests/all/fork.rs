@@ -427,3 +427,28 @@ fn one_module_under_many_spellings_is_loaded_once() {
     // The parent itself, and its child once.
     assert_eq!(loads, 2, "{}", out.stderr);
 }
+
+/// A failed fork with a `close` listener and no `error` listener: the
+/// `error` event is thrown as in Node (printed, exit 1, no `close`). The SDK
+/// used to drop it whenever a `close` listener existed (issue 11, defect 2
+/// of the architecture review). Node's message is `Error: spawn
+/// does-not-exist ENOENT` plus a stack; Hive prints the SDK's one-line form.
+#[test]
+fn unhandled_error_event_is_thrown() {
+    Test::run(PROC_UNHANDLED_ERROR)
+        .stderr(&format!(
+            "Uncaught Error: spawn {PROC_UNHANDLED_ERROR}.missing ENOENT (ENOENT)\n"
+        ))
+        .status(1)
+        .check();
+}
+
+/// An exec child's spawn error goes to its callback, and is not thrown
+/// (Node's `execFile` listens for `error` itself, callback or not).
+#[test]
+fn exec_spawn_error_goes_to_the_callback() {
+    Test::new()
+        .args(["run", "--allow-spawn", PROC_UNHANDLED_ERROR, "exec-file"])
+        .stdout("callback Some(\"ENOENT\") spawn hive-no-such-program ENOENT\n")
+        .check();
+}

@@ -39,11 +39,11 @@ fn time_then<T>(n: usize, timed: impl Fn() -> T, after: impl Fn(T)) -> Vec<f64> 
 
 /// Writes `total` bytes to `sink` while reading `source`; returns bytes read.
 fn pump_through(
-    sink: hive::os::OutputStream,
-    source: &hive::os::InputStream,
+    sink: hive::io::OutputStream,
+    source: &hive::io::InputStream,
     total: usize,
 ) -> usize {
-    use hive::os::StreamError;
+    use hive::io::StreamError;
     let chunk = vec![7u8; 64 * 1024];
     let (mut written, mut read) = (0usize, 0usize);
     let mut sink = Some(sink);
@@ -76,7 +76,7 @@ fn pump_through(
             match &sink {
                 Some(s) => {
                     let sink_ready = s.subscribe();
-                    hive::os::poll(&[&source_ready, &sink_ready]);
+                    hive::io::poll(&[&source_ready, &sink_ready]);
                 }
                 None => source_ready.block(),
             }
@@ -287,9 +287,9 @@ fn main() {
                 let mut open = vec![true; n];
                 while open.iter().any(|o| *o) {
                     let live: Vec<usize> = (0..n).filter(|&i| open[i]).collect();
-                    let refs: Vec<&hive::os::Pollable> =
+                    let refs: Vec<&hive::io::Pollable> =
                         live.iter().map(|&i| &pollables[i]).collect();
-                    for ready in hive::os::poll(&refs) {
+                    for ready in hive::io::poll(&refs) {
                         let i = live[ready as usize];
                         match children[i].next_event() {
                             Some(hive::ChildEvent::Message(_)) => received.set(received.get() + 1),
@@ -336,7 +336,7 @@ fn main() {
                     hive::spawn("echo", &["hello world"], hive::SpawnOptions::default()).unwrap();
                 let wc = hive::spawn("wc", &["-w"], hive::SpawnOptions::default()).unwrap();
                 hive::pipe(echo.stdout().unwrap(), wc.stdin().unwrap());
-                let out = hive::os::read_to_end(&wc.stdout().unwrap());
+                let out = hive::io::read_to_end(&wc.stdout().unwrap());
                 wc.wait();
                 echo.wait();
                 assert_eq!(String::from_utf8_lossy(&out).trim(), "2");

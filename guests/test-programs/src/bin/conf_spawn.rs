@@ -151,9 +151,9 @@ fn sync_options(opts: &Value) -> SyncOptions {
 /// The current spawned child and what the interpreter knows of it.
 struct Current {
     child: Child,
-    stdin: Option<hive::os::OutputStream>,
-    stdout: Option<hive::os::InputStream>,
-    stderr: Option<hive::os::InputStream>,
+    stdin: Option<hive::io::OutputStream>,
+    stdout: Option<hive::io::InputStream>,
+    stderr: Option<hive::io::InputStream>,
     /// Whether stdout/stderr were piped (Node's `child.stdout` non-null).
     piped: [bool; 2],
     collected: [Vec<u8>; 2],
@@ -165,10 +165,10 @@ impl Current {
     /// Reads what the child wrote, to the end: called once it exited.
     fn collect(&mut self) {
         if let Some(s) = self.stdout.take() {
-            self.collected[0] = hive::os::read_to_end(&s);
+            self.collected[0] = hive::io::read_to_end(&s);
         }
         if let Some(s) = self.stderr.take() {
-            self.collected[1] = hive::os::read_to_end(&s);
+            self.collected[1] = hive::io::read_to_end(&s);
         }
     }
 }
@@ -290,7 +290,7 @@ fn main() {
             "write" => {
                 let cur = it.current.as_ref().unwrap();
                 let stdin = cur.stdin.as_ref().expect("piped stdin");
-                hive::os::write_all(stdin, step[1].as_str().unwrap().as_bytes()).expect("write");
+                hive::io::write_all(stdin, step[1].as_str().unwrap().as_bytes()).expect("write");
             }
             "end" => {
                 it.current.as_mut().unwrap().stdin.take();
@@ -385,7 +385,7 @@ fn main() {
                 let first = hive::spawn(&c1, &a1, SpawnOptions::default()).expect("spawn");
                 let second = hive::spawn(&c2, &a2, SpawnOptions::default()).expect("spawn");
                 hive::pipe(first.stdout().unwrap(), second.stdin().unwrap());
-                let out = hive::os::read_to_end(&second.stdout().unwrap());
+                let out = hive::io::read_to_end(&second.stdout().unwrap());
                 let status = second.wait();
                 first.wait();
                 println!(

@@ -186,7 +186,7 @@ fn main() {
             )
             .unwrap();
             hive::pipe(echo.stdout().unwrap(), upper.stdin().unwrap());
-            let out = hive::os::read_to_end(&upper.stdout().unwrap());
+            let out = hive::io::read_to_end(&upper.stdout().unwrap());
             upper.wait();
             print!("wasm child said: {}", text(&out));
         }
@@ -202,7 +202,7 @@ fn main() {
             .unwrap();
             let wc = spawn("wc", &["-c"], SpawnOptions::default()).unwrap();
             hive::pipe(hello.stdout().unwrap(), wc.stdin().unwrap());
-            let out = hive::os::read_to_end(&wc.stdout().unwrap());
+            let out = hive::io::read_to_end(&wc.stdout().unwrap());
             wc.wait();
             print!("wc counted: {}", text(&out).trim_start());
         }

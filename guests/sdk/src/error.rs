@@ -1,0 +1,49 @@
+//! The SDK's error type and Node's names for the host's error codes.
+
+use crate::ErrorCode;
+
+/// Why a call failed.
+///
+/// More variants may come (an error an event carries, say), so a `match`
+/// needs a `_` arm.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The host refused the call synchronously.
+    Code(ErrorCode),
+}
+
+impl From<ErrorCode> for Error {
+    fn from(code: ErrorCode) -> Self {
+        Error::Code(code)
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Code(ErrorCode::Denied) => write!(
+                f,
+                "EPERM: this guest may not start OS programs (run the host with `--allow-spawn`)"
+            ),
+            Error::Code(code) => write!(f, "{}", node_code(*code)),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Node's name for an error code (`ERR_IPC_CHANNEL_CLOSED`, ...).
+pub fn node_code(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::InvalidArgument => "ERR_INVALID_ARG_VALUE",
+        ErrorCode::InvalidJson => "ERR_INVALID_JSON",
+        ErrorCode::MessageTooLarge => "ERR_MESSAGE_TOO_LARGE",
+        ErrorCode::ChannelClosed => "ERR_IPC_CHANNEL_CLOSED",
+        ErrorCode::NotConnected => "ERR_IPC_DISCONNECTED",
+        ErrorCode::UnknownSignal => "ERR_UNKNOWN_SIGNAL",
+        ErrorCode::TooManyProcesses => "EAGAIN",
+        ErrorCode::Denied => "EPERM",
+        ErrorCode::NotADirectory => "ENOTDIR",
+    }
+}
