@@ -5,11 +5,13 @@
 use crate::error::LoadError;
 use crate::loader::cache::DiskCache;
 use crate::loader::{LoadedModule, Loader};
+use crate::node::Serialization;
+use crate::node::peer::{self, NodeReader, NodeWire};
 use crate::runtime::caps::{
     AllowedDir, Capabilities, ForkPolicy, Preopen, SpawnPolicy, TotalMemory,
 };
 use crate::runtime::exit::ExitStatus;
-use crate::runtime::lifecycle::Link;
+use crate::runtime::lifecycle::{End, Link};
 use crate::runtime::net::NetPolicy;
 use crate::runtime::proc::Proc;
 use crate::runtime::{Runtime, RuntimeConfig};
@@ -113,6 +115,40 @@ pub struct RunOptions {
     /// The guest's initial working directory, a guest path
     /// (`wasi:cli/environment.initial-cwd`).
     pub cwd: Option<String>,
+    /// A Node process that started this host with `fork`: the root guest's
+    /// parent, across the channel it made (`NODE_CHANNEL_FD`).
+    pub node_parent: Option<NodeParent>,
+}
+
+/// The channel to a Node parent (see [`RunOptions::node_parent`]).
+#[derive(Clone)]
+pub struct NodeParent {
+    socket: Arc<std::sync::Mutex<Option<std::os::fd::OwnedFd>>>,
+    serialization: Serialization,
+}
+
+impl NodeParent {
+    /// The parent at the other end of `socket`, writing `serialization`.
+    pub fn new(socket: std::os::fd::OwnedFd, serialization: Serialization) -> NodeParent {
+        NodeParent {
+            socket: Arc::new(std::sync::Mutex::new(Some(socket))),
+            serialization,
+        }
+    }
+
+    /// Connects to the parent (once: the socket has one root guest).
+    fn connect(&self) -> anyhow::Result<(Arc<NodeWire>, NodeReader)> {
+        let socket = self
+            .socket
+            .lock()
+            .unwrap()
+            .take()
+            .context("a Node parent's channel serves one root guest")?;
+        let socket = std::os::unix::net::UnixStream::from(socket);
+        socket.set_nonblocking(true)?;
+        let socket = tokio::net::UnixStream::from_std(socket)?;
+        Ok(peer::connect(socket, self.serialization))
+    }
 }
 
 impl RunOptions {
@@ -130,6 +166,7 @@ impl RunOptions {
             allow_fork: ForkPolicy::Below(Vec::new()),
             max_memory: None,
             cwd: None,
+            node_parent: None,
         }
     }
 }
@@ -268,15 +305,32 @@ impl Hive {
             .argv0
             .unwrap_or_else(|| options.module.display().to_string());
         let argv = std::iter::once(argv0).chain(options.args).collect();
+        // Under a Node parent the root is the process Node started: its
+        // pid is the host's, its ppid the host's parent's, so that what
+        // both sides print agrees.
+        let (link, pid, ppid, reader) = match &options.node_parent {
+            Some(parent) => {
+                let (wire, reader) = parent.connect()?;
+                let pid = std::process::id();
+                (
+                    Link::Remote(wire),
+                    Some(pid),
+                    std::os::unix::process::parent_id(),
+                    Some(reader),
+                )
+            }
+            None => (Link::None, None, std::process::id(), None),
+        };
         let spec = WasmSpec {
             module: ModuleSource::Ready(module),
             argv,
             env: options.env,
             dirs,
             stdio: options.stdio.unwrap_or_else(Stdio::inherit),
-            ppid: std::process::id(),
+            pid,
+            ppid,
             parent: None,
-            link: Link::None,
+            link,
             pipes: Vec::new(),
             caps: Arc::new(Capabilities {
                 spawn: options.allow_spawn,
@@ -287,7 +341,11 @@ impl Hive {
             cwd: options.cwd,
             budget: self.runtime().processes().budget.clone(),
         };
-        Ok(crate::wasm::start(self, spec)?)
+        let root = crate::wasm::start(self, spec)?;
+        if let (Some(reader), Some(channel)) = (reader, &root.channel) {
+            tokio::spawn(reader.run(channel.clone(), End::Parent));
+        }
+        Ok(root)
     }
 }
 

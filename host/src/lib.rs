@@ -37,7 +37,7 @@ mod error;
 mod filesystem;
 mod hive;
 mod loader;
-mod node;
+pub mod node;
 mod os;
 pub mod process;
 pub mod runtime;
@@ -46,7 +46,8 @@ mod types;
 mod wasm;
 
 pub use error::{ErrorChain, LoadError, MAX_MODULE_BYTES};
-pub use hive::{DEFAULT_MAX_MEMORY, DEFAULT_MAX_PROCS, Hive, HiveConfig, RunOptions};
+pub use hive::{DEFAULT_MAX_MEMORY, DEFAULT_MAX_PROCS, Hive, HiveConfig, NodeParent, RunOptions};
+pub use node::Serialization;
 pub use runtime::caps::Preopen;
 pub use runtime::caps::{AllowedProgram, SpawnPolicy, format_size, parse_size};
 pub use runtime::exit::ExitStatus;

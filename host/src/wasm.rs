@@ -42,6 +42,8 @@ pub struct WasmSpec {
     pub env: Vec<(String, String)>,
     pub dirs: Vec<Preopen>,
     pub stdio: Stdio,
+    /// Its pid; `None`: a fresh virtual one.
+    pub pid: Option<u32>,
     pub ppid: u32,
     /// The forking process (`None` for the root).
     pub parent: Option<Arc<Proc>>,
@@ -65,7 +67,7 @@ pub fn start(hive: &Hive, mut spec: WasmSpec) -> Result<Arc<Proc>, TooManyProces
     let proc = lifecycle::register(
         rt,
         NewProc {
-            pid: rt.processes().allocate_id(),
+            pid: spec.pid.unwrap_or_else(|| rt.processes().allocate_id()),
             name: spec.argv.first().cloned().unwrap_or_default(),
             kind: ProcKind::Wasm,
             parent: spec.parent.as_ref(),

@@ -28,6 +28,21 @@ pub struct ForkOptions {
     /// The most live processes the child's subtree (it included) may have;
     /// default: what is left of this process's.
     pub max_procs: Option<u32>,
+    /// The program that runs the module as an OS child (Node's `execPath`);
+    /// default `node` for a module not ending in `.wasm`.
+    pub exec_path: Option<String>,
+    /// How messages travel to an OS child (Node's `serialization`).
+    pub serialization: Serialization,
+}
+
+/// How messages travel to a Node child (Node's `serialization` option).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Serialization {
+    /// One JSON line per message (Node's default).
+    #[default]
+    Json,
+    /// V8's structured-clone format.
+    Advanced,
 }
 
 impl Default for ForkOptions {
@@ -40,6 +55,8 @@ impl Default for ForkOptions {
             timeout_ms: None,
             kill_signal: None,
             max_procs: None,
+            exec_path: None,
+            serialization: Serialization::Json,
         }
     }
 }
@@ -110,6 +127,11 @@ pub fn fork(module: &str, args: &[&str], options: ForkOptions) -> Result<Child, 
         timeout_ms: options.timeout_ms,
         kill_signal: options.kill_signal,
         max_procs: options.max_procs,
+        exec_path: options.exec_path,
+        serialization: match options.serialization {
+            Serialization::Json => wit::Serialization::Json,
+            Serialization::Advanced => wit::Serialization::Advanced,
+        },
     };
     Ok(Child::register(
         wit::fork(module, &args, &wit_options)?,

@@ -1,15 +1,21 @@
 //! `fork`: a wasm guest as a child, with a message channel.
 
+use super::spawn::Output;
 use super::{Child, ChildProcessView, kill_signal};
-use crate::bindings::hive::process::child_process::ForkOptions;
+use crate::bindings::hive::process::child_process::{
+    ForkOptions, Serialization as WitSerialization, Stdio as StdioKind,
+};
 use crate::bindings::{ErrorCode, HostError};
 use crate::error::{ErrorChain, LoadError};
+use crate::node::{self, Serialization};
+use crate::os::Request;
 use crate::runtime::argv::{has_nul, invalid_env};
 use crate::runtime::budget::Budget;
 use crate::runtime::caps::ForkPolicy;
 use crate::runtime::event::StartError;
 use crate::runtime::lifecycle::{self, Link};
 use crate::runtime::pipe::{Pipe, SILENT_FORK_CAPACITY};
+use crate::runtime::signal::Signal;
 use crate::stdio::Stdio;
 use crate::wasm::{ModuleSource, WasmSpec};
 use std::path::PathBuf;
@@ -35,6 +41,9 @@ impl ChildProcessView<'_> {
             return Err(ErrorCode::InvalidArgument.into());
         }
         let kill_signal = kill_signal(options.kill_signal.as_deref())?;
+        if options.exec_path.is_some() || !module.ends_with(".wasm") {
+            return self.fork_os(module, args, options, kill_signal);
+        }
         let hive = self.ctx.hive.clone();
         let me = self.ctx.me.clone();
         let path = PathBuf::from(&module);
@@ -98,6 +107,7 @@ impl ChildProcessView<'_> {
                 Vec::new()
             },
             stdio,
+            pid: None,
             ppid: me.pid,
             parent: Some(me.clone()),
             link: Link::Parent(None),
@@ -116,6 +126,47 @@ impl ChildProcessView<'_> {
         if let Some((out, err)) = pipes {
             (child.stdout, child.stderr) = (Some(out), Some(err));
         }
+        Ok(self.table.push(child)?)
+    }
+}
+
+impl ChildProcessView<'_> {
+    /// `fork` of an OS program (`node child.js`): a spawn with a channel.
+    fn fork_os(
+        &mut self,
+        module: String,
+        args: Vec<String>,
+        options: ForkOptions,
+        kill_signal: Signal,
+    ) -> Result<Resource<Child>, HostError> {
+        let exec_path = options.exec_path.unwrap_or_else(|| "node".into());
+        let argv: Vec<String> = options
+            .exec_argv
+            .into_iter()
+            .chain(std::iter::once(module))
+            .chain(args)
+            .collect();
+        let stdio = if options.silent {
+            [StdioKind::Pipe; 3]
+        } else {
+            [StdioKind::Inherit; 3]
+        };
+        let env = options.env.unwrap_or_else(|| self.ctx.env.clone());
+        let mut request = Request::new(&exec_path, &argv, None, None, None, env, stdio, false)?;
+        // A child never sees a channel that is not its own.
+        request.env.retain(|(name, _)| !node::is_channel_var(name));
+        self.may_spawn(&mut request)?;
+        let serialization = match options.serialization {
+            WitSerialization::Json => Serialization::Json,
+            WitSerialization::Advanced => Serialization::Advanced,
+        };
+        let child = self.start_os(
+            &request,
+            options.timeout_ms,
+            kill_signal,
+            Output::Streams,
+            Some(serialization),
+        )?;
         Ok(self.table.push(child)?)
     }
 }

@@ -138,7 +138,7 @@ impl ChildProcessView<'_> {
 
     /// Checks the spawn capability; a denial is logged with the flag that
     /// would allow it.
-    fn may_spawn(&self, request: &mut Request) -> Result<(), HostError> {
+    pub(super) fn may_spawn(&self, request: &mut Request) -> Result<(), HostError> {
         if let Ok(program) = self
             .ctx
             .caps

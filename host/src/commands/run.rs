@@ -1,7 +1,7 @@
 //! `host run`: run a WASI program (a WASI 0.2 command component, or a
 //! wasip1 core module) as the root process.
 
-use crate::hive::{Hive, HiveConfig, RunOptions};
+use crate::hive::{Hive, HiveConfig, NodeParent, RunOptions};
 use crate::runtime::caps::{
     AllowedDir, AllowedProgram, ForkPolicy, Preopen, SpawnPolicy, parse_size,
 };
@@ -346,8 +346,18 @@ impl RunCommand {
             max_total_memory: self.max_total_memory.unwrap_or(defaults.max_total_memory),
             sentinel: std::env::current_exe().ok(),
         };
+        // Started by Node's `fork` (`NODE_CHANNEL_FD`): the root guest's
+        // parent channel is that socket.
+        let node_parent = match crate::node::parent_channel() {
+            None => None,
+            Some(Ok(channel)) => Some(NodeParent::new(channel.0, channel.1)),
+            Some(Err(e)) => anyhow::bail!("{e}; unset it to run without a parent channel"),
+        };
+        // The channel's variables are the host's, never the guest's.
         let mut env: Vec<(String, String)> = if self.inherit_env {
-            std::env::vars().collect()
+            std::env::vars()
+                .filter(|(name, _)| !crate::node::is_channel_var(name))
+                .collect()
         } else {
             Vec::new()
         };
@@ -385,6 +395,7 @@ impl RunCommand {
             },
             max_memory: None,
             cwd: self.cwd,
+            node_parent,
         };
         // A guest that can reach the cache could read its secret or plant
         // entries that later runs would trust: run this one without it, and

@@ -112,22 +112,29 @@ fn unknown_signal_is_an_error() {
 fn fork_missing_module_is_enoent() {
     scenario(&["missing"])
         .stdout(&format!(
-            "pid: None\nerror ENOENT -2 spawn {PROC_CHILD}.missing\nclose -2 null\ndisconnect\nexit status: Some((\"-2\", \"null\"))\n"
+            "pid: None\nerror ENOENT -2 spawn {PROC_CHILD}.missing.wasm\nclose -2 null\ndisconnect\nexit status: Some((\"-2\", \"null\"))\n"
         ))
         .check();
 }
 
 #[test]
 fn fork_invalid_module_is_enoexec() {
+    // Named `.wasm`, so it is taken for a module (see `fork`), but is not one.
+    let dir = crate::util::temp_dir("fork-not-wasm");
+    let bad = dir.join("not-wasm.wasm");
+    std::fs::write(&bad, "[package]\n").unwrap();
+    let bad = bad.to_str().unwrap();
     Test::new()
         .args([
             "run",
-            "--allow-fork=.",
+            &format!("--allow-fork={}", dir.display()),
             PROC_PARENT,
             "invalid",
-            "Cargo.toml",
+            bad,
         ])
-        .stdout("pid: None\nerror ENOEXEC -8 spawn Cargo.toml\nclose -8 null\ndisconnect\n")
+        .stdout(&format!(
+            "pid: None\nerror ENOEXEC -8 spawn {bad}\nclose -8 null\ndisconnect\n"
+        ))
         .check();
 }
 
@@ -147,7 +154,20 @@ fn fork_never_opens_what_could_block() {
             .success()
     );
     let fifo = fifo.display().to_string();
-    for target in [fifo.as_str(), "/dev/stdin", "/dev/tty", "/dev/zero", "/tmp"] {
+    // Named `.wasm` (a fork of any other name is an OS program): symlinks
+    // to what must never be opened.
+    let mut targets = vec![fifo.clone()];
+    for (name, to) in [
+        ("stdin", "/dev/stdin"),
+        ("tty", "/dev/tty"),
+        ("zero", "/dev/zero"),
+        ("tmp", "/tmp"),
+    ] {
+        let link = dir.join(format!("{name}.wasm"));
+        std::os::unix::fs::symlink(to, &link).unwrap();
+        targets.push(link.display().to_string());
+    }
+    for target in &targets {
         Test::new()
             .args(["run", "--allow-fork", PROC_PARENT, "invalid", target])
             .stdin("the root's own input\n")
@@ -186,12 +206,14 @@ fn fork_reaches_only_allowed_directories() {
     };
     let copy = outside.join("proc_child.wasm").display().to_string();
     let missing = outside.join("missing.wasm").display().to_string();
-    let dotted = format!("{GUESTS_DIR}/../../Cargo.toml");
+    // (Names end in `.wasm`: anything else is an OS program, which
+    // `--allow-spawn` decides; see `fork_of_a_program_needs_allow_spawn`.)
+    let dotted = format!("{GUESTS_DIR}/../../Cargo.toml.wasm");
     let link = link.display().to_string();
     for target in [
         copy.as_str(),
         missing.as_str(),
-        "/etc/passwd",
+        "/etc/passwd.wasm",
         &dotted,
         &link,
     ] {
@@ -263,7 +285,7 @@ fn flood_a_failed_fork() {
     scenario(&["flood-failed"])
         .stdout(&format!(
             "sent 1000, refused 99000\n1 × close -2 null\n1 × disconnect\n\
-             1 × error ENOENT -2 spawn {PROC_CHILD}.missing\n1000 × error EPIPE -32 write\n"
+             1 × error ENOENT -2 spawn {PROC_CHILD}.missing.wasm\n1000 × error EPIPE -32 write\n"
         ))
         .check();
 }
@@ -437,7 +459,7 @@ fn one_module_under_many_spellings_is_loaded_once() {
 fn unhandled_error_event_is_thrown() {
     Test::run(PROC_UNHANDLED_ERROR)
         .stderr(&format!(
-            "Uncaught Error: spawn {PROC_UNHANDLED_ERROR}.missing ENOENT (ENOENT)\n"
+            "Uncaught Error: spawn {PROC_UNHANDLED_ERROR}.missing.wasm ENOENT (ENOENT)\n"
         ))
         .status(1)
         .check();

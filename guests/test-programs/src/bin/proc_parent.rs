@@ -116,7 +116,7 @@ fn main() {
         }
         "missing" => {
             let child = fork(
-                &format!("{}.missing", child_path()),
+                &format!("{}.missing.wasm", child_path()),
                 &[],
                 ForkOptions::default(),
             )
@@ -258,7 +258,7 @@ fn main() {
             // A hostile parent: sends to a fork that never started, in a
             // loop, taking no events. The host must not queue without end.
             let child = fork(
-                &format!("{}.missing", child_path()),
+                &format!("{}.missing.wasm", child_path()),
                 &[],
                 ForkOptions::default(),
             )

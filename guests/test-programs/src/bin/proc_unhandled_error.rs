@@ -12,7 +12,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         None => {
-            let missing = format!("{}.missing", args[0]);
+            let missing = format!("{}.missing.wasm", args[0]);
             let child = fork(&missing, &[], ForkOptions::default()).expect("fork");
             child.on_close(|code, signal| println!("close {code:?} {signal:?}"));
         }
