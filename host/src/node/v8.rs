@@ -2004,4 +2004,180 @@ mod tests {
             (vec![], 0)
         );
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+        use serde_json::Value as JsonValue;
+
+        /// JSON-ish values: every kind of number and string, nested a few
+        /// levels.
+        pub(super) fn json_value() -> impl Strategy<Value = JsonValue> {
+            let leaf = prop_oneof![
+                Just(JsonValue::Null),
+                any::<bool>().prop_map(JsonValue::Bool),
+                any::<i32>().prop_map(JsonValue::from),
+                any::<i64>().prop_map(JsonValue::from),
+                any::<u64>().prop_map(JsonValue::from),
+                any::<f64>().prop_filter_map("a finite number", |x| {
+                    serde_json::Number::from_f64(x).map(JsonValue::Number)
+                }),
+                (-1e7f64..1e7).prop_map(JsonValue::from),
+                any::<String>().prop_map(JsonValue::String),
+                "[a-zé€😀\\\\\"\n\u{0}]{0,6}".prop_map(JsonValue::String),
+            ];
+            let key = prop_oneof!["[a-c]{0,2}", "[0-9]{1,11}", any::<String>()];
+            leaf.prop_recursive(4, 48, 6, move |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(JsonValue::Array),
+                    prop::collection::vec((key.clone(), inner), 0..6)
+                        .prop_map(|pairs| JsonValue::Object(pairs.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// A JSON text as JavaScript sees it, as a serde_json value: every
+        /// number an f64 read with correct rounding (serde_json's own
+        /// float parsing is not, with its defaults), keys in the text's
+        /// order (the map compares without order).
+        pub(super) fn as_javascript(text: &str) -> JsonValue {
+            fn convert(value: &Json<'_>) -> JsonValue {
+                let text = |t: &Text<'_>| match t {
+                    Text::Str(s) => s.to_string(),
+                    Text::Units(units) => String::from_utf16_lossy(units),
+                };
+                match value {
+                    Json::Null => JsonValue::Null,
+                    Json::Bool(b) => JsonValue::Bool(*b),
+                    // -0 and 0 are the same JSON number.
+                    Json::Number(x) => JsonValue::from(*x + 0.0),
+                    Json::String(s) => JsonValue::String(text(s)),
+                    Json::Array(items) => JsonValue::Array(items.iter().map(convert).collect()),
+                    Json::Object(properties) => JsonValue::Object(
+                        properties
+                            .iter()
+                            .map(|(k, v)| (text(k), convert(v)))
+                            .collect(),
+                    ),
+                }
+            }
+            convert(&parse_json(text).expect("valid JSON"))
+        }
+
+        #[derive(Debug, Clone)]
+        enum Mutation {
+            Truncate(usize),
+            Flip(usize, u8),
+            Insert(usize, u8),
+            Remove(usize),
+        }
+
+        fn mutation() -> impl Strategy<Value = Mutation> {
+            prop_oneof![
+                any::<usize>().prop_map(Mutation::Truncate),
+                (any::<usize>(), 1..=255u8).prop_map(|(i, x)| Mutation::Flip(i, x)),
+                (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Insert(i, b)),
+                any::<usize>().prop_map(Mutation::Remove),
+            ]
+        }
+
+        fn apply(body: &mut Vec<u8>, mutation: &Mutation) {
+            let at = |i: usize, len: usize| if len == 0 { 0 } else { i % len };
+            match *mutation {
+                Mutation::Truncate(i) => body.truncate(at(i, body.len() + 1)),
+                Mutation::Flip(i, x) if !body.is_empty() => {
+                    let i = at(i, body.len());
+                    body[i] ^= x;
+                }
+                Mutation::Insert(i, b) => body.insert(at(i, body.len() + 1), b),
+                Mutation::Remove(i) if !body.is_empty() => {
+                    body.remove(at(i, body.len()));
+                }
+                _ => {}
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn random_bytes_never_panic(
+                header in any::<bool>(),
+                bytes in prop::collection::vec(any::<u8>(), 0..200),
+                max in any::<usize>(),
+            ) {
+                let mut frame = if header { vec![0xff, 0x0f] } else { Vec::new() };
+                frame.extend(&bytes);
+                let _ = decode(&frame);
+                if let Ok((frames, used)) = split_frames(&frame, max) {
+                    prop_assert!(used <= frame.len());
+                    for range in frames {
+                        prop_assert!(range.end <= used);
+                        let _ = decode(&frame[range]);
+                    }
+                }
+            }
+
+            #[test]
+            fn mutated_frames_never_panic(
+                value in json_value(),
+                mutations in prop::collection::vec(mutation(), 1..4),
+            ) {
+                let mut body = encode(&Payload::Json(value.to_string())).unwrap();
+                for m in &mutations {
+                    apply(&mut body, m);
+                }
+                let _ = decode(&body);
+                let mut framed = frame(&body);
+                apply(&mut framed, &mutations[0]);
+                let _ = split_frames(&framed, 1 << 20);
+            }
+
+            #[test]
+            fn json_round_trips(value in json_value()) {
+                let text = value.to_string();
+                let body = encode(&Payload::Json(text.clone())).unwrap();
+                let Ok(Payload::Json(decoded)) = decode(&body) else {
+                    panic!("{text} did not come back as JSON: {:?}", decode(&body));
+                };
+                prop_assert_eq!(as_javascript(&decoded), as_javascript(&text));
+                // What decode writes is a fixed point.
+                let again = decode(&encode(&Payload::Json(decoded.clone())).unwrap());
+                prop_assert_eq!(again, Ok(Payload::Json(decoded)));
+            }
+
+            #[test]
+            fn bytes_round_trip(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+                let body = encode(&Payload::Bytes(bytes.clone())).unwrap();
+                prop_assert_eq!(&body[..5], &[0xff, 0x0f, 0x5c, 0x00, 0x0a]);
+                prop_assert_eq!(decode(&body), Ok(Payload::Bytes(bytes)));
+            }
+
+            #[test]
+            fn frames_survive_any_chunking(
+                values in prop::collection::vec(json_value(), 1..5),
+                cuts in prop::collection::vec(any::<usize>(), 0..6),
+            ) {
+                let bodies: Vec<Vec<u8>> = values
+                    .iter()
+                    .map(|v| encode(&Payload::Json(v.to_string())).unwrap())
+                    .collect();
+                let stream: Vec<u8> = bodies.iter().flat_map(|b| frame(b)).collect();
+                let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (stream.len() + 1)).collect();
+                cuts.push(stream.len());
+                cuts.sort_unstable();
+                // Feed the stream in chunks, as reads would deliver it.
+                let (mut buf, mut got, mut fed) = (Vec::new(), Vec::new(), 0);
+                for cut in cuts {
+                    buf.extend_from_slice(&stream[fed..cut]);
+                    fed = cut;
+                    let (frames, used) = split_frames(&buf, 1 << 20).unwrap();
+                    got.extend(frames.into_iter().map(|r| buf[r].to_vec()));
+                    buf.drain(..used);
+                }
+                prop_assert!(buf.is_empty());
+                prop_assert_eq!(got, bodies);
+            }
+        }
+    }
 }
