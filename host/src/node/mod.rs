@@ -8,6 +8,7 @@
 
 pub mod json;
 pub mod peer;
+pub mod scm;
 pub mod v8;
 
 use crate::runtime::unix;
@@ -46,6 +47,18 @@ impl Serialization {
             _ => None,
         }
     }
+}
+
+/// A descriptor sent with a message (a message envelope's handle), and
+/// Node's name for what it is: `net.Server` (a listening socket, which both
+/// sides may then accept on), `net.Socket` (a connection), `net.Native`,
+/// `dgram.Socket` or `dgram.Native`.
+#[derive(Debug)]
+pub struct PassedHandle {
+    /// The descriptor.
+    pub fd: OwnedFd,
+    /// Node's handle type.
+    pub kind: String,
 }
 
 /// A channel for a Node child about to start: our end, the child's end
@@ -99,4 +112,318 @@ pub fn parent_channel() -> Option<Result<(OwnedFd, Serialization), String>> {
 /// child never sees (Node deletes them from `process.env`).
 pub fn is_channel_var(name: &str) -> bool {
     name == CHANNEL_FD || name == SERIALIZATION_MODE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::budget::Budget;
+    use crate::runtime::event::{ChildEvent, Envelope, Event, Handle, Payload};
+    use crate::runtime::lifecycle::{self, End, Link, NewProc};
+    use crate::runtime::proc::{Proc, ProcKind};
+    use crate::runtime::{Runtime, RuntimeConfig};
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// A parent process record, and an unmodified Node child running
+    /// `script` on a real channel to it.
+    struct NodeChild {
+        parent: Arc<Proc>,
+        child: Arc<Proc>,
+        _process: tokio::process::Child,
+    }
+
+    fn start(script: &str, serialization: Serialization) -> NodeChild {
+        let rt = Runtime::new(
+            RuntimeConfig {
+                max_procs: 8,
+                kill_grace: Duration::from_secs(1),
+                max_total_memory: 1 << 30,
+                sentinel: None,
+            },
+            wasmtime::Engine::default(),
+        );
+        let budget = Budget::root(8);
+        let parent = lifecycle::register(
+            &rt,
+            NewProc {
+                pid: rt.processes().allocate_id(),
+                name: "parent".into(),
+                kind: ProcKind::Wasm,
+                parent: None,
+                channel: Link::None,
+                pipes: Vec::new(),
+                slot: budget.charge().unwrap(),
+            },
+        );
+        let channel = ChildChannel::new().unwrap();
+        let mut command = tokio::process::Command::new("node");
+        command
+            .args(["-e", script])
+            .envs(channel.env(serialization));
+        let process = {
+            let _spawning = unix::SPAWNING.write().unwrap();
+            unix::set_cloexec(&channel.theirs, false).unwrap();
+            command.spawn().expect("node is installed")
+        };
+        let ChildChannel { ours, theirs } = channel;
+        drop(theirs);
+        ours.set_nonblocking(true).unwrap();
+        let (wire, reader) = peer::connect(
+            tokio::net::UnixStream::from_std(ours).unwrap(),
+            serialization,
+        );
+        let child = lifecycle::register(
+            &rt,
+            NewProc {
+                pid: process.id().unwrap(),
+                name: "node".into(),
+                kind: ProcKind::Os {
+                    detached: false,
+                    group: false,
+                },
+                parent: Some(&parent),
+                channel: Link::Parent(Some(wire)),
+                pipes: Vec::new(),
+                slot: budget.charge().unwrap(),
+            },
+        );
+        tokio::spawn(reader.run(child.channel.clone().unwrap(), End::Child));
+        NodeChild {
+            parent,
+            child,
+            _process: process,
+        }
+    }
+
+    impl NodeChild {
+        /// The child's next event for its parent (skipping `spawn`).
+        async fn next(&self) -> ChildEvent {
+            let inbox = &self.parent.inbox;
+            loop {
+                match inbox.try_pop() {
+                    Some(Event::Child {
+                        event: ChildEvent::Spawn,
+                        ..
+                    }) => continue,
+                    Some(Event::Child { event, .. }) => return event,
+                    Some(other) => panic!("not a child event: {other:?}"),
+                    None => {
+                        let wait = inbox.wait_until(|| inbox.has_any());
+                        tokio::time::timeout(Duration::from_secs(10), wait)
+                            .await
+                            .expect("the Node child answers within 10 s");
+                    }
+                }
+            }
+        }
+
+        async fn message(&self) -> Envelope {
+            match self.next().await {
+                ChildEvent::Message(envelope) => envelope,
+                other => panic!("expected a message, got {other:?}"),
+            }
+        }
+
+        async fn send(&self, envelope: Envelope) {
+            let cost = crate::runtime::message::cost(&envelope.payload);
+            let channel = self.child.channel.as_ref().unwrap();
+            channel.forward(End::Parent, envelope, cost).await.unwrap();
+        }
+    }
+
+    fn json(text: &str) -> Payload {
+        Payload::Json(text.into())
+    }
+
+    /// The host hands a listening socket to an unmodified Node child, which
+    /// serves connections on it; a message sent right after the handle is
+    /// held until Node has acknowledged it, and arrives after it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_child_serves_on_a_listener_the_host_sent() {
+        for serialization in [Serialization::Json, Serialization::Advanced] {
+            let node = start(
+                r#"process.on('message', (m, server) => {
+                     if (server) {
+                       server.on('connection', (s) => s.end('served by node\n'));
+                       process.send({ got: m, handle: server.constructor.name });
+                     } else {
+                       process.send({ after: m });
+                     }
+                   });"#,
+                serialization,
+            );
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let handle = PassedHandle {
+                fd: listener.into(),
+                kind: "net.Server".into(),
+            };
+            node.send(Envelope {
+                payload: json(r#""serve""#),
+                handles: vec![Handle(Box::new(handle))],
+            })
+            .await;
+            node.send(Envelope::from(json(r#""next""#))).await;
+            assert_eq!(
+                node.message().await.payload,
+                json(r#"{"got":"serve","handle":"Server"}"#)
+            );
+            assert_eq!(node.message().await.payload, json(r#"{"after":"next"}"#));
+            let served = tokio::task::spawn_blocking(move || {
+                let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                let mut text = String::new();
+                client.read_to_string(&mut text).unwrap();
+                text
+            })
+            .await
+            .unwrap();
+            assert_eq!(served, "served by node\n", "{serialization:?}");
+            node.child.kill(crate::runtime::signal::Signal::KILL);
+        }
+    }
+
+    /// An unmodified Node child sends a listening socket back: it arrives
+    /// with its message as a handle, the host acknowledges it (Node holds
+    /// everything it sends after a handle until then), and it is the
+    /// listener itself — the host accepts on it once Node closed its copy.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_child_sends_a_listener_back() {
+        let node = start(
+            r#"const srv = require('net').createServer((s) => s.end('node\n'));
+               srv.listen(0, '127.0.0.1', () => {
+                 process.send({ port: srv.address().port }, srv);
+                 process.send('after the handle');
+               });
+               process.on('message', () => srv.close(() => process.send('closed')));"#,
+            Serialization::Json,
+        );
+        let mut envelope = node.message().await;
+        let Payload::Json(text) = &envelope.payload else {
+            panic!("json")
+        };
+        let port = serde_json::from_str::<serde_json::Value>(text).unwrap()["port"]
+            .as_u64()
+            .unwrap() as u16;
+        let handle = envelope.handles.pop().expect("a handle came with it");
+        let handle = handle.0.downcast::<PassedHandle>().unwrap();
+        assert_eq!(handle.kind, "net.Server");
+        assert_eq!(node.message().await.payload, json(r#""after the handle""#));
+        node.send(Envelope::from(json(r#""close yours""#))).await;
+        assert_eq!(node.message().await.payload, json(r#""closed""#));
+        let listener = std::net::TcpListener::from(handle.fd);
+        assert_eq!(listener.local_addr().unwrap().port(), port);
+        // Node made it non-blocking (a flag of the socket, not of our copy).
+        listener.set_nonblocking(false).unwrap();
+        let client = std::thread::spawn(move || {
+            let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let mut text = String::new();
+            client.read_to_string(&mut text).unwrap();
+            text
+        });
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.write_all(b"the host\n").unwrap();
+        drop(conn);
+        assert_eq!(client.join().unwrap(), "the host\n");
+        node.child.kill(crate::runtime::signal::Signal::KILL);
+    }
+
+    /// The handle protocol against a peer that is not Node: a
+    /// `NODE_HANDLE` without a descriptor is refused (`NODE_HANDLE_NACK`);
+    /// a handle of ours the peer refuses is sent again, and what was sent
+    /// after it waits until the peer acknowledges it.
+    #[tokio::test]
+    async fn handles_are_refused_resent_and_waited_for() {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let rt = Runtime::new(
+            RuntimeConfig {
+                max_procs: 4,
+                kill_grace: Duration::from_secs(1),
+                max_total_memory: 1 << 30,
+                sentinel: None,
+            },
+            wasmtime::Engine::default(),
+        );
+        let budget = Budget::root(4);
+        let parent = lifecycle::register(
+            &rt,
+            NewProc {
+                pid: rt.processes().allocate_id(),
+                name: "parent".into(),
+                kind: ProcKind::Wasm,
+                parent: None,
+                channel: Link::None,
+                pipes: Vec::new(),
+                slot: budget.charge().unwrap(),
+            },
+        );
+        let (ours, theirs) = tokio::net::UnixStream::pair().unwrap();
+        let (wire, reader) = peer::connect(ours, Serialization::Json);
+        let child = lifecycle::register(
+            &rt,
+            NewProc {
+                pid: rt.processes().allocate_id(),
+                name: "peer".into(),
+                kind: ProcKind::Os {
+                    detached: false,
+                    group: false,
+                },
+                parent: Some(&parent),
+                channel: Link::Parent(Some(wire)),
+                pipes: Vec::new(),
+                slot: budget.charge().unwrap(),
+            },
+        );
+        let channel = child.channel.clone().unwrap();
+        tokio::spawn(reader.run(channel.clone(), End::Child));
+        let (read, mut write) = theirs.into_split();
+        let mut lines = BufReader::new(read).lines();
+        // A handle message without a descriptor: refused.
+        write
+            .write_all(b"{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Socket\",\"msg\":1}\n")
+            .await
+            .unwrap();
+        assert_eq!(
+            lines.next_line().await.unwrap().unwrap(),
+            r#"{"cmd":"NODE_HANDLE_NACK"}"#
+        );
+        // Ours: a handle, then a plain message that must wait for the answer.
+        let (socket, _keep) = std::os::unix::net::UnixStream::pair().unwrap();
+        let handle = PassedHandle {
+            fd: socket.into(),
+            kind: "net.Socket".into(),
+        };
+        let send = |envelope: Envelope| {
+            let channel = channel.clone();
+            async move {
+                let cost = crate::runtime::message::cost(&envelope.payload);
+                channel.forward(End::Parent, envelope, cost).await.unwrap();
+            }
+        };
+        send(Envelope {
+            payload: json("\"h\""),
+            handles: vec![Handle(Box::new(handle))],
+        })
+        .await;
+        send(Envelope::from(json("\"later\""))).await;
+        let wrapped = r#"{"cmd":"NODE_HANDLE","type":"net.Socket","msg":"h"}"#;
+        assert_eq!(lines.next_line().await.unwrap().unwrap(), wrapped);
+        write
+            .write_all(b"{\"cmd\":\"NODE_HANDLE_NACK\"}\n")
+            .await
+            .unwrap();
+        assert_eq!(
+            lines.next_line().await.unwrap().unwrap(),
+            wrapped,
+            "sent again"
+        );
+        let held = tokio::time::timeout(Duration::from_millis(200), lines.next_line()).await;
+        assert!(held.is_err(), "nothing is written before the answer");
+        write
+            .write_all(b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n")
+            .await
+            .unwrap();
+        assert_eq!(lines.next_line().await.unwrap().unwrap(), r#""later""#);
+    }
 }

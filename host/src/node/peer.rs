@@ -9,24 +9,71 @@
 //! message from the peer is sent on with the channel's own `send`, which
 //! waits while the receiver is over its limit — and while the reader
 //! waits, it does not read, so the peer's writes back up, as Node's do.
+//!
+//! Handles travel as Node's do (`node.md` §2.5): a message with a
+//! [`PassedHandle`] is written as `{"cmd":"NODE_HANDLE","type":…,"msg":…}`
+//! with the descriptor attached (`SCM_RIGHTS`), and nothing after it is
+//! written until the peer answers `NODE_HANDLE_ACK` (or, after three
+//! `NODE_HANDLE_NACK`s, gives up on the handle). A descriptor the peer
+//! sends is paired with its next `NODE_HANDLE` message, acknowledged, and
+//! delivered with the message; one nobody takes is closed when the message
+//! is dropped.
 
-use super::{Serialization, json, v8};
-use crate::runtime::event::Payload;
+use super::{PassedHandle, Serialization, json, scm, v8};
+use crate::runtime::event::{Envelope, Handle, Payload};
 use crate::runtime::flow::Flow;
 use crate::runtime::lifecycle::{Channel, End, Wire};
 use crate::runtime::message::{self, MAX_MESSAGE_BYTES};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
+/// How many times a handle the peer refused (`NODE_HANDLE_NACK`) is sent
+/// again before it is given up, as Node does.
+const MAX_HANDLE_RETRIES: u32 = 3;
+
+/// Bytes of queued frames written together.
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// A frame for the writer, and what it is charged to.
+struct Frame {
+    bytes: Vec<u8>,
+    /// Descriptors attached to it (a `NODE_HANDLE` message).
+    fds: Vec<OwnedFd>,
+    charge: Option<(Arc<Flow>, usize)>,
+}
+
+impl Frame {
+    fn release(&mut self) {
+        if let Some((flow, cost)) = self.charge.take() {
+            flow.release(cost);
+        }
+    }
+}
+
+impl Drop for Frame {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 /// What the writer task is asked to do.
 enum Out {
-    /// Write a frame, then release its charge.
-    Frame(Vec<u8>, Arc<Flow>, usize),
+    /// Write a message frame (after any handle before it was answered).
+    Frame(Frame),
     /// Write what is queued, then close.
     Close,
+}
+
+/// What the reader tells the writer.
+enum Control {
+    /// Write this internal frame at once (an answer to the peer's handle).
+    Internal(Vec<u8>),
+    /// The peer answered our handle: `true` for `NODE_HANDLE_ACK`.
+    Answered(bool),
 }
 
 /// Our side of a Node peer's IPC socket, writing.
@@ -36,30 +83,60 @@ pub struct NodeWire {
 }
 
 impl Wire for NodeWire {
-    fn send(&self, payload: Payload, (flow, cost): (Arc<Flow>, usize)) {
-        let frame = match self.serialization {
-            Serialization::Json => json::encode(&payload),
-            Serialization::Advanced => match v8::encode(&payload) {
-                Ok(body) => v8::frame(&body),
-                Err(e) => {
-                    // Every Hive message has a V8 form; should one not,
-                    // drop it rather than put a bad frame on the wire.
-                    tracing::warn!("a message for a Node peer could not be encoded: {e}");
-                    flow.release(cost);
-                    return;
-                }
-            },
+    fn send(&self, envelope: Envelope, charge: (Arc<Flow>, usize)) {
+        let Envelope { payload, handles } = envelope;
+        let mut handle = handles
+            .into_iter()
+            .find_map(|h| h.0.downcast::<PassedHandle>().ok());
+        let encoded = match &handle {
+            None => encode(self.serialization, &payload),
+            Some(h) => {
+                let text = match &payload {
+                    Payload::Json(text) => text.clone(),
+                    Payload::Bytes(_) => {
+                        let line = json::encode(&payload);
+                        String::from_utf8(line[..line.len() - 1].to_vec()).expect("JSON is UTF-8")
+                    }
+                };
+                let wrapped = format!(
+                    r#"{{"cmd":"NODE_HANDLE","type":{},"msg":{text}}}"#,
+                    serde_json::Value::from(h.kind.clone())
+                );
+                encode(self.serialization, &Payload::Json(wrapped))
+            }
         };
-        if let Err(mpsc::error::SendError(Out::Frame(_, flow, cost))) =
-            self.out.send(Out::Frame(frame, flow, cost))
-        {
-            // The writer is gone (the socket failed): nobody will write it.
-            flow.release(cost);
-        }
+        let bytes = match encoded {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                // Every Hive message has a form on the wire; should one not,
+                // drop it rather than put a bad frame there.
+                tracing::warn!("a message for a Node peer could not be encoded: {e}");
+                charge.0.release(charge.1);
+                return;
+            }
+        };
+        let fds = handle.take().map(|h| vec![h.fd]).unwrap_or_default();
+        // If the writer is gone (the socket failed), dropping the frame
+        // releases its charge.
+        let _ = self.out.send(Out::Frame(Frame {
+            bytes,
+            fds,
+            charge: Some(charge),
+        }));
     }
 
     fn close(&self) {
         let _ = self.out.send(Out::Close);
+    }
+}
+
+/// A payload as one frame in `serialization`.
+fn encode(serialization: Serialization, payload: &Payload) -> Result<Vec<u8>, String> {
+    match serialization {
+        Serialization::Json => Ok(json::encode(payload)),
+        Serialization::Advanced => v8::encode(payload)
+            .map(|body| v8::frame(&body))
+            .map_err(|e| e.to_string()),
     }
 }
 
@@ -68,6 +145,7 @@ impl Wire for NodeWire {
 pub struct NodeReader {
     read: OwnedReadHalf,
     serialization: Serialization,
+    control: mpsc::UnboundedSender<Control>,
 }
 
 /// Connects to a Node peer over `socket`: the wire to give the channel,
@@ -75,71 +153,141 @@ pub struct NodeReader {
 pub fn connect(socket: UnixStream, serialization: Serialization) -> (Arc<NodeWire>, NodeReader) {
     let (read, write) = socket.into_split();
     let (out, queue) = mpsc::unbounded_channel();
-    tokio::spawn(write_frames(write, queue));
+    let (control, controls) = mpsc::unbounded_channel();
+    tokio::spawn(write_frames(write, queue, controls));
     let wire = Arc::new(NodeWire { serialization, out });
-    (
-        wire,
-        NodeReader {
-            read,
-            serialization,
-        },
-    )
+    let reader = NodeReader {
+        read,
+        serialization,
+        control,
+    };
+    (wire, reader)
 }
 
-/// The writer task: frames in order, several per write when they queue up.
-async fn write_frames(mut socket: OwnedWriteHalf, mut queue: mpsc::UnboundedReceiver<Out>) {
-    let mut batch = Vec::new();
-    let mut charges = Vec::new();
+/// The writer task: frames in order, several per write when they queue up;
+/// after a frame with a handle, nothing until the peer has answered it.
+async fn write_frames(
+    mut socket: OwnedWriteHalf,
+    mut queue: mpsc::UnboundedReceiver<Out>,
+    mut controls: mpsc::UnboundedReceiver<Control>,
+) {
+    let mut batch: Vec<u8> = Vec::new();
+    let mut written: Vec<Frame> = Vec::new();
+    // The handle frame the peer has not answered yet, and how often sent.
+    let mut unanswered: Option<(Frame, u32)> = None;
     let mut closing = false;
-    while !closing {
-        let Some(first) = queue.recv().await else {
-            break;
-        };
-        let mut next = Some(first);
-        // Take what else is queued now, up to a batch's worth.
-        while let Some(out) = next.take() {
-            match out {
-                Out::Frame(frame, flow, cost) => {
-                    batch.extend_from_slice(&frame);
-                    charges.push((flow, cost));
+    let mut controls_open = true;
+    let result: std::io::Result<()> = async {
+        loop {
+            if closing && unanswered.is_none() {
+                return Ok(());
+            }
+            tokio::select! {
+                biased;
+                control = controls.recv(), if controls_open => match control {
+                    Some(Control::Internal(bytes)) => socket.write_all(&bytes).await?,
+                    Some(Control::Answered(ack)) => {
+                        let Some((mut frame, sent)) = unanswered.take() else { continue };
+                        if !ack && sent <= MAX_HANDLE_RETRIES {
+                            send_frame(&mut socket, &frame).await?;
+                            unanswered = Some((frame, sent + 1));
+                        } else {
+                            if !ack {
+                                tracing::warn!("a Node peer refused a handle {sent} times: dropped it");
+                            }
+                            frame.release();
+                        }
+                    }
+                    None => controls_open = false,
+                },
+                out = queue.recv(), if unanswered.is_none() && !closing => {
+                    let mut next = match out {
+                        Some(out) => Some(out),
+                        None => return Ok(()),
+                    };
+                    // Take what else is queued now, up to a batch's worth,
+                    // stopping before a frame with a handle.
+                    while let Some(out) = next.take() {
+                        match out {
+                            Out::Close => closing = true,
+                            Out::Frame(frame) if !frame.fds.is_empty() => {
+                                socket.write_all(&batch).await?;
+                                batch.clear();
+                                written.clear();
+                                send_frame(&mut socket, &frame).await?;
+                                unanswered = Some((frame, 1));
+                                break;
+                            }
+                            Out::Frame(frame) => {
+                                batch.extend_from_slice(&frame.bytes);
+                                written.push(frame);
+                            }
+                        }
+                        if !closing && batch.len() < BATCH_BYTES {
+                            next = queue.try_recv().ok();
+                        }
+                    }
+                    socket.write_all(&batch).await?;
+                    batch.clear();
+                    // Written: dropping the frames gives back their bytes.
+                    written.clear();
                 }
-                Out::Close => closing = true,
             }
-            if !closing && batch.len() < 256 * 1024 {
-                next = queue.try_recv().ok();
-            }
-        }
-        let written = socket.write_all(&batch).await;
-        batch.clear();
-        for (flow, cost) in charges.drain(..) {
-            flow.release(cost);
-        }
-        if let Err(e) = written {
-            tracing::debug!("a Node peer's channel failed: {e}");
-            break;
         }
     }
-    // Whatever was still queued will never be written: give it back.
+    .await;
+    if let Err(e) = result {
+        tracing::debug!("a Node peer's channel failed: {e}");
+    }
+    // Whatever was still queued will never be written: dropping it gives
+    // back its bytes.
     queue.close();
-    while let Ok(out) = queue.try_recv() {
-        if let Out::Frame(_, flow, cost) = out {
-            flow.release(cost);
-        }
-    }
+    while queue.try_recv().is_ok() {}
     let _ = socket.shutdown().await;
+}
+
+/// Writes one frame with its descriptors attached to its first byte.
+async fn send_frame(socket: &mut OwnedWriteHalf, frame: &Frame) -> std::io::Result<()> {
+    let fds: Vec<_> = frame.fds.iter().map(AsRawFd::as_raw_fd).collect();
+    let stream: &UnixStream = socket.as_ref();
+    let sent = loop {
+        stream.writable().await?;
+        match stream.try_io(Interest::WRITABLE, || {
+            scm::send_with_fds(stream, &frame.bytes, &fds)
+        }) {
+            Ok(sent) => break sent,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    };
+    socket.write_all(&frame.bytes[sent..]).await
 }
 
 impl NodeReader {
     /// Reads the peer's messages until the socket ends, sending each on
     /// through `channel` as coming from end `from`; then disconnects the
     /// channel (Node's EOF is a disconnect).
-    pub async fn run(mut self, channel: Arc<Channel>, from: End) {
+    pub async fn run(self, channel: Arc<Channel>, from: End) {
         let mut buf = vec![0u8; 64 * 1024];
         let mut lines = json::LineReader::new(MAX_MESSAGE_BYTES);
         let mut frames = Vec::new();
         let mut pending = Vec::new();
+        // Descriptors received, waiting for their `NODE_HANDLE` message.
+        let mut fds: Vec<OwnedFd> = Vec::new();
+        let stream: &UnixStream = self.read.as_ref();
         loop {
-            let n = match self.read.read(&mut buf).await {
+            let read = loop {
+                if let Err(e) = stream.readable().await {
+                    break Err(e);
+                }
+                match stream.try_io(Interest::READABLE, || {
+                    scm::recv_with_fds(stream, &mut buf, &mut fds)
+                }) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    other => break other,
+                }
+            };
+            let n = match read {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) => {
@@ -170,7 +318,7 @@ impl NodeReader {
                 }
             }
             for message in pending.drain(..) {
-                if !deliver(&channel, from, message).await {
+                if !self.deliver(&channel, from, message, &mut fds).await {
                     return;
                 }
             }
@@ -189,6 +337,79 @@ impl NodeReader {
         }
         channel.disconnect();
     }
+
+    /// Sends one decoded message on; false once the channel is closed.
+    async fn deliver(
+        &self,
+        channel: &Channel,
+        from: End,
+        message: Result<json::Line, String>,
+        fds: &mut Vec<OwnedFd>,
+    ) -> bool {
+        let envelope = match message {
+            Ok(json::Line::Message(payload)) => Envelope::from(payload),
+            Ok(json::Line::Internal(value)) => match self.internal(value, fds) {
+                Some(envelope) => envelope,
+                None => return true,
+            },
+            Err(e) => {
+                channel.protocol_error(from, format!("invalid IPC message: {e}"));
+                return true;
+            }
+        };
+        let cost = message::cost(&envelope.payload);
+        channel.forward(from, envelope, cost).await.is_ok() || channel.connected()
+    }
+
+    /// One of Node's own messages: a handle's arrival or an answer to ours
+    /// is handled here; a user message that came with a handle is returned.
+    fn internal(&self, value: serde_json::Value, fds: &mut Vec<OwnedFd>) -> Option<Envelope> {
+        match value["cmd"].as_str() {
+            Some("NODE_HANDLE_ACK") => {
+                let _ = self.control.send(Control::Answered(true));
+                None
+            }
+            Some("NODE_HANDLE_NACK") => {
+                let _ = self.control.send(Control::Answered(false));
+                None
+            }
+            Some("NODE_HANDLE") => {
+                if fds.is_empty() {
+                    self.answer("NODE_HANDLE_NACK");
+                    return None;
+                }
+                let fd = fds.remove(0);
+                // Node answers first, then delivers.
+                self.answer("NODE_HANDLE_ACK");
+                let kind = value["type"].as_str().unwrap_or("net.Native").to_owned();
+                let msg = value.get("msg").cloned().unwrap_or(serde_json::Value::Null);
+                if let Some(cmd) = msg.get("cmd").and_then(|c| c.as_str())
+                    && json::is_internal_cmd(cmd)
+                {
+                    // Node's own traffic with a handle (cluster): not a
+                    // user message; the descriptor closes here.
+                    tracing::debug!(cmd, "an internal message with a handle from a Node peer");
+                    return None;
+                }
+                Some(Envelope {
+                    payload: Payload::Json(msg.to_string()),
+                    handles: vec![Handle(Box::new(PassedHandle { fd, kind }))],
+                })
+            }
+            other => {
+                tracing::trace!(cmd = ?other, "an internal message from a Node peer");
+                None
+            }
+        }
+    }
+
+    /// Queues an internal answer (`NODE_HANDLE_ACK`/`NACK`) for the peer.
+    fn answer(&self, cmd: &str) {
+        let text = format!(r#"{{"cmd":"{cmd}"}}"#);
+        if let Ok(bytes) = encode(self.serialization, &Payload::Json(text)) {
+            let _ = self.control.send(Control::Internal(bytes));
+        }
+    }
 }
 
 /// Decodes one advanced frame into a line-like result.
@@ -202,22 +423,4 @@ fn advanced_message(body: &[u8]) -> Result<json::Line, String> {
         return Ok(json::Line::Internal(value));
     }
     Ok(json::Line::Message(payload))
-}
-
-/// Sends one decoded message on; false once the channel is closed.
-async fn deliver(channel: &Channel, from: End, message: Result<json::Line, String>) -> bool {
-    match message {
-        Ok(json::Line::Message(payload)) => {
-            let cost = message::cost(&payload);
-            channel.forward(from, payload, cost).await.is_ok() || channel.connected()
-        }
-        Ok(json::Line::Internal(value)) => {
-            tracing::trace!(%value, "an internal message from a Node peer");
-            true
-        }
-        Err(e) => {
-            channel.protocol_error(from, format!("invalid IPC message: {e}"));
-            true
-        }
-    }
 }

@@ -14,9 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// The far end of a channel that is not a process of this host: it carries
 /// messages to another program (a Node process over its IPC socket).
 pub trait Wire: Send + Sync + 'static {
-    /// Queues one message for the peer. `charge` is the flow it is charged
-    /// to, to be released once the bytes are written.
-    fn send(&self, payload: Payload, charge: (Arc<Flow>, usize));
+    /// Queues one message (with the handles sent with it) for the peer.
+    /// `charge` is the flow it is charged to, to be released once the
+    /// bytes are written.
+    fn send(&self, envelope: Envelope, charge: (Arc<Flow>, usize));
 
     /// Closes the wire once what is queued is written: the peer sees the
     /// channel end.
@@ -96,15 +97,15 @@ impl Channel {
     /// Cancel safe: nothing is queued until the reservation is made.
     pub async fn send(&self, from: End, payload: Payload) -> Result<bool, SendError> {
         let cost = message::validate(&payload)?;
-        self.forward(from, payload, cost).await
+        self.forward(from, Envelope::from(payload), cost).await
     }
 
-    /// [`Channel::send`] for a payload already validated (one decoded from
-    /// a wire), costing `cost`.
+    /// [`Channel::send`] for a message already validated (one decoded from
+    /// a wire, or one the host sends with handles), costing `cost`.
     pub async fn forward(
         &self,
         from: End,
-        payload: Payload,
+        envelope: Envelope,
         cost: usize,
     ) -> Result<bool, SendError> {
         if !self.connected() {
@@ -123,14 +124,13 @@ impl Channel {
         };
         match to {
             Peer::Inbox(inbox) => {
-                let envelope = Envelope::from(payload);
                 let event = match from {
                     End::Parent => Event::Message(envelope),
                     End::Child => child_event(self.id, ChildEvent::Message(envelope)),
                 };
                 inbox.push(event, Some((flow.clone(), cost)));
             }
-            Peer::Wire(wire) => wire.send(payload, (flow.clone(), cost)),
+            Peer::Wire(wire) => wire.send(envelope, (flow.clone(), cost)),
         }
         Ok(room)
     }
