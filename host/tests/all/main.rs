@@ -1,9 +1,11 @@
 //! Integration tests: the real `host` binary on real guests, with exact
 //! stdout, stderr and exit status. One test binary (the wasmtime pattern).
 
+mod bridge;
 mod cli;
 mod fork;
 mod net;
+mod node;
 mod os;
 mod signals;
 mod util;

@@ -134,6 +134,24 @@ fn main() {
             println!("pid: {:?}", child.pid());
             trace(&child);
         }
+        "pids" => {
+            // Tells its parent (a Node program, under `host run`) who it is.
+            let me = format!(
+                r#"{{"pid":{},"ppid":{},"connected":{}}}"#,
+                hive::process::pid(),
+                hive::process::ppid(),
+                hive::process::connected()
+            );
+            hive::process::send(hive::Message::Json(me)).unwrap();
+            hive::process::disconnect().unwrap();
+        }
+        "try-fork" => {
+            // argv[2]: any module; prints the fork's result, then its events.
+            match fork(&args[2], &[], ForkOptions::default()) {
+                Ok(child) => trace(&child),
+                Err(e) => println!("fork failed: {e}"),
+            }
+        }
         "bad-args" => {
             println!(
                 "empty: {}",
