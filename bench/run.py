@@ -22,6 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOST = os.path.join(ROOT, "target/release/host")
 PARENT = os.path.join(ROOT, "target/guests/bench_parent.wasm")
 NODE = os.path.join(ROOT, "bench/node/bench.js")
+NODE_CHILD = os.path.join(ROOT, "bench/node/child.js")
 REPEATS = int(os.environ.get("REPEATS", "5"))
 FLOOR = os.path.join(ROOT, "target/release/spawn-floor")
 ENV = dict(os.environ, HOST_CACHE_DIR=os.path.join(ROOT, "target/hive-cache"), HOST_MAX_PROCS="10002")
@@ -38,6 +39,16 @@ WORKLOADS = [
     ("round trips 16 B, 2 CPU-bound siblings", "rtt_per_s", "rt/s", True, ("rtt-spin", 20000, 16, 2), ("rtt-spin", 5000, 16, 2)),
     ("round trips 16 B, next to a child's unread flood of 50,000", "rtt_per_s", "rt/s", True, ("rtt-flood", 20000, 16, 50000), None),
     ("one way 16 B", "msgs_per_s", "msg/s", True, ("throughput", 1000000, 16), ("throughput", 200000, 16)),
+    # A guest and a real Node child (`fork('child.js')`) against Node and
+    # the same Node child: the Node side bounds both.
+    *[(f"{what}, guest ↔ Node child ({mode})", key, unit, higher,
+       (work, n, size, NODE_CHILD, mode), (work, n_node, size, mode))
+      for mode in ("json", "advanced")
+      for what, key, unit, higher, work, n, n_node, size in (
+          ("round trip 16 B", "median_us", "µs", False, "rtt", 5000, 5000, 16),
+          ("round trip 64 KiB", "median_us", "µs", False, "rtt", 200, 100, 65536),
+          ("one way 16 B", "msgs_per_s", "msg/s", True, "throughput", 200000, 200000, 16),
+          ("one way 64 KiB", "msgs_per_s", "msg/s", True, "throughput", 1000, 1000, 65536))],
     ("one way 1 KiB", "msgs_per_s", "msg/s", True, ("throughput", 500000, 1024), ("throughput", 50000, 1024)),
     ("one way 64 KiB", "msgs_per_s", "msg/s", True, ("throughput", 20000, 65536), ("throughput", 1000, 65536)),
     ("50 parallel forks → all ready", "total_ms", "ms", False, ("parallel", 50), ("parallel", 50)),
@@ -63,7 +74,12 @@ def floor(n):
 
 
 def node(*args):
-    return parse(subprocess.run(["node", NODE, *map(str, args)], check=True,
+    # A trailing `json`/`advanced` is the channel's serialization.
+    env = dict(os.environ)
+    if args and args[-1] in ("json", "advanced"):
+        env["BENCH_SERIALIZATION"] = args[-1]
+        args = args[:-1]
+    return parse(subprocess.run(["node", NODE, *map(str, args)], check=True, env=env,
                                 capture_output=True, text=True).stdout)
 
 

@@ -78,8 +78,10 @@ function fail(msg) {
 // Forks child.js with `role`. The child must only exit after we disconnected
 // it (c.expectExit = true) or, for role 'exit', by itself; and with status 0.
 // c.exited resolves with the hrtime of the 'exit' event.
+// BENCH_SERIALIZATION=advanced: the channel in Node's 'advanced' mode.
+const SERIALIZATION = process.env.BENCH_SERIALIZATION || 'json';
 function spawnChild(role, stdout = 'ignore') {
-  const c = fork(CHILD, [role], { stdio: ['ignore', stdout, 'inherit', 'ipc'] });
+  const c = fork(CHILD, [role], { stdio: ['ignore', stdout, 'inherit', 'ipc'], serialization: SERIALIZATION });
   c.expectExit = role === 'exit';
   live.add(c);
   c.on('error', (e) => fail(`child ${role} (pid ${c.pid}): ${e.message}`));

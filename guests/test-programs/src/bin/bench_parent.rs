@@ -90,7 +90,19 @@ fn main() {
     let what = args.get(1).map(String::as_str).unwrap_or("fork");
     let n: usize = args.get(2).map_or(1000, |a| a.parse().unwrap());
     let size: usize = args.get(3).map_or(16, |a| a.parse().unwrap());
+    // `rtt` and `throughput` take the child as argv[4] (default
+    // bench_child.wasm beside this module; `…/child.js` is a Node child)
+    // and its channel's serialization as argv[5] (`json`, `advanced`).
     let path = child_path();
+    let peer = args.get(4).cloned().unwrap_or_else(child_path);
+    let serialization = match args.get(5).map(String::as_str) {
+        Some("advanced") => hive::Serialization::Advanced,
+        _ => hive::Serialization::Json,
+    };
+    let with = |serialization| ForkOptions {
+        serialization,
+        ..ForkOptions::default()
+    };
     match what {
         "fork" => {
             // Warm the module cache first: the first fork compiles or loads.
@@ -154,7 +166,7 @@ fn main() {
             }
         }
         "rtt" => {
-            let child = fork(&path, &["echo"], ForkOptions::default()).unwrap();
+            let child = fork(&peer, &["echo"], with(serialization)).unwrap();
             let payload = Message::Bytes(vec![7u8; size]);
             child.send(payload.clone()).unwrap();
             child.recv().unwrap();
@@ -229,7 +241,7 @@ fn main() {
             );
         }
         "throughput" => {
-            let child = fork(&path, &["sink"], ForkOptions::default()).unwrap();
+            let child = fork(&peer, &["sink"], with(serialization)).unwrap();
             let payload = Message::Bytes(vec![7u8; size]);
             let start = Instant::now();
             for _ in 0..n {
