@@ -36,7 +36,7 @@
 //! | `Date` | `D` float64 ms | its time value in ms, a number (`JSON.stringify` gives the ISO string); an invalid date → `null` |
 //! | `new Number(x)`, `new String(s)`, `new Boolean(b)`, `Object(1n)` | `n`, `s`, `y`/`x`, `z` | as the primitive |
 //! | array | `A` dense: length, elements (`-` for a hole), `$`, property count, length; `a` sparse: length, index/value pairs, `@`, property count, length | JSON array, holes → `null`, other properties left out; at most 2^20 holes in a frame |
-//! | plain object | `o` key/value pairs `{` property count | JSON object; keys are strings or numbers (a number key becomes its string form); integer keys first in ascending order, then the others in order; a repeated key keeps its first place and its last value |
+//! | plain object | `o` key/value pairs `{` property count | JSON object; keys are strings or numbers (a number key becomes its string form); integer keys first in ascending order, then the others in order (as JavaScript orders them); a repeated key is invalid, as for V8 |
 //! | `Buffer`, `Uint8Array` (nested) | as above | `{"type":"Buffer","data":[…]}`, `JSON.stringify`'s form for a `Buffer` (for a plain `Uint8Array` it gives `{"0":…}`) |
 //! | other host object | `\` `1` then a copy of it | the copy, as Node reads it |
 //! | `Map` `;`, `Set` `'`, `RegExp` `R`, `Error` `r`, `ArrayBuffer` `B`, resizable `~`, `SharedArrayBuffer` `u`, other typed arrays and `DataView`, an object met twice (shared or circular) `^`, WebAssembly `w` `m`, shared objects `p` | | [`DecodeError::Unsupported`], naming the type |
@@ -54,7 +54,7 @@
 //! | `Json` number | `I` zig-zag varint if it is an integer that fits in an int32 and not `-0`, else `N` float64 (the nearest double, as `JSON.parse` rounds) | a number |
 //! | `Json` string | `"` Latin-1 if every UTF-16 unit is at most U+00FF, else `\0` padding if needed (as V8 aligns) and `c` UTF-16LE; `\uD800` escapes stay lone surrogates | a string |
 //! | `Json` array | `A` length, elements, `$ 00` length | an array |
-//! | `Json` object | `o`, keys as strings in the text's order, values, `{` count | an object, as `JSON.parse` builds it (a repeated key: the last value wins) |
+//! | `Json` object | `o`, keys as strings in the text's order, values, `{` count; a repeated key once, where it first appears, with its last value (as `JSON.parse` keeps it: V8 rejects a frame that repeats a key, and Node, failing to read it, exits) | an object, as `JSON.parse` builds it |
 //!
 //! The JSON is read as `JSON.parse` reads it (RFC 8259, nothing more), in
 //! order, without going through `serde_json`: its default float parsing
@@ -648,10 +648,14 @@ impl<'a> Reader<'a> {
     }
 
     fn bigint(&mut self) -> Result<String, DecodeError> {
+        let at = self.pos;
         let bitfield = self.varint()?;
         let negative = bitfield & 1 == 1;
         let len = (bitfield >> 1) as usize;
         let magnitude = self.bytes(len)?;
+        if len == 0 && negative {
+            return Err(self.invalid(at, "a negative BigInt without digits"));
+        }
         if len > MAX_BIGINT_BYTES {
             return Err(DecodeError::BigIntTooLarge {
                 bytes: len,
@@ -705,11 +709,16 @@ impl<'a> Reader<'a> {
                 Key::Name(name) => named.push((name, value)),
             }
         }
-        let mut ordered: Vec<(String, Value)> = sort_indexed(indexed)
+        // V8 fails on a key it has already set.
+        let indexed = sort_indexed(indexed).ok_or(self.invalid(at, REPEATED_KEY))?;
+        if has_repeats(named.iter().map(|(name, _)| name.as_str())) {
+            return Err(self.invalid(at, REPEATED_KEY));
+        }
+        let mut ordered: Vec<(String, Value)> = indexed
             .into_iter()
             .map(|(index, value)| (index.to_string(), value))
             .collect();
-        ordered.extend(dedup_named(named));
+        ordered.extend(named);
         Ok(Value::Object(ordered))
     }
 
@@ -736,7 +745,7 @@ impl<'a> Reader<'a> {
             return Err(self.invalid(at, "the array's two lengths differ"));
         }
         self.depth -= 1;
-        self.array(len, items, properties)
+        self.array(at, len, items, properties)
     }
 
     fn sparse_array(&mut self, at: usize) -> Result<Value, DecodeError> {
@@ -748,13 +757,14 @@ impl<'a> Reader<'a> {
             return Err(self.invalid(at, "the array's two lengths differ"));
         }
         self.depth -= 1;
-        self.array(len, Vec::new(), properties)
+        self.array(at, len, Vec::new(), properties)
     }
 
     /// An array from its elements and its other properties (those that
     /// are not indices do not show in JSON).
     fn array(
         &mut self,
+        at: usize,
         len: u32,
         mut items: Vec<(u32, Value)>,
         properties: Vec<(Key, Value)>,
@@ -766,7 +776,8 @@ impl<'a> Reader<'a> {
             }
         }
         if items.len() != dense {
-            items = sort_indexed(items);
+            // An element set twice (not a hole filled) fails in V8.
+            items = sort_indexed(items).ok_or(self.invalid(at, REPEATED_KEY))?;
         }
         // An index at or past the length makes the array longer, as in JS
         // (an index is below 2^32 - 1, so this fits).
@@ -872,43 +883,21 @@ fn v8_view_name(subtag: u8) -> Option<&'static str> {
     })
 }
 
-/// Sorts by index; of repeated indices the last value wins.
-fn sort_indexed<V>(mut items: Vec<(u32, V)>) -> Vec<(u32, V)> {
-    items.sort_by_key(|&(index, _)| index); // stable: repeats keep their order
-    let mut out: Vec<(u32, V)> = Vec::with_capacity(items.len());
-    for (index, value) in items {
-        match out.last_mut() {
-            Some(last) if last.0 == index => last.1 = value,
-            _ => out.push((index, value)),
-        }
+const REPEATED_KEY: &str = "a property key that appears twice";
+
+/// Sorts by index; `None` if an index repeats.
+fn sort_indexed<V>(mut items: Vec<(u32, V)>) -> Option<Vec<(u32, V)>> {
+    items.sort_by_key(|&(index, _)| index);
+    if items.windows(2).any(|pair| pair[0].0 == pair[1].0) {
+        return None;
     }
-    out
+    Some(items)
 }
 
-/// Keeps each name once, where it first came, with its last value (as
-/// defining a property twice does).
-fn dedup_named<K: Eq + std::hash::Hash + Clone, V>(items: Vec<(K, V)>) -> Vec<(K, V)> {
-    let mut out: Vec<(K, V)> = Vec::with_capacity(items.len());
-    if items.len() <= 16 {
-        for (key, value) in items {
-            match out.iter_mut().find(|(k, _)| *k == key) {
-                Some(slot) => slot.1 = value,
-                None => out.push((key, value)),
-            }
-        }
-    } else {
-        let mut slots: HashMap<K, usize> = HashMap::with_capacity(items.len());
-        for (key, value) in items {
-            match slots.get(&key) {
-                Some(&slot) => out[slot].1 = value,
-                None => {
-                    slots.insert(key.clone(), out.len());
-                    out.push((key, value));
-                }
-            }
-        }
-    }
-    out
+/// Whether a key comes twice.
+fn has_repeats<K: Eq + std::hash::Hash>(keys: impl ExactSizeIterator<Item = K>) -> bool {
+    let mut seen = std::collections::HashSet::with_capacity(keys.len());
+    keys.into_iter().any(|key| !seen.insert(key))
 }
 
 /// A BigInt's decimal digits from its sign and little-endian magnitude.
@@ -1089,6 +1078,61 @@ enum Json<'a> {
 enum Text<'a> {
     Str(&'a str),
     Units(Vec<u16>),
+}
+
+impl Text<'_> {
+    fn units(&self) -> Box<dyn Iterator<Item = u16> + '_> {
+        match self {
+            Text::Str(s) => Box::new(s.encode_utf16()),
+            Text::Units(units) => Box::new(units.iter().copied()),
+        }
+    }
+}
+
+/// Texts are equal when their characters are: `"é"` is `"\u00e9"`.
+impl PartialEq for Text<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Text::Str(a), Text::Str(b)) => a == b,
+            _ => self.units().eq(other.units()),
+        }
+    }
+}
+
+impl Eq for Text<'_> {}
+
+impl std::hash::Hash for Text<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        for unit in self.units() {
+            state.write_u16(unit);
+        }
+    }
+}
+
+/// Keeps each key once, where it first came, with its last value (as
+/// `JSON.parse` does).
+fn dedup_keys<K: Eq + std::hash::Hash + Clone, V>(items: Vec<(K, V)>) -> Vec<(K, V)> {
+    let mut out: Vec<(K, V)> = Vec::with_capacity(items.len());
+    if items.len() <= 16 {
+        for (key, value) in items {
+            match out.iter_mut().find(|(k, _)| *k == key) {
+                Some(slot) => slot.1 = value,
+                None => out.push((key, value)),
+            }
+        }
+    } else {
+        let mut slots: HashMap<K, usize> = HashMap::with_capacity(items.len());
+        for (key, value) in items {
+            match slots.get(&key) {
+                Some(&slot) => out[slot].1 = value,
+                None => {
+                    slots.insert(key.clone(), out.len());
+                    out.push((key, value));
+                }
+            }
+        }
+    }
+    out
 }
 
 fn parse_json(text: &str) -> Result<Json<'_>, EncodeError> {
@@ -1377,8 +1421,9 @@ impl Writer {
                 self.varint(items.len() as u64);
             }
             Json::Object(properties) => {
+                let properties = dedup_keys(properties.iter().map(|(k, v)| (k, v)).collect());
                 self.out.push(tag::BEGIN_OBJECT);
-                for (key, value) in properties {
+                for (key, value) in &properties {
                     self.string(key);
                     self.value(value);
                 }
@@ -1738,6 +1783,8 @@ mod tests {
             "-18446744073709551616",
         );
         decodes("ff 0f 5a 00", "0");
+        decodes("ff 0f 5a 02 01", "1"); // not whole 64-bit digits
+        decodes("ff 0f 5a 03 ff", "-255");
         decodes("ff 0f 7a 10 05 00 00 00 00 00 00 00", "5"); // Object(5n)
         // 2^128, in 17 bytes (V8 writes whole digits; any length is read).
         decodes(
@@ -1873,6 +1920,12 @@ mod tests {
             "ff 0f 49 ff ff ff ff 7f",    // a varint over 32 bits
             "ff 0f 5c 02 30",             // host object of kind 2
             "ff 0f 73 49 02",             // a String object that holds a number
+            "ff 0f 5a 01",                // -0n, which V8 rejects
+            // Repeated keys, which V8 rejects (Node then exits):
+            "ff 0f 6f 22 01 61 30 22 01 61 30 7b 02", // "a", "a"
+            "ff 0f 6f 49 02 30 22 01 31 30 7b 02",    // 1, "1"
+            "ff 0f 61 02 49 00 30 49 00 30 40 02 02", // a sparse index twice
+            "ff 0f 41 01 30 49 00 30 24 01 01",       // a dense element and index 0
         ] {
             assert!(
                 matches!(decode(&hex(frame)), Err(Invalid { .. })),
@@ -1884,6 +1937,8 @@ mod tests {
         // count before a value, are skipped.
         decodes("ff 0f 00 00 54", "true");
         decodes("ff 0f 3f 05 54", "true");
+        // A property may fill a dense array's hole (V8 reads [true]).
+        decodes("ff 0f 41 01 2d 49 00 54 24 01 01", "[true]");
     }
 
     #[test]
@@ -1926,11 +1981,13 @@ mod tests {
         encodes(r#""a\/b\"\\""#, "ff 0f 22 05 61 2f 62 22 5c");
         encodes(r#"{}"#, "ff 0f 6f 7b 00");
         encodes(r#""""#, "ff 0f 22 00");
+        // A repeated key once, in its first place, with its last value
+        // (as Node writes JSON.parse's object); "é" and "\u00e9" are one key.
+        encodes(r#"{"a":1,"a":2}"#, "ff 0f 6f 22 01 61 49 04 7b 01");
         encodes(
-            r#"{"a":1,"a":2}"#,
-            "ff 0f 6f 22 01 61 49 02 22 01 61 49 04 7b 02",
+            r#"{"é":1,"b":2,"\u00e9":3}"#,
+            "ff 0f 6f 22 01 e9 49 06 22 01 62 49 04 7b 02",
         );
-        decodes("ff 0f 6f 22 01 61 49 02 22 01 61 49 04 7b 02", r#"{"a":2}"#);
         for bad in [
             "",
             " ",
