@@ -10,19 +10,25 @@ fn scenario(args: &[&str]) -> Test {
 
 #[test]
 fn seed_fork_demo() {
-    // Same lines, same order as `node guests/examples/seed-fork-main/node/main.js`
-    // (pids differ: wasm pids are virtual).
+    // The seed's lines, in the order `node guests/examples/seed-fork-main/node/main.js`
+    // prints them (pids differ: wasm pids are virtual). node.rs compares the
+    // four wasm/Node combinations.
     Test::run(SEED_FORK_MAIN)
         .stdout(
-            "[main] pid 4194305, forked child pid 4194306\n\
-             [child] ppid 4194305, pid 4194306\n\
-             [child] message from parent: \"hello world\"\n\
-             [main] message from child: {\"length\":11}\n\
-             [main] message from child: {\"heartbeat\":1}\n\
-             [main] message from child: {\"heartbeat\":2}\n\
-             [main] disconnecting\n\
-             [child] parent disconnected\n\
-             [main] child exited with code 0 and signal null\n",
+            "[main] pid: 4194305\n\
+             [main] child pid: 4194306\n\
+             [main] sent a message\n\
+             [child] ppid: 4194305\n\
+             [child] pid: 4194306\n\
+             [child] got a message\n\
+             [main] got a message\n\
+             [main] message: [child] message length is 11\n\
+             [main] got a message\n\
+             [main] message: [child] heart beat 1\n\
+             [main] got a message\n\
+             [main] message: [child] heart beat 2\n\
+             [child] disconnect\n\
+             [main] child process exited\n",
         )
         .check();
 }

@@ -1,29 +1,34 @@
-//! The seed's fork demo, child side: a faithful port of `../seed-fork-main/node/child.js`.
-use hive::process;
+//! The seed's fork demo, child side: a port of the seed's `child.js`
+//! (`../seed-fork-main/node/child.js`), line for line.
+use hive::{Message, process};
 
 fn main() {
-    println!("[child] ppid {}, pid {}", process::ppid(), process::pid());
-
+    println!("[child] ppid: {}", process::ppid());
+    println!("[child] pid: {}", process::pid());
     process::on_message(|msg| {
-        println!(
-            "[child] message from parent: {}",
-            match &msg {
-                hive::Message::Json(t) => t.clone(),
-                hive::Message::Bytes(b) => format!("{b:?}"),
-            }
-        );
-        // `msg.length` of a string is its length in UTF-16 code units.
-        let length = msg.text().encode_utf16().count();
-        process::send(&serde_json::json!({ "length": length })).expect("send");
+        println!("[child] got a message");
+        process::send(&format!("[child] message length is {}", js_length(&msg))).expect("send");
     });
-
     hive::set_timeout(1000, || {
-        process::send(&serde_json::json!({ "heartbeat": 1 })).expect("send");
+        process::send("[child] heart beat 1").expect("send");
     });
     hive::set_timeout(2000, || {
-        process::send(&serde_json::json!({ "heartbeat": 2 })).expect("send");
+        process::send("[child] heart beat 2").expect("send");
     });
-
-    process::on_disconnect(|| println!("[child] parent disconnected"));
+    process::on_disconnect(|| println!("[child] disconnect"));
     hive::run();
+}
+
+/// `msg.length` as JavaScript computes it, as text: a string's length in
+/// UTF-16 code units, an array's element count, a Buffer's byte count, and
+/// `undefined` for anything else.
+fn js_length(msg: &Message) -> String {
+    match msg {
+        Message::Bytes(b) => b.len().to_string(),
+        Message::Json(text) => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::String(s)) => s.encode_utf16().count().to_string(),
+            Ok(serde_json::Value::Array(a)) => a.len().to_string(),
+            _ => "undefined".into(),
+        },
+    }
 }

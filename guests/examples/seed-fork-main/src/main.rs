@@ -1,7 +1,10 @@
-//! The seed's fork demo, parent side: a faithful port of `node/main.js`.
+//! The seed's fork demo, parent side: a port of the seed's `main.js`
+//! (`node/main.js` here), line for line.
 //!
-//! Build: `just guests`. Run: `host run target/guests/seed-fork-main.wasm [CHILD.wasm]`
-//! (the child defaults to `seed-fork-child.wasm` beside this module).
+//! Build: `just guests`. Run: `host run target/guests/seed-fork-main.wasm [CHILD]`
+//! (the child defaults to `seed-fork-child.wasm` beside this module; a child
+//! not ending in `.wasm`, e.g. `node/child.js`, runs under `node` and needs
+//! `--allow-spawn`).
 use hive::{ForkOptions, fork, process};
 
 fn main() {
@@ -12,37 +15,22 @@ fn main() {
             None => "seed-fork-child.wasm".into(),
         }
     });
+    // const child = cp.fork('./child.js');
     let child = fork(&module_path, &[], ForkOptions::default()).expect("fork");
+    println!("[main] pid: {}", process::pid());
     println!(
-        "[main] pid {}, forked child pid {}",
-        process::pid(),
+        "[main] child pid: {}",
         child.pid().map_or("undefined".into(), |p| p.to_string())
     );
-
     child.on_message(|msg| {
-        println!("[main] message from child: {}", msg_json(&msg));
+        println!("[main] got a message");
+        // '[main] message: ' + msg — a string message prints as itself.
+        println!("[main] message: {}", msg.text());
     });
-    child.on_exit(|code, signal| {
-        println!(
-            "[main] child exited with code {} and signal {}",
-            code.map_or("null".into(), |c| c.to_string()),
-            signal.unwrap_or_else(|| "null".into())
-        );
-    });
-
-    child.send(&"hello world").expect("send");
-
+    child.on_exit(|_, _| println!("[main] child process exited"));
+    println!("[main] sent a message");
+    child.send("hello world").expect("send");
     let c = child.clone();
-    hive::set_timeout(3000, move || {
-        println!("[main] disconnecting");
-        c.disconnect().expect("disconnect");
-    });
+    hive::set_timeout(3000, move || c.disconnect().expect("disconnect"));
     hive::run();
-}
-
-fn msg_json(msg: &hive::Message) -> String {
-    match msg {
-        hive::Message::Json(text) => text.clone(),
-        hive::Message::Bytes(b) => serde_json::json!({"type": "Buffer", "data": b}).to_string(),
-    }
 }
