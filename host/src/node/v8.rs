@@ -42,8 +42,11 @@
 //! | `Map` `;`, `Set` `'`, `RegExp` `R`, `Error` `r`, `ArrayBuffer` `B`, resizable `~`, `SharedArrayBuffer` `u`, other typed arrays and `DataView`, an object met twice (shared or circular) `^`, WebAssembly `w` `m`, shared objects `p` | | [`DecodeError::Unsupported`], naming the type |
 //!
 //! Arrays and objects nest at most 128 deep (serde_json's limit). Format
-//! versions 13 to 15 are read (Node 12 to 22 write 13 to 15); bytes after
-//! the value are an error (Node ignores them).
+//! versions 13 (the first with a host-object tag) to 15 (Node 20's) are
+//! read; bytes after the value are an error (Node ignores them), and so are
+//! repeated keys and whatever else V8 itself rejects. A Node peer never
+//! sends a top-level `undefined` or BigInt (`process.send` takes only
+//! strings, objects, numbers and booleans), but both decode.
 //!
 //! # To Node ([`encode`])
 //!
@@ -57,9 +60,10 @@
 //! | `Json` object | `o`, keys as strings in the text's order, values, `{` count; a repeated key once, where it first appears, with its last value (as `JSON.parse` keeps it: V8 rejects a frame that repeats a key, and Node, failing to read it, exits) | an object, as `JSON.parse` builds it |
 //!
 //! The JSON is read as `JSON.parse` reads it (RFC 8259, nothing more), in
-//! order, without going through `serde_json`: its default float parsing
-//! is not always correctly rounded (the `float_roundtrip` feature is off),
-//! and it rejects the lone surrogates `JSON.stringify` may write.
+//! order, without going through `serde_json`: with the features this
+//! workspace gives it (`float_roundtrip` off), it reads about a third of
+//! random shortest-form doubles one ulp off, and it rejects the lone
+//! surrogates `JSON.stringify` may write (`"\ud800"`).
 //!
 //! Node's own frames are not reproducible byte for byte: V8 writes an
 //! integral number as `N` when it sits in an array with a non-int32 number
@@ -2235,6 +2239,468 @@ mod tests {
                 prop_assert!(buf.is_empty());
                 prop_assert_eq!(got, bodies);
             }
+        }
+    }
+
+    /// Against the real thing: `node` with an advanced-mode IPC channel, as
+    /// a forked Node child has it.
+    mod against_node {
+        use super::super::*;
+        use super::json;
+        use super::properties::json_value;
+        use proptest::strategy::{Strategy, ValueTree};
+        use proptest::test_runner::TestRunner;
+        use std::collections::VecDeque;
+        use std::io::{BufRead, BufReader, Read, Write};
+        use std::os::fd::OwnedFd;
+        use std::os::unix::net::UnixStream;
+        use std::process::{Child, Command, ExitStatus, Stdio};
+        use std::sync::mpsc;
+        use std::thread::JoinHandle;
+        use std::time::{Duration, Instant};
+
+        /// Sends the count, then each case (printing `[name, JSON.stringify
+        /// of it or null]` on stdout first); then, for each pair of messages
+        /// it gets, echoes the first and reports whether it equals the
+        /// second's `JSON.parse(json)` (or `Buffer.from(hex)`) and what
+        /// `JSON.stringify` makes of it.
+        const SCRIPT: &str = r#"
+'use strict';
+const util = require('util');
+let seed = 0x2545f491;
+const next = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0);
+const bits = new Float64Array(1);
+const words = new Uint32Array(bits.buffer);
+const randomBits = [];
+while (randomBits.length < 200) {
+  words[0] = next(); words[1] = next();
+  if (Number.isFinite(bits[0])) randomBits.push(bits[0]);
+}
+const randomScaled = [];
+for (let i = 0; i < 300; i++) {
+  randomScaled.push((i % 2 ? 1 : -1) * (next() / 2 ** 32) * 10 ** ((next() % 46) - 23));
+}
+const randomIntegers = [];
+for (let i = 0; i < 100; i++) randomIntegers.push((next() | 0) * 2 ** (next() % 40));
+const sparse = [1, , 3]; sparse[10] = 'x';
+const withProps = [1, 2]; withProps.foo = 'bar';
+const shared = {};
+const deep = []; let d = deep; for (let i = 0; i < 100; i++) { const n = []; d.push(n); d = n; }
+const cases = [
+  ['latin1', 'hi é ÿ ~'],
+  ['empty-string', ''],
+  ['bmp', 'é€中文'],
+  ['emoji', 'a😀b'],
+  ['escapes', 'q" b\\ \n\t\r\b\f \u0000 \u0001 \u001f \u007f \u2028 \u2029 /'],
+  ['long-latin1', 'é'.repeat(300)],
+  ['long-two-byte', '€'.repeat(300)],
+  ['padding', { ab: '€', c: ['€', { x: '😀' }], dd: 'a€' }],
+  ['lone-surrogate', '\ud800x\udc00'],
+  ['int', 1], ['negative', -1], ['zero', 0],
+  ['int32-max', 2147483647], ['int32-min', -2147483648],
+  ['2^31', 2 ** 31], ['2^40', 2 ** 40], ['2^53+2', 2 ** 53 + 2], ['1.5', 1.5],
+  ['minus-zero', -0], ['nan', NaN], ['infinity', Infinity], ['minus-infinity', -Infinity],
+  ['doubles', [0.1, 0.1 + 0.2, 1 / 3, -1.5e-9, 1e-6, 1e-7, 1.5e-7, 1e20, 1e21, 1.5e21,
+    123456789012345680000, 5e-324, 1.7976931348623157e308, 2.2250738585072014e-308, 100,
+    1e100, 4.35, 0.000001234, 9007199254740993, -0, 1.0]],
+  ['doubles-random-bits', randomBits],
+  ['doubles-random-scaled', randomScaled],
+  ['integers-random', randomIntegers],
+  ['null', null], ['true', true], ['false', false],
+  ['undefined-in-array', [undefined, 1]],
+  ['undefined-property', { a: undefined, b: 1 }],
+  ['object', { a: 1, b: 'x', c: [1, { d: null }], e: {}, f: [] }],
+  ['index-keys', { b: 1, 2: 'two', 1: 'one', a: 2, 4294967295: 'name', 4294967294: 'index' }],
+  ['sparse', sparse],
+  ['holey', [1, , 3]],
+  ['long-sparse', (() => { const a = []; a[1000] = 1; return a; })()],
+  ['array-props', withProps],
+  ['deep', deep],
+  ['wrappers', [new Number(3), new String('s'), new Boolean(false)]],
+  ['buffer', Buffer.from([1, 2, 3, 255])],
+  ['buffer-slice', Buffer.from('hello world').subarray(6)],
+  ['empty-buffer', Buffer.alloc(0)],
+  ['uint8array', new Uint8Array([9, 8, 7])],
+  ['nested-buffer', { buf: Buffer.from('hi') }],
+  ['nested-uint8array', [new Uint8Array([1, 2])]],
+  // process.send() takes only strings, objects, numbers and booleans at
+  // the top (a BigInt throws ERR_INVALID_ARG_TYPE, even in advanced mode).
+  ['bigint', [12345678901234567890n]],
+  ['bigint-negative', { n: -(2n ** 70n) }],
+  ['bigint-zero', [0n]],
+  ['bigint-nested', { b: 10n }],
+  ['bigint-object', Object(5n)],
+  ['date', new Date(1700000000000)],
+  ['date-nested', { d: new Date(0) }],
+  ['date-invalid', new Date(NaN)],
+  ['map', new Map([[1, 'x']])],
+  ['set', new Set([1])],
+  ['regexp', /a/g],
+  ['range-error', new RangeError('x')],
+  ['shared', [shared, shared]],
+  ['float64array', new Float64Array([1])],
+  ['arraybuffer', new ArrayBuffer(2)],
+];
+process.send(cases.length);
+for (const [name, value] of cases) {
+  let text = null;
+  try { text = JSON.stringify(value) ?? null; } catch {}
+  console.log(JSON.stringify([name, text]));
+  process.send(value);
+}
+let stored, have = false;
+process.on('message', (m) => {
+  if (!have) { stored = m; have = true; return; }
+  have = false;
+  const expected = m.hex !== undefined ? Buffer.from(m.hex, 'hex') : JSON.parse(m.json);
+  process.send(stored);
+  process.send({
+    same: util.isDeepStrictEqual(stored, expected),
+    json: Buffer.isBuffer(stored) ? null : JSON.stringify(stored),
+  });
+});
+"#;
+
+        /// What a case must decode to, where it is not `JSON.stringify`'s
+        /// text (the exceptions in the module docs).
+        enum Expect {
+            Json(&'static str),
+            /// Bytes, in the very frame `encode` writes.
+            Buffer(&'static [u8]),
+            Bytes(&'static [u8]),
+            Unsupported(&'static str),
+        }
+
+        const EXPECT: &[(&str, Expect)] = &[
+            ("lone-surrogate", Expect::Json("\"\u{fffd}x\u{fffd}\"")),
+            ("buffer", Expect::Buffer(&[1, 2, 3, 255])),
+            ("buffer-slice", Expect::Buffer(b"world")),
+            ("empty-buffer", Expect::Buffer(&[])),
+            ("uint8array", Expect::Bytes(&[9, 8, 7])),
+            (
+                "nested-uint8array",
+                Expect::Json(r#"[{"type":"Buffer","data":[1,2]}]"#),
+            ),
+            ("bigint", Expect::Json("[12345678901234567890]")),
+            (
+                "bigint-negative",
+                Expect::Json(r#"{"n":-1180591620717411303424}"#),
+            ),
+            ("bigint-zero", Expect::Json("[0]")),
+            ("bigint-nested", Expect::Json(r#"{"b":10}"#)),
+            ("bigint-object", Expect::Json("5")),
+            ("date", Expect::Json("1700000000000")),
+            ("date-nested", Expect::Json(r#"{"d":0}"#)),
+            ("map", Expect::Unsupported("a Map")),
+            ("set", Expect::Unsupported("a Set")),
+            ("regexp", Expect::Unsupported("a RegExp")),
+            ("range-error", Expect::Unsupported("a RangeError")),
+            (
+                "shared",
+                Expect::Unsupported(
+                    "an object that appears twice (a shared or circular reference)",
+                ),
+            ),
+            ("float64array", Expect::Unsupported("a Float64Array")),
+            ("arraybuffer", Expect::Unsupported("an ArrayBuffer")),
+        ];
+
+        /// JSON texts of our own to send, and what Node's `JSON.stringify`
+        /// makes of them where that is not what `decode` gives.
+        fn texts() -> Vec<(String, Option<&'static str>)> {
+            let mut texts: Vec<(String, Option<&'static str>)> = [
+                "  [ 1 , 2 ]\n",
+                r#"{"a":1,"a":2}"#,
+                r#"{"b":1,"1":2,"01":3,"4294967295":4,"4294967294":5,"b":6}"#,
+                "-0",
+                "[-0,0]",
+                "1.0",
+                "1e2",
+                "1E+2",
+                "-1.5e-3",
+                "2147483647",
+                "2147483648",
+                "-2147483648",
+                "-2147483649",
+                "9007199254740993",
+                "1e400",
+                "-1e400",
+                "0.1",
+                "123456789012345678901234567890",
+                "5e-324",
+                "2.4703282292062328e-324",
+                "2.2250738585072011e-308",
+                "2.2250738585072014e-308",
+                "1.7976931348623157e308",
+                "1.7976931348623158e308",
+                "0.30000000000000004",
+                "9.999999999999999e22",
+                "1e23",
+                "8.41e21",
+                "[1,1.5,-0,2147483648]",
+                "1.00000000000000011102230246251565404236316680908203125",
+                "1.00000000000000011102230246251565404236316680908203126",
+                r#""\u00e9\ud83d\ude00 \/ \b\f\n\r\t \" \\ \u0000""#,
+                r#"{"ab":"€"}"#,
+                r#"["€","a€",{"x":"€€"},"😀"]"#,
+                "{}",
+                "[]",
+                r#""""#,
+                "null",
+                "true",
+                "false",
+                r#"{"__proto__":1}"#,
+                r#"{"cmd":"NODE_"}"#,
+            ]
+            .into_iter()
+            .map(|text| (text.to_string(), None))
+            .collect();
+            // Lone surrogates reach Node; JSON.stringify escapes them.
+            texts.push((r#""\ud800""#.into(), Some(r#""\ud800""#)));
+            texts.push((r#"["\udc00\ud800"]"#.into(), Some(r#"["\udc00\ud800"]"#)));
+            texts.push((format!("\"{}\"", "é".repeat(300)), None));
+            texts.push((format!("\"{}\"", "€".repeat(300)), None));
+            texts.push((
+                format!("[\"{}\",\"{}\"]", "a".repeat(200), "€".repeat(70)),
+                None,
+            ));
+            texts.push((
+                format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH)),
+                None,
+            ));
+            // And random ones, the same every run.
+            let mut runner = TestRunner::deterministic();
+            for _ in 0..150 {
+                let value = json_value().new_tree(&mut runner).unwrap().current();
+                texts.push((value.to_string(), None));
+            }
+            texts
+        }
+
+        struct Node {
+            child: Child,
+            socket: Option<UnixStream>,
+            buf: Vec<u8>,
+            frames: VecDeque<Vec<u8>>,
+            stdout: mpsc::Receiver<String>,
+            stderr: Option<JoinHandle<String>>,
+        }
+
+        impl Node {
+            /// `node -e SCRIPT` with the channel at fd 3, or `None` if
+            /// there is no `node`.
+            fn spawn() -> Option<Node> {
+                match Command::new("node").arg("--version").output() {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+                    result => assert!(result.unwrap().status.success(), "node --version"),
+                }
+                let (ours, theirs) = UnixStream::pair().unwrap();
+                ours.set_read_timeout(Some(Duration::from_secs(60)))
+                    .unwrap();
+                // std cannot put a descriptor at a chosen number without
+                // `unsafe` (pre_exec + dup2), so the child's end goes in as
+                // stdin and `sh` moves it to fd 3 before running node.
+                let mut command = Command::new("sh");
+                command
+                    .args(["-c", r#"exec "$@" 3<&0 </dev/null"#, "sh"])
+                    .args(["node", "-e", SCRIPT])
+                    .env("NODE_CHANNEL_FD", "3")
+                    .env("NODE_CHANNEL_SERIALIZATION_MODE", "advanced")
+                    .stdin(Stdio::from(OwnedFd::from(theirs)))
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+                let mut child = command.spawn().unwrap();
+                drop(command); // our copy of the child's end: EOF must reach us
+                let stdout = child.stdout.take().unwrap();
+                let (lines, stdout_lines) = mpsc::channel();
+                std::thread::spawn(move || {
+                    for line in BufReader::new(stdout).lines() {
+                        if lines.send(line.unwrap()).is_err() {
+                            break;
+                        }
+                    }
+                });
+                let mut stderr = child.stderr.take().unwrap();
+                let stderr = std::thread::spawn(move || {
+                    let mut text = String::new();
+                    let _ = stderr.read_to_string(&mut text);
+                    text
+                });
+                Some(Node {
+                    child,
+                    socket: Some(ours),
+                    buf: Vec::new(),
+                    frames: VecDeque::new(),
+                    stdout: stdout_lines,
+                    stderr: Some(stderr),
+                })
+            }
+
+            fn socket(&mut self) -> &mut UnixStream {
+                self.socket.as_mut().unwrap()
+            }
+
+            fn send(&mut self, body: &[u8]) {
+                let framed = frame(body);
+                self.socket().write_all(&framed).unwrap();
+            }
+
+            /// The next frame body from node.
+            fn next(&mut self) -> Vec<u8> {
+                loop {
+                    if let Some(body) = self.frames.pop_front() {
+                        return body;
+                    }
+                    let mut chunk = [0; 1 << 16];
+                    let n = self
+                        .socket()
+                        .read(&mut chunk)
+                        .expect("reading from node (did it time out?)");
+                    assert!(n > 0, "node closed the channel");
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    let (frames, used) = split_frames(&self.buf, 1 << 24).unwrap();
+                    self.frames
+                        .extend(frames.into_iter().map(|r| self.buf[r].to_vec()));
+                    self.buf.drain(..used);
+                }
+            }
+
+            fn line(&mut self) -> String {
+                self.stdout
+                    .recv_timeout(Duration::from_secs(60))
+                    .expect("a line from node's stdout")
+            }
+
+            /// Closes the channel, which makes node exit.
+            fn finish(&mut self) -> ExitStatus {
+                drop(self.socket.take());
+                let deadline = Instant::now() + Duration::from_secs(30);
+                loop {
+                    if let Some(status) = self.child.try_wait().unwrap() {
+                        return status;
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "node did not exit when the channel closed"
+                    );
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+
+        impl Drop for Node {
+            fn drop(&mut self) {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                if std::thread::panicking()
+                    && let Some(stderr) = self.stderr.take().and_then(|t| t.join().ok())
+                {
+                    eprintln!("node's stderr:\n{stderr}");
+                }
+            }
+        }
+
+        /// Checks what one of Node's frames decodes to.
+        fn check_case(name: &str, stringified: Option<&str>, body: &[u8]) {
+            let decoded = decode(body);
+            match EXPECT.iter().find(|(n, _)| *n == name).map(|(_, e)| e) {
+                None => {
+                    let text = stringified.unwrap_or_else(|| panic!("{name}: no JSON"));
+                    assert_eq!(decoded, Ok(json(text)), "{name}");
+                }
+                Some(Expect::Json(text)) => assert_eq!(decoded, Ok(json(text)), "{name}"),
+                Some(Expect::Buffer(bytes)) => {
+                    let payload = Payload::Bytes(bytes.to_vec());
+                    assert_eq!(decoded.as_ref(), Ok(&payload), "{name}");
+                    assert_eq!(encode(&payload).unwrap(), body, "{name}: Node's frame");
+                }
+                Some(Expect::Bytes(bytes)) => {
+                    assert_eq!(decoded, Ok(Payload::Bytes(bytes.to_vec())), "{name}")
+                }
+                Some(Expect::Unsupported(what)) => {
+                    assert_eq!(decoded, Err(DecodeError::Unsupported { what }), "{name}")
+                }
+            }
+        }
+
+        /// Sends a payload; node must echo what we decode from our own
+        /// frame, read the same value as `JSON.parse` of the text makes,
+        /// and stringify it as we decode it.
+        fn check_round_trip(node: &mut Node, payload: &Payload, stringified: Option<&str>) {
+            let ours = encode(payload).unwrap();
+            let here = decode(&ours).unwrap();
+            let probe = match payload {
+                Payload::Json(text) => serde_json::json!({ "json": text }),
+                Payload::Bytes(bytes) => {
+                    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                    serde_json::json!({ "hex": hex })
+                }
+            };
+            node.send(&ours);
+            node.send(&encode(&Payload::Json(probe.to_string())).unwrap());
+            let echo = node.next();
+            let report = node.next();
+            assert_eq!(
+                decode(&echo).as_ref(),
+                Ok(&here),
+                "node's echo of {payload:?}"
+            );
+            let Ok(Payload::Json(report)) = decode(&report) else {
+                panic!("node's report on {payload:?}: {:?}", decode(&report));
+            };
+            let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+            assert_eq!(
+                report["same"], true,
+                "node read {payload:?} as something else than JSON.parse makes of it"
+            );
+            match (&here, payload) {
+                (Payload::Json(here), _) => assert_eq!(
+                    report["json"].as_str(),
+                    Some(stringified.unwrap_or(here)),
+                    "node's JSON.stringify of {payload:?}"
+                ),
+                (Payload::Bytes(_), _) => {
+                    assert_eq!(echo, ours, "node echoes a Buffer byte for byte");
+                }
+            }
+        }
+
+        #[test]
+        fn against_node() {
+            let Some(mut node) = Node::spawn() else {
+                eprintln!("skipping node::v8 against_node: `node` is not on PATH");
+                return;
+            };
+            // 1. Node's frames decode as JSON.stringify (or the documented
+            //    exceptions) says.
+            let count = match decode(&node.next()) {
+                Ok(Payload::Json(count)) => count.parse::<usize>().unwrap(),
+                other => panic!("node's first message: {other:?}"),
+            };
+            let mut payloads = Vec::new();
+            let mut seen = Vec::new();
+            for _ in 0..count {
+                let body = node.next();
+                let (name, stringified): (String, Option<String>) =
+                    serde_json::from_str(&node.line()).unwrap();
+                check_case(&name, stringified.as_deref(), &body);
+                payloads.extend(decode(&body).ok());
+                seen.push(name);
+            }
+            for (name, _) in EXPECT {
+                assert!(seen.iter().any(|n| n == name), "no case named {name}");
+            }
+            // 2. What we encode reaches node as the value JSON.parse makes
+            //    (Bytes as a Buffer), and comes back as we read it.
+            for payload in &payloads {
+                check_round_trip(&mut node, payload, None);
+            }
+            for (text, stringified) in texts() {
+                check_round_trip(&mut node, &Payload::Json(text), stringified);
+            }
+            // 3. Closing the channel ends node, cleanly.
+            let status = node.finish();
+            assert!(status.success(), "node exited with {status}");
         }
     }
 }
