@@ -305,22 +305,22 @@ impl Hive {
             .argv0
             .unwrap_or_else(|| options.module.display().to_string());
         let argv = std::iter::once(argv0).chain(options.args).collect();
-        // Under a Node parent the root is the process Node started: its
-        // pid is the host's, its ppid the host's parent's, so that what
-        // both sides print agrees.
-        let (link, pid, ppid, reader) = match &options.node_parent {
+        // The root guest is the host process, as the OS sees it: its pid is
+        // the host's and its ppid the host's parent's — so that what a Node
+        // parent (`child.pid`) or a Node child (`process.ppid`) sees and
+        // what the guest prints agree, and `kill PID` reaches it. Guests it
+        // forks get virtual pids.
+        let (link, reader) = match &options.node_parent {
             Some(parent) => {
                 let (wire, reader) = parent.connect()?;
-                let pid = std::process::id();
-                (
-                    Link::Remote(wire),
-                    Some(pid),
-                    std::os::unix::process::parent_id(),
-                    Some(reader),
-                )
+                (Link::Remote(wire), Some(reader))
             }
-            None => (Link::None, None, std::process::id(), None),
+            None => (Link::None, None),
         };
+        let (pid, ppid) = (
+            Some(std::process::id()),
+            std::os::unix::process::parent_id(),
+        );
         let spec = WasmSpec {
             module: ModuleSource::Ready(module),
             argv,

@@ -11,15 +11,25 @@ fn scenario(args: &[&str]) -> Test {
 #[test]
 fn seed_fork_demo() {
     // The seed's lines, in the order `node guests/examples/seed-fork-main/node/main.js`
-    // prints them (pids differ: wasm pids are virtual). node.rs compares the
-    // four wasm/Node combinations.
-    Test::run(SEED_FORK_MAIN)
-        .stdout(
-            "[main] pid: 4194305\n\
-             [main] child pid: 4194306\n\
+    // prints them. The root guest's pid is the host's (`<root>` here); the
+    // child's is the first virtual pid. node.rs compares the four wasm/Node
+    // combinations.
+    let out = Test::run(SEED_FORK_MAIN).any_stdout().check();
+    let root = out
+        .stdout
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("[main] pid: "))
+        .expect("the first line is the root's pid")
+        .to_owned();
+    assert!(root.parse::<u32>().unwrap() < 1 << 22, "a real pid: {root}");
+    assert_eq!(
+        out.stdout.replace(&format!(": {root}\n"), ": <root>\n"),
+        "[main] pid: <root>\n\
+             [main] child pid: 4194305\n\
              [main] sent a message\n\
-             [child] ppid: 4194305\n\
-             [child] pid: 4194306\n\
+             [child] ppid: <root>\n\
+             [child] pid: 4194305\n\
              [child] got a message\n\
              [main] got a message\n\
              [main] message: [child] message length is 11\n\
@@ -29,8 +39,7 @@ fn seed_fork_demo() {
              [main] message: [child] heart beat 2\n\
              [child] disconnect\n\
              [main] child process exited\n",
-        )
-        .check();
+    );
 }
 
 #[test]
@@ -267,13 +276,24 @@ fn readme_example() {
     let checkout = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap();
-    Test::run("target/guests/readme.wasm")
+    let out = Test::run("target/guests/readme.wasm")
         .cwd(checkout)
-        .stdout(
-            "[worker] started with \"arg\"\nchild says {\"done\":1}\n[worker] parent disconnected\n\
-             child exited: Some(0) None\nmy pid is 4194305\n",
-        )
+        .any_stdout()
         .check();
+    // The root guest's pid is the host's own.
+    let pid = out
+        .stdout
+        .rsplit_once("my pid is ")
+        .map(|(_, p)| p.trim_end().to_owned());
+    let pid = pid.expect("it says its pid");
+    assert!(pid.parse::<u32>().unwrap() < 1 << 22);
+    assert_eq!(
+        out.stdout,
+        format!(
+            "[worker] started with \"arg\"\nchild says {{\"done\":1}}\n[worker] parent disconnected\n\
+             child exited: Some(0) None\nmy pid is {pid}\n"
+        )
+    );
     // The same layout without the worker.
     let elsewhere = crate::util::temp_dir("readme-alone");
     std::fs::create_dir_all(elsewhere.join("target/guests")).unwrap();

@@ -32,10 +32,7 @@ const SEED_OUTPUT: &str = "\
 /// Combinations known to deviate, and how. Each is still run and compared
 /// with its pids masked, and its pid relations must fail as described here:
 /// fixing the bug makes this test fail until the entry is removed.
-const KNOWN_FAILURES: &[(&str, &str)] = &[(
-    "wasm→Node",
-    "the Node child's ppid is the host's OS pid, not its wasm parent's (virtual) pid",
-)];
+const KNOWN_FAILURES: &[(&str, &str)] = &[];
 
 /// The most a run may take (each takes ~3 s).
 const TIMEOUT: Duration = Duration::from_secs(60);
