@@ -195,7 +195,10 @@ fn main() {
         .env("CARGO_PROFILE_RELEASE_LTO", "true")
         .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS");
+        .env_remove("RUSTFLAGS")
+        // `cargo clippy` on the host crates must not lint (and fail) the
+        // guests it builds; they are linted on their own.
+        .env_remove("RUSTC_WORKSPACE_WRAPPER");
     for example in &examples {
         cmd.args(["-p", example]);
     }
@@ -217,7 +220,10 @@ fn main() {
         .env("CARGO_TARGET_DIR", &build_dir)
         .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS");
+        .env_remove("RUSTFLAGS")
+        // `cargo clippy` on the host crates must not lint (and fail) the
+        // guests it builds; they are linted on their own.
+        .env_remove("RUSTC_WORKSPACE_WRAPPER");
     let status = p1
         .status()
         .expect("failed to run cargo for the wasip1 guests");
