@@ -11,7 +11,7 @@ use hive::process;
 fn main() {
     match std::env::args().nth(1).as_deref().unwrap_or("echo") {
         "ready" | "idle" => {
-            process::send(&"ready").unwrap();
+            process::send("ready").unwrap();
             while process::recv().is_some() {}
         }
         "echo" => {

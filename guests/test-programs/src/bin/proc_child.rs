@@ -36,18 +36,18 @@ fn main() {
             while process::recv().is_some() {}
         }
         "hello" => {
-            process::send(&"hello").unwrap();
+            process::send("hello").unwrap();
         }
         "exit" => process::exit(args[2].parse().unwrap()),
         "spin" => {
-            process::send(&"spinning").unwrap();
+            process::send("spinning").unwrap();
             let mut x: u64 = 0;
             loop {
                 x = std::hint::black_box(x.wrapping_add(1));
             }
         }
         "block" => {
-            process::send(&"blocking").unwrap();
+            process::send("blocking").unwrap();
             loop {
                 // Wait on the raw event queue, never returning to user code.
                 let _ = process::recv();
@@ -56,14 +56,14 @@ fn main() {
         "trap" => panic!("child trapped on purpose"),
         "sigterm" => {
             process::on_signal("SIGTERM", |_| {
-                process::send(&"got SIGTERM").unwrap();
+                process::send("got SIGTERM").unwrap();
                 process::exit(7);
             })
             .unwrap();
             // The channel listener keeps the process alive (a signal
             // handler alone does not, as in Node).
             process::on_message(|_| {});
-            process::send(&"ready").unwrap();
+            process::send("ready").unwrap();
             hive::run();
         }
         "flood" => {
@@ -78,7 +78,7 @@ fn main() {
             while let Some(msg) = process::recv() {
                 sum += msg.parse::<u64>().unwrap();
                 count += 1;
-                if count % 1000 == 0 {
+                if count.is_multiple_of(1000) {
                     std::thread::sleep(std::time::Duration::from_millis(1));
                 }
             }
@@ -86,7 +86,7 @@ fn main() {
             println!("child received {count} messages, sum {sum}");
         }
         "self-disconnect" => {
-            process::send(&"bye").unwrap();
+            process::send("bye").unwrap();
             process::disconnect().unwrap();
             let again = process::disconnect();
             println!("child: second disconnect: {}", again.unwrap_err());

@@ -61,7 +61,7 @@ fn main() {
         // parent disconnects.
         "echo" => {
             let child = fork_mode(&["echo"]);
-            child.send(&"one").unwrap();
+            child.send("one").unwrap();
             child
                 .send(&serde_json::json!({"n": 2, "list": [1, 2, 3]}))
                 .unwrap();
@@ -72,7 +72,7 @@ fn main() {
             }
             child.disconnect().unwrap();
             println!("connected after disconnect: {}", child.connected());
-            let err = child.send(&"late").unwrap_err();
+            let err = child.send("late").unwrap_err();
             println!("send after disconnect: {err}");
             trace(&child);
         }
@@ -142,7 +142,7 @@ fn main() {
                 hive::process::ppid(),
                 hive::process::connected()
             );
-            hive::process::send(hive::Message::Json(me)).unwrap();
+            hive::process::send(Message::Json(me)).unwrap();
             hive::process::disconnect().unwrap();
         }
         "try-fork" => {
