@@ -78,11 +78,13 @@ impl Handle for Reader {
         true
     }
 
-    // No `pollable`: the loop reads streams only on the turns that inbox
-    // events or timers wake it for (a child's output has all arrived by
-    // its `close`). Waking for a stream's data as Node does is a change of
-    // behaviour of its own; it would subscribe to the stream here (and
-    // drop that pollable before the stream: the host traps otherwise).
+    /// Ready when the stream has data (or ended): the loop wakes for a
+    /// child's output as it comes, as Node does. The loop drops this
+    /// pollable at the end of its wait, before it reads (and maybe drops)
+    /// the stream — the host traps on a stream dropped before its pollable.
+    fn pollable(&self) -> Option<Pollable> {
+        self.state.borrow().as_ref().map(|s| s.stream.subscribe())
+    }
 
     /// Reads what the stream has, never blocking, and calls the listeners.
     fn poll_io(&self) -> bool {

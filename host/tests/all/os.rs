@@ -324,3 +324,15 @@ fn bad_arguments_fail_at_once() {
         )
         .check();
 }
+
+/// A child's output reaches its listener as it comes (the event loop wakes
+/// for it, as Node's does), not when something else wakes the loop: `b`,
+/// written a second after `a`, arrives a second after the spawn, before
+/// the child's exit.
+#[test]
+fn output_arrives_as_it_is_written() {
+    Test::new()
+        .args(["run", "--allow-spawn", OS_CASES, "stream-wakes"])
+        .stdout("a at 0s\nb at 1s\nexit Some(0) at 2s\n")
+        .check();
+}

@@ -19,6 +19,9 @@
 //!   how many started and the error
 //! - `yes-maxbuffer`: `exec("yes")` asking for `max-buffer = u64::MAX`;
 //!   prints the error and how much output was kept
+//! - `stream-wakes`: a child writes `a`, then `b` a second later, then
+//!   exits a second after that; prints each chunk with the whole seconds
+//!   since the spawn (the loop wakes for output as it comes, as Node's)
 //! - `run PROG PATH ARGS...`: `execFile(PROG, ARGS)` with the child's
 //!   `PATH` set to PATH; prints its stdout or the error
 use hive::{ExecOptions, ForkOptions, SpawnOptions, fork, spawn};
@@ -39,6 +42,17 @@ fn text(bytes: &[u8]) -> String {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args[1].as_str() {
+        "stream-wakes" => {
+            // Node's default stdio: pipes.
+            let script = "echo a; sleep 1; echo b; sleep 1";
+            let child = spawn("sh", &["-c", script], SpawnOptions::default()).unwrap();
+            let start = std::time::Instant::now();
+            child.on_stdout(move |data| {
+                print!("{} at {}s\n", text(data).trim(), start.elapsed().as_secs());
+            });
+            child.on_exit(move |code, _| println!("exit {code:?} at {}s", start.elapsed().as_secs()));
+            hive::run();
+        }
         "echo" => {
             let child = hive::exec_file("echo", &["hi"], ExecOptions::default()).expect("execFile");
             let out = child.output().unwrap();
