@@ -56,6 +56,10 @@ async function main() {
         if (b.silent) opts.silent = true;
         if (b.timeout) opts.timeout = b.timeout;
         if (b.killSignal) opts.killSignal = b.killSignal;
+        // The runner's node→wasm kind: `host run conf_child.wasm`.
+        if (b.execPath) opts.execPath = b.execPath;
+        if (b.execArgv) opts.execArgv = b.execArgv;
+        if (b.serialization) opts.serialization = b.serialization;
         // Node's ENOENT at spawn comes from a missing executable; Hive's
         // from a missing module. Both are "the program is not there".
         if (b.missing) opts.execPath = '/nonexistent/bin/node';

@@ -3,7 +3,12 @@
 //! `tests/conformance/node/parent.js`. Events print only while a step waits
 //! (`wait`, `sleep`, `trace`), as Node's listeners fire only while its
 //! interpreter awaits; the run ends with an implicit `trace`.
-use hive::{Child, ChildEvent, ForkOptions, fork};
+//!
+//! `fork` forks `conf_child.wasm` next to this module unless its options
+//! name a `module` (the runner's `wasm→node` kind passes
+//! `tests/conformance/node/child.js`); `execPath`, `execArgv` and
+//! `serialization` are Node's fork options.
+use hive::{Child, ChildEvent, ForkOptions, Serialization, fork};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -124,20 +129,41 @@ fn main() {
             "fork" => {
                 let steps = step[1].to_string();
                 let opts = &step[2];
-                let options = ForkOptions {
+                let missing = opts["missing"].as_bool().unwrap_or(false);
+                let mut options = ForkOptions {
                     silent: opts["silent"].as_bool().unwrap_or(false),
                     timeout_ms: opts["timeout"].as_u64(),
                     kill_signal: opts["killSignal"].as_str().map(String::from),
+                    exec_path: opts["execPath"].as_str().map(String::from),
+                    exec_argv: opts["execArgv"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|a| a.as_str().expect("execArgv strings").to_string())
+                        .collect(),
+                    serialization: match opts["serialization"].as_str() {
+                        None | Some("json") => Serialization::Json,
+                        Some("advanced") => Serialization::Advanced,
+                        Some(other) => panic!("unknown serialization {other}"),
+                    },
                     ..Default::default()
                 };
                 let me = std::env::args().next().unwrap();
                 let dir = &me[..me.rfind('/').unwrap()];
-                let module = if opts["missing"].as_bool().unwrap_or(false) {
+                let module = match opts["module"].as_str() {
+                    // Another child (the runner's `node/child.js`): as
+                    // `node/parent.js` does, a missing child is a program
+                    // that is not there.
+                    Some(module) => {
+                        if missing {
+                            options.exec_path = Some("/nonexistent/bin/node".into());
+                        }
+                        module.to_string()
+                    }
                     // Missing, in a directory it may fork from (elsewhere
                     // the answer is EACCES, whether or not it exists).
-                    format!("{dir}/nonexistent/conf_child.wasm")
-                } else {
-                    format!("{dir}/conf_child.wasm")
+                    None if missing => format!("{dir}/nonexistent/conf_child.wasm"),
+                    None => format!("{dir}/conf_child.wasm"),
                 };
                 match fork(&module, &[&steps], options) {
                     Ok(child) => {
