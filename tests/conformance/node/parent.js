@@ -5,6 +5,7 @@
 // (wait, sleep, trace); the run ends with an implicit trace.
 'use strict';
 const { fork } = require('node:child_process');
+const fs = require('node:fs');
 const path = require('node:path');
 const { decode } = require('./values');
 
@@ -93,6 +94,10 @@ async function main() {
         if ((seen[a] || 0) < want) print(`(no ${a})`);
         break;
       }
+      // Bytes straight onto the child's channel, past Node's serializer
+      // (Node-only: the wire and malformed-input scenarios).
+      case 'raw': fs.writeSync(child.channel.fd, a); break;
+      case 'raw-hex': fs.writeSync(child.channel.fd, Buffer.from(a, 'hex')); break;
       case 'sleep': await new Promise((r) => setTimeout(r, a)); break;
       case 'trace': await until(() => closed); break;
       default: throw new Error(`unknown parent step ${op}`);
