@@ -25,8 +25,8 @@ use crate::runtime::flow::Flow;
 use crate::runtime::lifecycle::{Channel, End, Wire};
 use crate::runtime::message::{self, MAX_MESSAGE_BYTES};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::Arc;
-use tokio::io::{AsyncWriteExt, Interest};
+use std::sync::{Arc, Mutex};
+use tokio::io::Interest;
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
@@ -77,9 +77,59 @@ enum Control {
 }
 
 /// Our side of a Node peer's IPC socket, writing.
+///
+/// A message is written at once by whoever sends it when nothing is queued
+/// before it and the socket takes it whole (the usual case: one syscall,
+/// no task hop); otherwise it is queued for the writer task, which owns
+/// the order until its queue is empty again.
 pub struct NodeWire {
     serialization: Serialization,
     out: mpsc::UnboundedSender<Out>,
+    writer: Arc<Writer>,
+}
+
+/// The socket's writing half, shared by senders and the writer task.
+struct Writer {
+    socket: OwnedWriteHalf,
+    /// Frames handed to the writer task and not yet written (a handle
+    /// frame: not yet answered); `None` once closed. While it is above
+    /// zero only the task writes, so frames never interleave.
+    queued: Mutex<Option<usize>>,
+}
+
+impl Writer {
+    /// Writes `frame` now if nothing is queued and the socket takes it;
+    /// else queues (what is left of) it for the writer task.
+    fn write_or_queue(&self, mut frame: Frame, out: &mpsc::UnboundedSender<Out>) {
+        let mut queued = self.queued.lock().unwrap();
+        let Some(count) = queued.as_mut() else {
+            return; // closed: dropping the frame gives back its bytes
+        };
+        if *count == 0 && frame.fds.is_empty() {
+            match self.socket.try_write(&frame.bytes) {
+                Ok(n) if n == frame.bytes.len() => return,
+                Ok(n) => {
+                    frame.bytes.drain(..n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    tracing::debug!("a Node peer's channel failed: {e}");
+                    *queued = None;
+                    return;
+                }
+            }
+        }
+        *count += 1;
+        // Under the lock, so that the queue's order is the senders' order.
+        let _ = out.send(Out::Frame(frame));
+    }
+
+    /// `n` queued frames are written (or answered).
+    fn done(&self, n: usize) {
+        if let Some(count) = self.queued.lock().unwrap().as_mut() {
+            *count -= n;
+        }
+    }
 }
 
 impl Wire for NodeWire {
@@ -118,15 +168,20 @@ impl Wire for NodeWire {
         let fds = handle.take().map(|h| vec![h.fd]).unwrap_or_default();
         // If the writer is gone (the socket failed), dropping the frame
         // releases its charge.
-        let _ = self.out.send(Out::Frame(Frame {
+        let frame = Frame {
             bytes,
             fds,
             charge: Some(charge),
-        }));
+        };
+        self.writer.write_or_queue(frame, &self.out);
     }
 
     fn close(&self) {
-        let _ = self.out.send(Out::Close);
+        let mut queued = self.writer.queued.lock().unwrap();
+        if let Some(count) = queued.as_mut() {
+            *count += 1;
+            let _ = self.out.send(Out::Close);
+        }
     }
 }
 
@@ -146,6 +201,7 @@ pub struct NodeReader {
     read: OwnedReadHalf,
     serialization: Serialization,
     control: mpsc::UnboundedSender<Control>,
+    writer: Arc<Writer>,
 }
 
 /// Connects to a Node peer over `socket`: the wire to give the channel,
@@ -154,23 +210,34 @@ pub fn connect(socket: UnixStream, serialization: Serialization) -> (Arc<NodeWir
     let (read, write) = socket.into_split();
     let (out, queue) = mpsc::unbounded_channel();
     let (control, controls) = mpsc::unbounded_channel();
-    tokio::spawn(write_frames(write, queue, controls));
-    let wire = Arc::new(NodeWire { serialization, out });
+    let writer = Arc::new(Writer {
+        socket: write,
+        queued: Mutex::new(Some(0)),
+    });
+    tokio::spawn(write_frames(writer.clone(), queue, controls));
+    let wire = Arc::new(NodeWire {
+        serialization,
+        out,
+        writer: writer.clone(),
+    });
     let reader = NodeReader {
         read,
         serialization,
         control,
+        writer,
     };
     (wire, reader)
 }
 
-/// The writer task: frames in order, several per write when they queue up;
-/// after a frame with a handle, nothing until the peer has answered it.
+/// The writer task: queued frames in order, several per write when they
+/// queue up; after a frame with a handle, nothing until the peer has
+/// answered it.
 async fn write_frames(
-    mut socket: OwnedWriteHalf,
+    writer: Arc<Writer>,
     mut queue: mpsc::UnboundedReceiver<Out>,
     mut controls: mpsc::UnboundedReceiver<Control>,
 ) {
+    let socket = &writer.socket;
     let mut batch: Vec<u8> = Vec::new();
     let mut written: Vec<Frame> = Vec::new();
     // The handle frame the peer has not answered yet, and how often sent.
@@ -185,17 +252,21 @@ async fn write_frames(
             tokio::select! {
                 biased;
                 control = controls.recv(), if controls_open => match control {
-                    Some(Control::Internal(bytes)) => socket.write_all(&bytes).await?,
+                    Some(Control::Internal(bytes)) => {
+                        write_all(socket, &bytes).await?;
+                        writer.done(1);
+                    }
                     Some(Control::Answered(ack)) => {
                         let Some((mut frame, sent)) = unanswered.take() else { continue };
                         if !ack && sent <= MAX_HANDLE_RETRIES {
-                            send_frame(&mut socket, &frame).await?;
+                            send_frame(socket, &frame).await?;
                             unanswered = Some((frame, sent + 1));
                         } else {
                             if !ack {
                                 tracing::warn!("a Node peer refused a handle {sent} times: dropped it");
                             }
                             frame.release();
+                            writer.done(1);
                         }
                     }
                     None => controls_open = false,
@@ -206,15 +277,19 @@ async fn write_frames(
                         None => return Ok(()),
                     };
                     // Take what else is queued now, up to a batch's worth,
-                    // stopping before a frame with a handle.
+                    // stopping after a frame with a handle.
+                    let mut frames = 0;
                     while let Some(out) = next.take() {
+                        frames += 1;
                         match out {
                             Out::Close => closing = true,
                             Out::Frame(frame) if !frame.fds.is_empty() => {
-                                socket.write_all(&batch).await?;
+                                write_all(socket, &batch).await?;
                                 batch.clear();
                                 written.clear();
-                                send_frame(&mut socket, &frame).await?;
+                                send_frame(socket, &frame).await?;
+                                // Counted done once answered.
+                                frames -= 1;
                                 unanswered = Some((frame, 1));
                                 break;
                             }
@@ -227,10 +302,11 @@ async fn write_frames(
                             next = queue.try_recv().ok();
                         }
                     }
-                    socket.write_all(&batch).await?;
+                    write_all(socket, &batch).await?;
                     batch.clear();
                     // Written: dropping the frames gives back their bytes.
                     written.clear();
+                    writer.done(frames);
                 }
             }
         }
@@ -239,15 +315,30 @@ async fn write_frames(
     if let Err(e) = result {
         tracing::debug!("a Node peer's channel failed: {e}");
     }
-    // Whatever was still queued will never be written: dropping it gives
-    // back its bytes.
+    // Closed: nobody writes any more, and whatever was still queued never
+    // will be written (dropping it gives back its bytes).
+    *writer.queued.lock().unwrap() = None;
     queue.close();
     while queue.try_recv().is_ok() {}
-    let _ = socket.shutdown().await;
+    // The peer sees the end of the channel.
+    let _ = crate::runtime::unix::shutdown_write(socket.as_ref());
+}
+
+/// Writes all of `bytes` (the socket is non-blocking).
+async fn write_all(socket: &OwnedWriteHalf, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        socket.writable().await?;
+        match socket.try_write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Writes one frame with its descriptors attached to its first byte.
-async fn send_frame(socket: &mut OwnedWriteHalf, frame: &Frame) -> std::io::Result<()> {
+async fn send_frame(socket: &OwnedWriteHalf, frame: &Frame) -> std::io::Result<()> {
     let fds: Vec<_> = frame.fds.iter().map(AsRawFd::as_raw_fd).collect();
     let stream: &UnixStream = socket.as_ref();
     let sent = loop {
@@ -260,7 +351,7 @@ async fn send_frame(socket: &mut OwnedWriteHalf, frame: &Frame) -> std::io::Resu
             Err(e) => return Err(e),
         }
     };
-    socket.write_all(&frame.bytes[sent..]).await
+    write_all(socket, &frame.bytes[sent..]).await
 }
 
 impl NodeReader {
@@ -407,7 +498,12 @@ impl NodeReader {
     fn answer(&self, cmd: &str) {
         let text = format!(r#"{{"cmd":"{cmd}"}}"#);
         if let Ok(bytes) = encode(self.serialization, &Payload::Json(text)) {
-            let _ = self.control.send(Control::Internal(bytes));
+            // Counted as queued, so no sender writes in the middle of it.
+            let mut queued = self.writer.queued.lock().unwrap();
+            if let Some(count) = queued.as_mut() {
+                *count += 1;
+                let _ = self.control.send(Control::Internal(bytes));
+            }
         }
     }
 }

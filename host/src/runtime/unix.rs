@@ -133,3 +133,13 @@ pub fn adopt_socket(fd: i32) -> io::Result<std::os::fd::OwnedFd> {
 /// holds this: shared for an ordinary one, exclusive for one that
 /// inherits a descriptor.
 pub static SPAWNING: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Shuts down the writing side of a socket (`shutdown(2)`, `SHUT_WR`): the
+/// peer reads end-of-file; reading goes on.
+pub fn shutdown_write(socket: &impl std::os::fd::AsRawFd) -> io::Result<()> {
+    // SAFETY: shutdown(2) on a descriptor the caller owns; no memory.
+    if unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_WR) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
