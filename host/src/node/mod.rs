@@ -134,7 +134,8 @@ mod tests {
         _process: tokio::process::Child,
     }
 
-    fn start(script: &str, serialization: Serialization) -> NodeChild {
+    /// A runtime, a budget, and a parent process record in it.
+    fn parent() -> (Runtime, Arc<Budget>, Arc<Proc>) {
         let rt = Runtime::new(
             RuntimeConfig {
                 max_procs: 8,
@@ -157,6 +158,11 @@ mod tests {
                 slot: budget.charge().unwrap(),
             },
         );
+        (rt, budget, parent)
+    }
+
+    fn start(script: &str, serialization: Serialization) -> NodeChild {
+        let (rt, budget, parent) = parent();
         let channel = ChildChannel::new().unwrap();
         let mut command = tokio::process::Command::new("node");
         command
@@ -336,28 +342,7 @@ mod tests {
     #[tokio::test]
     async fn handles_are_refused_resent_and_waited_for() {
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-        let rt = Runtime::new(
-            RuntimeConfig {
-                max_procs: 4,
-                kill_grace: Duration::from_secs(1),
-                max_total_memory: 1 << 30,
-                sentinel: None,
-            },
-            wasmtime::Engine::default(),
-        );
-        let budget = Budget::root(4);
-        let parent = lifecycle::register(
-            &rt,
-            NewProc {
-                pid: rt.processes().allocate_id(),
-                name: "parent".into(),
-                kind: ProcKind::Wasm,
-                parent: None,
-                channel: Link::None,
-                pipes: Vec::new(),
-                slot: budget.charge().unwrap(),
-            },
-        );
+        let (rt, budget, parent) = parent();
         let (ours, theirs) = tokio::net::UnixStream::pair().unwrap();
         let (wire, reader) = peer::connect(ours, Serialization::Json);
         let child = lifecycle::register(
