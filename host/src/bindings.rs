@@ -132,7 +132,11 @@ impl From<ChildEvent> for ChildEventKind {
             ChildEvent::Spawn => ChildEventKind::Spawn,
             ChildEvent::Message(envelope) => ChildEventKind::Message(envelope.into()),
             ChildEvent::Disconnect => ChildEventKind::Disconnect,
-            ChildEvent::Exit(status) => ChildEventKind::Exit(status.into()),
+            ChildEvent::Exit(status, taken) => {
+                // Taken now: from here on the parent sees how it ended.
+                taken.mark();
+                ChildEventKind::Exit(status.into())
+            }
             ChildEvent::Close(status) => ChildEventKind::Close(status.into()),
             ChildEvent::Error(error) => ChildEventKind::Error((*error).into()),
         }

@@ -198,7 +198,9 @@ impl HostChild for ChildProcessView<'_> {
                 return Ok(Some(event.into()));
             }
             if closed() {
-                return Ok(None);
+                // `close` is queued before the child counts as closed: one
+                // queued between the take above and that check is taken now.
+                return Ok(inbox.try_pop_child(id).map(Into::into));
             }
             inbox.wait_until(|| inbox.has_child(id) || closed()).await;
         }

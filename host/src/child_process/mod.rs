@@ -125,8 +125,10 @@ impl Child {
         }
     }
 
+    /// How it ended, as its parent may know it: once it took `exit`.
     fn status(&self) -> Option<ExitStatus> {
-        self.failed.or_else(|| self.proc.as_ref()?.status())
+        self.failed
+            .or_else(|| self.proc.as_ref()?.reported_status())
     }
 }
 

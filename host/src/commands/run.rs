@@ -293,6 +293,10 @@ fn parse_net_entry(text: &str) -> Result<NetEntry, String> {
     NetPolicy::parse_entry(text).map(NetEntry)
 }
 
+/// How long the host waits, once the root guest ended, for the last
+/// messages to its Node parent to be written.
+const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// SIGTERM, SIGINT and SIGHUP sent to the host.
 struct HostSignals([tokio::signal::unix::Signal; 3]);
 
@@ -395,7 +399,7 @@ impl RunCommand {
             },
             max_memory: None,
             cwd: self.cwd,
-            node_parent,
+            node_parent: node_parent.clone(),
         };
         // A guest that can reach the cache could read its secret or plant
         // entries that later runs would trust: run this one without it, and
@@ -425,6 +429,11 @@ impl RunCommand {
             let root = hive.start(options).await?;
             let forwarding = tokio::spawn(signals.forward(hive.clone(), root.clone()));
             let status = root.wait().await;
+            // What the root sent its Node parent last is still being
+            // written: let it go out before the host exits.
+            if let Some(channel) = &root.channel {
+                let _ = tokio::time::timeout(FLUSH_TIMEOUT, channel.flushed()).await;
+            }
             // The root is gone: end whatever is left (OS children get
             // SIGTERM, then SIGKILL after the grace period).
             hive.shutdown().await;
@@ -435,6 +444,12 @@ impl RunCommand {
         runtime.shutdown_background();
         if let Some((cache, _)) = exposed {
             crate::loader::cache::forget_secret(&cache);
+        }
+        // A Node parent tells how its child ended from `exit(code, signal)`:
+        // a root ended by a signal ends the host by that signal, as a Node
+        // child would end (a shell sees the same 128+N either way).
+        if let (Some(_), Ok(ExitStatus::Signal(signal))) = (&node_parent, &status) {
+            crate::runtime::unix::die_by(signal.number());
         }
         status
     }

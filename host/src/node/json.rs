@@ -136,11 +136,7 @@ pub fn decode_line(line: &[u8]) -> Result<Line, LineError> {
     }
 }
 
-/// Node's `isInternal`: a `cmd` that starts with `NODE_` and is longer
-/// than five characters.
-pub fn is_internal_cmd(cmd: &str) -> bool {
-    cmd.len() > 5 && cmd.starts_with("NODE_")
-}
+pub use crate::runtime::message::is_internal_cmd;
 
 /// The line for a payload, `\n` included: a JSON message on one line (the
 /// whitespace between its tokens may hold newlines, which JSON strings

@@ -95,6 +95,8 @@ struct Writer {
     /// frame: not yet answered); `None` once closed. While it is above
     /// zero only the task writes, so frames never interleave.
     queued: Mutex<Option<usize>>,
+    /// Set when the writer task is done: closed, all written.
+    finished: tokio::sync::watch::Sender<bool>,
 }
 
 impl Writer {
@@ -183,6 +185,13 @@ impl Wire for NodeWire {
             let _ = self.out.send(Out::Close);
         }
     }
+
+    fn flushed(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        let mut finished = self.writer.finished.subscribe();
+        Box::pin(async move {
+            let _ = finished.wait_for(|done| *done).await;
+        })
+    }
 }
 
 /// A payload as one frame in `serialization`.
@@ -213,6 +222,7 @@ pub fn connect(socket: UnixStream, serialization: Serialization) -> (Arc<NodeWir
     let writer = Arc::new(Writer {
         socket: write,
         queued: Mutex::new(Some(0)),
+        finished: tokio::sync::watch::Sender::new(false),
     });
     tokio::spawn(write_frames(writer.clone(), queue, controls));
     let wire = Arc::new(NodeWire {
@@ -322,6 +332,7 @@ async fn write_frames(
     while queue.try_recv().is_ok() {}
     // The peer sees the end of the channel.
     let _ = crate::runtime::unix::shutdown_write(socket.as_ref());
+    writer.finished.send_replace(true);
 }
 
 /// Writes all of `bytes` (the socket is non-blocking).
@@ -365,6 +376,7 @@ impl NodeReader {
         let mut pending = Vec::new();
         // Descriptors received, waiting for their `NODE_HANDLE` message.
         let mut fds: Vec<OwnedFd> = Vec::new();
+        let mut broken = None;
         let stream: &UnixStream = self.read.as_ref();
         loop {
             let read = loop {
@@ -392,19 +404,15 @@ impl NodeReader {
                 }),
                 Serialization::Advanced => {
                     frames.extend_from_slice(&buf[..n]);
-                    match v8::split_frames(&frames, MAX_MESSAGE_BYTES) {
-                        Ok((bodies, used)) => {
-                            for body in bodies {
-                                pending.push(advanced_message(&frames[body]));
-                            }
-                            frames.drain(..used);
-                        }
-                        Err(e) => {
-                            // A frame we cannot even delimit: nothing after
-                            // it can be trusted.
-                            channel.protocol_error(from, format!("invalid IPC frame: {e}"));
-                            break;
-                        }
+                    let split = v8::split_frames(&frames, MAX_MESSAGE_BYTES);
+                    for body in split.bodies {
+                        pending.push(advanced_message(&frames[body]));
+                    }
+                    frames.drain(..split.used);
+                    if let Some(e) = split.error {
+                        // A frame we cannot even delimit: the frames before
+                        // it go on; nothing after it can be trusted.
+                        broken = Some(format!("invalid IPC frame: {e}"));
                     }
                 }
             }
@@ -412,6 +420,11 @@ impl NodeReader {
                 if !self.deliver(&channel, from, message, &mut fds).await {
                     return;
                 }
+            }
+            if let Some(e) = broken.take() {
+                channel.protocol_error(from, e);
+                frames.clear();
+                break;
             }
         }
         let left = match self.serialization {

@@ -343,37 +343,54 @@ pub fn encode(payload: &Payload) -> Result<Vec<u8>, EncodeError> {
     Ok(writer.out)
 }
 
-/// Splits a byte stream into frames: returns the complete frame bodies at
-/// the front of `buf` and how many bytes they used (a length prefix split
-/// across reads, or a partial frame, stays for later).
+/// The frames found at the front of a byte stream ([`split_frames`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Split {
+    /// The complete frame bodies, in order.
+    pub bodies: Vec<Range<usize>>,
+    /// How many bytes they used (a partial frame, or a length prefix split
+    /// across reads, stays for later).
+    pub used: usize,
+    /// A length prefix past the limit after those frames: nothing after it
+    /// can be trusted, and the caller drops the channel.
+    pub error: Option<DecodeError>,
+}
+
+/// Splits a byte stream into frames: the complete frame bodies at the
+/// front of `buf`, how many bytes they used, and, if a length prefix says
+/// more than `max` bytes, [`DecodeError::FrameTooLarge`] — as soon as the
+/// prefix is in, before the frame has arrived; the frames before it are
+/// still returned.
 ///
 /// A zero-length frame is returned as an empty range ([`decode`] then
 /// reports it as truncated).
-///
-/// # Errors
-///
-/// [`DecodeError::FrameTooLarge`] as soon as a length prefix says more than
-/// `max` bytes, before the frame has arrived: the caller then drops the
-/// channel (frames before it are not returned: nothing after a bad prefix
-/// can be trusted anyway).
-pub fn split_frames(buf: &[u8], max: usize) -> Result<(Vec<Range<usize>>, usize), DecodeError> {
-    let mut frames = Vec::new();
+pub fn split_frames(buf: &[u8], max: usize) -> Split {
+    let mut bodies = Vec::new();
     let mut pos = 0;
     while let Some(&[a, b, c, d]) = buf.get(pos..pos + 4) {
         let len = u32::from_be_bytes([a, b, c, d]) as usize;
         if len > max {
-            return Err(DecodeError::FrameTooLarge { len, max });
+            let error = Some(DecodeError::FrameTooLarge { len, max });
+            return Split {
+                bodies,
+                used: pos,
+                error,
+            };
         }
         let start = pos + 4;
         match start.checked_add(len) {
             Some(end) if end <= buf.len() => {
-                frames.push(start..end);
+                bodies.push(start..end);
                 pos = end;
             }
             _ => break,
         }
     }
-    Ok((frames, pos))
+    Split {
+        bodies,
+        used: pos,
+        error: None,
+    }
 }
 
 /// Puts the 4-byte big-endian length in front of a frame body.
@@ -2037,10 +2054,18 @@ mod tests {
         assert_eq!(a, hex("00 00 00 03 ff 0f 30"));
         let b = frame(&hex("ff 0f 49 02"));
         let mut stream = [a.clone(), b.clone()].concat();
-        assert_eq!(split_frames(&stream, 100), Ok((vec![4..7, 11..15], 15)));
+        let split = |buf: &[u8], max| {
+            let Split {
+                bodies,
+                used,
+                error,
+            } = split_frames(buf, max);
+            (bodies, used, error)
+        };
+        assert_eq!(split(&stream, 100), (vec![4..7, 11..15], 15, None));
         // A partial frame, and a split length prefix, stay for later.
         for cut in 0..stream.len() {
-            let (frames, used) = split_frames(&stream[..cut], 100).unwrap();
+            let (frames, used, _) = split(&stream[..cut], 100);
             let expected = if cut >= 15 {
                 2
             } else if cut >= 7 {
@@ -2053,17 +2078,17 @@ mod tests {
         }
         // An empty frame is a frame (that decode rejects).
         stream.extend([0, 0, 0, 0]);
-        assert_eq!(split_frames(&stream, 100).unwrap().0[2], 19..19);
+        assert_eq!(split(&stream, 100).0[2], 19..19);
         assert_eq!(decode(&[]), Err(DecodeError::Truncated { offset: 0 }));
-        // Too large as soon as the prefix is in.
+        // Too large as soon as the prefix is in; the frames before it are kept.
+        let too_large = Some(DecodeError::FrameTooLarge { len: 256, max: 255 });
         assert_eq!(
-            split_frames(&hex("00 00 01 00"), 255),
-            Err(DecodeError::FrameTooLarge { len: 256, max: 255 })
+            split(&hex("00 00 01 00"), 255),
+            (vec![], 0, too_large.clone())
         );
-        assert_eq!(
-            split_frames(&hex("ff ff ff ff"), usize::MAX).unwrap(),
-            (vec![], 0)
-        );
+        let before = [a.clone(), hex("00 00 01 00")].concat();
+        assert_eq!(split(&before, 255), (vec![4..7], 7, too_large));
+        assert_eq!(split(&hex("ff ff ff ff"), usize::MAX), (vec![], 0, None));
     }
 
     mod properties {
@@ -2170,12 +2195,11 @@ mod tests {
                 let mut frame = if header { vec![0xff, 0x0f] } else { Vec::new() };
                 frame.extend(&bytes);
                 let _ = decode(&frame);
-                if let Ok((frames, used)) = split_frames(&frame, max) {
-                    prop_assert!(used <= frame.len());
-                    for range in frames {
-                        prop_assert!(range.end <= used);
-                        let _ = decode(&frame[range]);
-                    }
+                let Split { bodies, used, .. } = split_frames(&frame, max);
+                prop_assert!(used <= frame.len());
+                for range in bodies {
+                    prop_assert!(range.end <= used);
+                    let _ = decode(&frame[range]);
                 }
             }
 
@@ -2232,7 +2256,7 @@ mod tests {
                 for cut in cuts {
                     buf.extend_from_slice(&stream[fed..cut]);
                     fed = cut;
-                    let (frames, used) = split_frames(&buf, 1 << 20).unwrap();
+                    let Split { bodies: frames, used, .. } = split_frames(&buf, 1 << 20);
                     got.extend(frames.into_iter().map(|r| buf[r].to_vec()));
                     buf.drain(..used);
                 }
@@ -2558,7 +2582,11 @@ process.on('message', (m) => {
                         .expect("reading from node (did it time out?)");
                     assert!(n > 0, "node closed the channel");
                     self.buf.extend_from_slice(&chunk[..n]);
-                    let (frames, used) = split_frames(&self.buf, 1 << 24).unwrap();
+                    let Split {
+                        bodies: frames,
+                        used,
+                        ..
+                    } = split_frames(&self.buf, 1 << 24);
                     self.frames
                         .extend(frames.into_iter().map(|r| self.buf[r].to_vec()));
                     self.buf.drain(..used);

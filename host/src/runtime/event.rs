@@ -88,8 +88,9 @@ pub enum ChildEvent {
     Message(Envelope),
     /// The channel to the child closed.
     Disconnect,
-    /// The child ended (its stdio may still be open).
-    Exit(ExitStatus),
+    /// The child ended (its stdio may still be open). Taking it marks the
+    /// child's status as known to its parent ([`Taken`]).
+    Exit(ExitStatus, Taken),
     /// The child ended and its stdio closed: its last event.
     Close(ExitStatus),
     /// The child failed to start (or a message to one that never started failed).
@@ -112,4 +113,22 @@ pub struct StartError {
     pub message: String,
     /// The arguments it was started with.
     pub spawnargs: Vec<String>,
+}
+
+/// Set when the event that carries it is taken from its inbox: the child's
+/// `exit`, after which its parent may see how it ended (Node sets
+/// `exitCode` as it emits `exit`).
+#[derive(Debug, Clone, Default)]
+pub struct Taken(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Taken {
+    /// Marks it taken.
+    pub fn mark(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether it was taken.
+    pub fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
 }

@@ -47,9 +47,55 @@ pub fn validate(payload: &Payload) -> Result<usize, SendError> {
     Ok(cost(payload))
 }
 
+/// Node's `isInternal`: an object whose `cmd` is a string longer than
+/// five characters that starts with `NODE_`. Such a message is Node's own
+/// (cluster, handle passing): never delivered as a user's `message`.
+pub fn is_internal(payload: &Payload) -> bool {
+    let Payload::Json(text) = payload else {
+        return false;
+    };
+    // Cheap first: most messages have no `NODE_` at all.
+    if !text.trim_start().starts_with('{') || !text.contains("NODE_") {
+        return false;
+    }
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        cmd: Option<serde_json::Value>,
+    }
+    matches!(
+        serde_json::from_str::<Probe>(text),
+        Ok(Probe { cmd: Some(serde_json::Value::String(cmd)) }) if is_internal_cmd(&cmd)
+    )
+}
+
+/// Node's rule for a `cmd` of its own: longer than five characters and
+/// starting with `NODE_`.
+pub fn is_internal_cmd(cmd: &str) -> bool {
+    cmd.len() > 5 && cmd.starts_with("NODE_")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn internal_messages_are_nodes_rule() {
+        let json = |s: &str| Payload::Json(s.into());
+        assert!(is_internal(&json(r#"{"cmd":"NODE_X","a":1}"#)));
+        assert!(is_internal(&json(r#" {"a":1,"cmd":"NODE_HANDLE"}"#)));
+        for ordinary in [
+            r#"{"cmd":"NODE_"}"#,
+            r#"{"cmd":"fooNODE_X"}"#,
+            r#"{"cmd":1}"#,
+            r#""NODE_X""#,
+            r#"["NODE_X"]"#,
+        ] {
+            assert!(!is_internal(&json(ordinary)), "{ordinary}");
+        }
+        assert!(!is_internal(&Payload::Bytes(
+            b"{\"cmd\":\"NODE_X\"}".to_vec()
+        )));
+    }
 
     #[test]
     fn validates_json_and_size() {

@@ -2,7 +2,7 @@
 //! signals, children and how it ended.
 
 use super::budget::{Budget, Slot};
-use super::event::Event;
+use super::event::{Event, Taken};
 use super::exit::ExitStatus;
 use super::inbox::Inbox;
 use super::lifecycle::channel::Channel;
@@ -56,6 +56,9 @@ pub struct Proc {
     closed: AtomicBool,
     /// Whether a `kill` (or a timeout) delivered a signal (Node's `killed`).
     killed: AtomicBool,
+    /// Whether its parent has taken its `exit` event: only then does the
+    /// parent see how it ended (Node sets `exitCode` as it emits `exit`).
+    pub(super) exit_taken: Taken,
     /// Output pipes to the parent: `close` waits until they are finished with.
     pub(super) pipes: Vec<Arc<Pipe>>,
     /// Its place in its budgets, given back when it ends.
@@ -91,6 +94,7 @@ impl Proc {
             children: Mutex::default(),
             closed: AtomicBool::new(false),
             killed: AtomicBool::new(false),
+            exit_taken: Taken::default(),
             pipes,
             budget: slot.budget().clone(),
             slot: Mutex::new(Some(slot)),
@@ -199,6 +203,11 @@ impl Proc {
             self.killed.store(true, Ordering::Release);
         }
         delivered
+    }
+
+    /// How it ended, once its parent has taken its `exit` event.
+    pub fn reported_status(&self) -> Option<ExitStatus> {
+        self.status().filter(|_| self.exit_taken.is_set())
     }
 
     /// Whether `kill` (or a timeout) delivered a signal to it.

@@ -143,3 +143,27 @@ pub fn shutdown_write(socket: &impl std::os::fd::AsRawFd) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Ends this process by `signal`, as a child of a Node parent must for
+/// the parent to see `exit(null, signal)`: the default action restored
+/// (tokio's handler is gone with it), no core file, and raised. Returns
+/// only if the signal does not end a process by default.
+pub fn die_by(signal: u8) {
+    let signal = libc::c_int::from(signal);
+    // SAFETY: setrlimit, signal and raise take plain values; SIG_DFL is a
+    // valid disposition for every signal but SIGKILL and SIGSTOP, for which
+    // signal(2) fails harmlessly.
+    unsafe {
+        let none = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::setrlimit(libc::RLIMIT_CORE, &none);
+        libc::signal(signal, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::raise(signal);
+    }
+}

@@ -8,6 +8,7 @@ use crate::runtime::event::{ChildEvent, Envelope, Event, Payload, StartError};
 use crate::runtime::flow::Flow;
 use crate::runtime::inbox::Inbox;
 use crate::runtime::message::{self, SendError};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -22,6 +23,10 @@ pub trait Wire: Send + Sync + 'static {
     /// Closes the wire once what is queued is written: the peer sees the
     /// channel end.
     fn close(&self);
+
+    /// Resolves once the wire is closed and everything queued before
+    /// `close` is written (or can never be).
+    fn flushed(&self) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 }
 
 /// One end of a channel: where messages for that side go.
@@ -97,7 +102,20 @@ impl Channel {
     /// Cancel safe: nothing is queued until the reservation is made.
     pub async fn send(&self, from: End, payload: Payload) -> Result<bool, SendError> {
         let cost = message::validate(&payload)?;
+        if message::is_internal(&payload) && self.to_inbox(from) && self.connected() {
+            // Node's own kind of message: a process of this host never sees
+            // it as a `message` (a Node peer handles it as Node's).
+            return Ok(true);
+        }
         self.forward(from, Envelope::from(payload), cost).await
+    }
+
+    /// Whether what end `from` sends goes to a local inbox.
+    fn to_inbox(&self, from: End) -> bool {
+        match from {
+            End::Parent => matches!(self.child, Some(Peer::Inbox(_))),
+            End::Child => matches!(self.parent, Peer::Inbox(_)),
+        }
     }
 
     /// [`Channel::send`] for a message already validated (one decoded from
@@ -152,6 +170,17 @@ impl Channel {
             None => {}
         }
         true
+    }
+
+    /// Resolves once every message sent across a wire end has been
+    /// written, after [`Channel::disconnect`] (at once for local ends).
+    pub async fn flushed(&self) {
+        let wires = [Some(&self.parent), self.child.as_ref()];
+        for peer in wires.into_iter().flatten() {
+            if let Peer::Wire(wire) = peer {
+                wire.flushed().await;
+            }
+        }
     }
 
     /// The peer at end `from` sent something that is not a message (a line

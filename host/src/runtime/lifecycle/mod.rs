@@ -136,7 +136,7 @@ pub fn ended(rt: &Runtime, proc: &Arc<Proc>, status: ExitStatus) {
 /// Tells `parent` that `proc` exited, then — once its output pipes are
 /// finished with (read to the end, dropped, or drained) — that it closed.
 fn report_end(proc: Arc<Proc>, parent: Arc<Proc>, status: ExitStatus) {
-    let exit = child_event(proc.pid, ChildEvent::Exit(status));
+    let exit = child_event(proc.pid, ChildEvent::Exit(status, proc.exit_taken.clone()));
     if proc.pipes().is_empty() {
         parent.inbox.push(exit, None);
         closed(&proc, &parent, status);
