@@ -48,82 +48,12 @@ use std::time::{Duration, Instant};
 /// Cells expected to fail, every time: `(scenario, columns, reason)`
 /// (columns as in [`covers`]). A listed cell that passes fails the run.
 /// Empty is the goal.
-const KNOWN_FAILURES: &[(&str, &str, &str)] = &[
-    (
-        "crash-abort",
-        "node→wasm, node→wasm adv",
-        "`host run` exits 134 (128 + SIGABRT) when its guest traps, as `host run --help` says, \
-         so a Node parent sees `exit 134 null`; a wasm parent sees the same trap as \
-         `exit null SIGABRT`, and so does a Node parent of a Node child that aborts",
-    ),
-    (
-        "kill-sigterm-running",
-        "node→wasm, node→wasm adv",
-        "`host run` that gets SIGTERM (its root guest has no handler) exits 143 instead of \
-         dying by SIGTERM, so a Node parent's `kill()` shows `exit 143 null` and \
-         `signalCode null`",
-    ),
-    (
-        "internal-from-child",
-        "wasm→wasm",
-        "Hive's wasm↔wasm channel delivers a message whose `cmd` is `NODE_` and more as a \
-         user message; Node never does (node.md §2.4), and the Node bridge does not either",
-    ),
-    (
-        "internal-to-child",
-        "wasm→wasm",
-        "Hive's wasm↔wasm channel delivers a message whose `cmd` is `NODE_` and more as a \
-         user message; Node never does (node.md §2.4), and the Node bridge does not either",
-    ),
-    (
-        "malformed-adv-oversize",
-        "wasm→node adv",
-        "node/peer.rs: when `split_frames` fails on a length prefix past the limit, the \
-         complete frames before it in the same read are dropped, and a second EPROTO \
-         ('ended in the middle of a frame') follows at EOF for the same prefix",
-    ),
-];
+const KNOWN_FAILURES: &[(&str, &str, &str)] = &[];
 
 /// Cells that fail some of the time, because of a race in Hive:
 /// `(scenario, columns, reason)`. A failure is reported as known (with its
 /// trace), a pass is allowed and says `✔ flaky`. Empty is the goal.
-const KNOWN_FLAKY: &[(&str, &str, &str)] = &[
-    ("child-disconnect", "node→wasm, node→wasm adv", LOST_AT_EXIT),
-    ("child-message", "node→wasm, node→wasm adv", LOST_AT_EXIT),
-    ("delayed-messages", "node→wasm, node→wasm adv", LOST_AT_EXIT),
-    (
-        "internal-from-child",
-        "node→wasm, node→wasm adv",
-        LOST_AT_EXIT,
-    ),
-    ("json-nan", "node→wasm, node→wasm adv", LOST_AT_EXIT),
-    ("json-scalars", "node→wasm, node→wasm adv", LOST_AT_EXIT),
-    ("json-undefined", "node→wasm, node→wasm adv", LOST_AT_EXIT),
-    (
-        "messages-in-order",
-        "node→wasm, node→wasm adv",
-        LOST_AT_EXIT,
-    ),
-    ("kill-sigterm", "node→wasm, node→wasm adv", SIGTERM_143),
-    ("timeout-kill", "node→wasm, node→wasm adv", SIGTERM_143),
-    (
-        "exit-status-fields",
-        "wasm→wasm",
-        "`exit_status()` reads the process's status as soon as it has ended, not when the \
-         parent takes the `exit` event as Node's `exitCode` does: a child that exits before \
-         the parent's first `status` shows `exitCode 4` there",
-    ),
-];
-
-/// Why `host run` as a Node child loses messages (`KNOWN_FLAKY`).
-const LOST_AT_EXIT: &str = "`host run` as a Node child: messages the guest sent just before it \
-     ended are lost, some or all (the Node wire's writer task is dropped by \
-     `runtime.shutdown_background()` in commands/run.rs before its queue is written)";
-
-/// Why a Node parent's SIGTERM shows as `exit 143` (`KNOWN_FLAKY`).
-const SIGTERM_143: &str = "`host run` exits 143 on SIGTERM instead of dying by it, as in \
-     kill-sigterm-running; it passes only when the signal comes before the host installed \
-     its handlers (~8 ms after start), where the default action kills it";
+const KNOWN_FLAKY: &[(&str, &str, &str)] = &[];
 
 /// How messages travel between a parent and a Node child.
 #[derive(Clone, Copy, PartialEq, Eq)]
