@@ -50,7 +50,9 @@ fn main() {
             child.on_stdout(move |data| {
                 print!("{} at {}s\n", text(data).trim(), start.elapsed().as_secs());
             });
-            child.on_exit(move |code, _| println!("exit {code:?} at {}s", start.elapsed().as_secs()));
+            child.on_exit(move |code, _| {
+                println!("exit {code:?} at {}s", start.elapsed().as_secs())
+            });
             hive::run();
         }
         "echo" => {
