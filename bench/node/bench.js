@@ -122,6 +122,9 @@ function makePayload(size) {
 // object Buffer#toJSON gave ({type:'Buffer', data:[...]}).
 function isEcho(m, size) {
   if (size <= STRING_MAX) return typeof m === 'string' && m.length === size;
+  // 'advanced' keeps a Buffer a Buffer (a Uint8Array); 'json' makes it
+  // {"type":"Buffer","data":[...]}.
+  if (m instanceof Uint8Array) return m.length === size;
   return m !== null && typeof m === 'object' && m.type === 'Buffer' &&
     Array.isArray(m.data) && m.data.length === size;
 }
