@@ -1,7 +1,7 @@
 //! What a process receives, in the runtime's own words: messages (an
 //! envelope: a payload and the handles moved with it), control events and
 //! the events of its children. Converted to the WIT's `event` only when a
-//! guest takes one (`bindings.rs`), so that what the WIT does not name — a
+//! guest takes one (at the interface edge), so that what the WIT does not name — a
 //! socket, a file descriptor, a Node peer's frame — can travel too.
 
 use super::exit::ExitStatus;

@@ -1,10 +1,12 @@
 //! The process runtime: every process this host runs, of every kind (wasm
-//! guests, OS programs, and room for a Node peer or a remote process), how
-//! they talk, how they are signalled, what they may use and how they end.
+//! guests and OS programs — a Node child is an OS program whose channel
+//! end is a wire — with room for a remote process), how they talk, how
+//! they are signalled, what they may use and how they end.
 //!
-//! WIT-free on purpose: nothing here names a bindgen type. The interfaces
-//! (`process`, `child_process`) convert at their edge, as wasmtime's
-//! `sockets` core keeps its own `ErrorCode` and `p2/network.rs` converts it.
+//! WIT-free on purpose: nothing here names a type generated from the WIT
+//! (a grep for the generated module finds nothing here). The interfaces (`process`, `child_process`) convert at their edge, as
+//! wasmtime's `sockets` core keeps its own `ErrorCode` and `p2/network.rs`
+//! converts it.
 
 pub mod argv;
 pub mod budget;
