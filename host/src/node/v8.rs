@@ -2088,7 +2088,10 @@ mod tests {
         );
         let before = [a.clone(), hex("00 00 01 00")].concat();
         let (bodies, used, error) = split(&before, 255);
-        assert_eq!((bodies.len(), bodies[0].clone(), used, error), (1, 4..7, 7, too_large));
+        assert_eq!(
+            (bodies.len(), bodies[0].clone(), used, error),
+            (1, 4..7, 7, too_large)
+        );
         assert_eq!(split(&hex("ff ff ff ff"), usize::MAX), (vec![], 0, None));
     }
 
