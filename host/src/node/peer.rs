@@ -1,7 +1,7 @@
 //! A Node process at one end of a channel: its IPC socket as a [`Wire`]
-//! (our messages out, written by a task of their own) and a reader task
-//! (its messages in, sent on through the channel as if the peer were a
-//! process of this host).
+//! (our messages out: written by their sender when nothing is queued, else
+//! by a writer task) and a reader task (its messages in, sent on through
+//! the channel as if the peer were a process of this host).
 //!
 //! Flow control needs nothing new: a message to the peer is charged to the
 //! channel's flow until the writer has written it, so a peer that stops
