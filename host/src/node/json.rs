@@ -10,6 +10,7 @@
 //! line longer than the limit is skipped to its end without being kept.
 
 use crate::runtime::event::Payload;
+use crate::runtime::message;
 
 /// Why one line from a peer is not a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -114,26 +115,18 @@ pub fn decode_line(line: &[u8]) -> Result<Line, LineError> {
     }
     // Node decodes the bytes as UTF-8 with replacement characters.
     let text = String::from_utf8_lossy(line).into_owned();
-    // Validate and look for Node's `cmd` in one pass when it is an object.
-    #[derive(serde::Deserialize)]
-    struct Probe {
-        cmd: Option<serde_json::Value>,
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&text) {
+        return Err(LineError::NotJson(e.to_string()));
     }
-    match serde_json::from_str::<Probe>(&text) {
-        Ok(Probe {
-            cmd: Some(serde_json::Value::String(cmd)),
-        }) if is_internal_cmd(&cmd) => {
-            let value = serde_json::from_str(&text).expect("parsed once already");
-            return Ok(Line::Internal(value));
-        }
-        Ok(_) => return Ok(Line::Message(Payload::Json(text))),
-        // Not an object (or a `cmd` of another type): validate as any value.
-        Err(_) => {}
+    let payload = Payload::Json(text);
+    if message::is_internal(&payload) {
+        let Payload::Json(text) = &payload else {
+            unreachable!("made above")
+        };
+        let value = serde_json::from_str(text).expect("valid JSON, checked above");
+        return Ok(Line::Internal(value));
     }
-    match serde_json::from_str::<serde::de::IgnoredAny>(&text) {
-        Ok(_) => Ok(Line::Message(Payload::Json(text))),
-        Err(e) => Err(LineError::NotJson(e.to_string())),
-    }
+    Ok(Line::Message(payload))
 }
 
 pub use crate::runtime::message::is_internal_cmd;

@@ -524,10 +524,9 @@ impl NodeReader {
 /// Decodes one advanced frame into a line-like result.
 fn advanced_message(body: &[u8]) -> Result<json::Line, String> {
     let payload = v8::decode(body).map_err(|e| e.to_string())?;
-    if let Payload::Json(text) = &payload
-        && text.starts_with('{')
-        && text.contains("\"cmd\"")
-        && let Ok(json::Line::Internal(value)) = json::decode_line(text.as_bytes())
+    if message::is_internal(&payload)
+        && let Payload::Json(text) = &payload
+        && let Ok(value) = serde_json::from_str(text)
     {
         return Ok(json::Line::Internal(value));
     }
