@@ -123,6 +123,7 @@ mod tests {
     use crate::runtime::proc::{Proc, ProcKind};
     use crate::runtime::{Runtime, RuntimeConfig};
     use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -161,6 +162,36 @@ mod tests {
         (rt, budget, parent)
     }
 
+    /// A child `pid` of `parent` whose channel end is a Node peer on
+    /// `socket`, its reader running.
+    fn peer_child(
+        rt: &Runtime,
+        budget: &Arc<Budget>,
+        parent: &Arc<Proc>,
+        pid: u32,
+        socket: tokio::net::UnixStream,
+        serialization: Serialization,
+    ) -> Arc<Proc> {
+        let (wire, reader) = peer::connect(socket, serialization);
+        let child = lifecycle::register(
+            rt,
+            NewProc {
+                pid,
+                name: "peer".into(),
+                kind: ProcKind::Os {
+                    detached: false,
+                    group: false,
+                },
+                parent: Some(parent),
+                channel: Link::Parent(Some(wire)),
+                pipes: Vec::new(),
+                slot: budget.charge().unwrap(),
+            },
+        );
+        tokio::spawn(reader.run(child.channel.clone().unwrap(), End::Child));
+        child
+    }
+
     fn start(script: &str, serialization: Serialization) -> NodeChild {
         let (rt, budget, parent) = parent();
         let channel = ChildChannel::new().unwrap();
@@ -176,26 +207,9 @@ mod tests {
         let ChildChannel { ours, theirs } = channel;
         drop(theirs);
         ours.set_nonblocking(true).unwrap();
-        let (wire, reader) = peer::connect(
-            tokio::net::UnixStream::from_std(ours).unwrap(),
-            serialization,
-        );
-        let child = lifecycle::register(
-            &rt,
-            NewProc {
-                pid: process.id().unwrap(),
-                name: "node".into(),
-                kind: ProcKind::Os {
-                    detached: false,
-                    group: false,
-                },
-                parent: Some(&parent),
-                channel: Link::Parent(Some(wire)),
-                pipes: Vec::new(),
-                slot: budget.charge().unwrap(),
-            },
-        );
-        tokio::spawn(reader.run(child.channel.clone().unwrap(), End::Child));
+        let socket = tokio::net::UnixStream::from_std(ours).unwrap();
+        let pid = process.id().unwrap();
+        let child = peer_child(&rt, &budget, &parent, pid, socket, serialization);
         NodeChild {
             parent,
             child,
@@ -344,24 +358,9 @@ mod tests {
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
         let (rt, budget, parent) = parent();
         let (ours, theirs) = tokio::net::UnixStream::pair().unwrap();
-        let (wire, reader) = peer::connect(ours, Serialization::Json);
-        let child = lifecycle::register(
-            &rt,
-            NewProc {
-                pid: rt.processes().allocate_id(),
-                name: "peer".into(),
-                kind: ProcKind::Os {
-                    detached: false,
-                    group: false,
-                },
-                parent: Some(&parent),
-                channel: Link::Parent(Some(wire)),
-                pipes: Vec::new(),
-                slot: budget.charge().unwrap(),
-            },
-        );
+        let pid = rt.processes().allocate_id();
+        let child = peer_child(&rt, &budget, &parent, pid, ours, Serialization::Json);
         let channel = child.channel.clone().unwrap();
-        tokio::spawn(reader.run(channel.clone(), End::Child));
         let (read, mut write) = theirs.into_split();
         let mut lines = BufReader::new(read).lines();
         // A handle message without a descriptor: refused.
@@ -410,5 +409,37 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(lines.next_line().await.unwrap().unwrap(), r#""later""#);
+        // A hostile peer floods descriptors without their messages: the
+        // host keeps a few, not all of them.
+        let open = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+        let before = open();
+        let raw: &tokio::net::UnixStream = write.as_ref();
+        for _ in 0..50 {
+            let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+            let fds: Vec<_> = std::iter::repeat_n(a.as_raw_fd(), scm::MAX_FDS).collect();
+            raw.writable().await.unwrap();
+            scm::send_with_fds(raw, b" ", &fds).unwrap();
+        }
+        // A message after them proves the reader has taken them all in.
+        write.write_all(b"\"after the flood\"\n").await.unwrap();
+        loop {
+            match parent.inbox.try_pop() {
+                Some(Event::Child {
+                    event: ChildEvent::Message(m),
+                    ..
+                }) => {
+                    // (The bytes the descriptors rode on are JSON whitespace.)
+                    let Payload::Json(text) = m.payload else {
+                        panic!("json")
+                    };
+                    assert_eq!(text.trim(), r#""after the flood""#);
+                    break;
+                }
+                Some(_) => {}
+                None => parent.inbox.wait_until(|| parent.inbox.has_any()).await,
+            }
+        }
+        let kept = open().saturating_sub(before);
+        assert!(kept <= 2 * scm::MAX_FDS, "{kept} descriptors kept");
     }
 }

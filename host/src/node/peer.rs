@@ -35,6 +35,10 @@ use tokio::sync::mpsc;
 /// again before it is given up, as Node does.
 const MAX_HANDLE_RETRIES: u32 = 3;
 
+/// Descriptors received and kept for the `NODE_HANDLE` messages that
+/// will claim them (Node sends one per message, right with it).
+const MAX_PENDING_FDS: usize = scm::MAX_FDS;
+
 /// Bytes of queued frames written together.
 const BATCH_BYTES: usize = 256 * 1024;
 
@@ -390,6 +394,12 @@ impl NodeReader {
                     other => break other,
                 }
             };
+            if fds.len() > MAX_PENDING_FDS {
+                // A peer that sends descriptors without their messages
+                // would run the host out of them: keep the newest few.
+                tracing::warn!("a Node peer sent descriptors without their messages: closed them");
+                fds.drain(..fds.len() - MAX_PENDING_FDS);
+            }
             let n = match read {
                 Ok(0) => break,
                 Ok(n) => n,
