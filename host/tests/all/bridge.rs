@@ -17,6 +17,17 @@ fn fork_of_a_program_needs_allow_spawn() {
         .check();
 }
 
+/// `exec-path` is checked like any program: a guest allowed to start
+/// `node` may not name another program to run its module.
+#[test]
+fn exec_path_is_checked_against_the_allow_list() {
+    Test::new()
+        .args(["run", "--allow-spawn=node", PROC_PARENT, "try-fork", "x.js", "/bin/sh"])
+        .stdout("fork failed: EPERM: this guest may not start OS programs (run the host with `--allow-spawn`)\n")
+        .stderr_contains("may not start `/bin/sh`: allow it with `host run --allow-spawn=/bin/sh`")
+        .check();
+}
+
 /// A Node program forks `host run`: the root guest's pid is the host's
 /// (what Node's `child.pid` says), its ppid is Node's own pid, its channel
 /// is connected, and the channel's variables never reach it, even with

@@ -48,7 +48,7 @@ fn main() {
             let child = spawn("sh", &["-c", script], SpawnOptions::default()).unwrap();
             let start = std::time::Instant::now();
             child.on_stdout(move |data| {
-                print!("{} at {}s\n", text(data).trim(), start.elapsed().as_secs());
+                println!("{} at {}s", text(data).trim(), start.elapsed().as_secs());
             });
             child.on_exit(move |code, _| {
                 println!("exit {code:?} at {}s", start.elapsed().as_secs())

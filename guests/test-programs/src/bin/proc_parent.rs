@@ -146,8 +146,13 @@ fn main() {
             hive::process::disconnect().unwrap();
         }
         "try-fork" => {
-            // argv[2]: any module; prints the fork's result, then its events.
-            match fork(&args[2], &[], ForkOptions::default()) {
+            // argv[2]: any module, argv[3]: an `exec_path`; prints the
+            // fork's result, then its events.
+            let options = ForkOptions {
+                exec_path: args.get(3).cloned(),
+                ..ForkOptions::default()
+            };
+            match fork(&args[2], &[], options) {
                 Ok(child) => trace(&child),
                 Err(e) => println!("fork failed: {e}"),
             }
