@@ -37,9 +37,23 @@ mod generated {
         exports: { default: async },
         trappable_error_type: {
             "hive:process/types.error-code" => crate::bindings::HostError,
+            "wasi:sockets/network.error-code" => wasmtime_wasi::p2::SocketError,
         },
         with: {
-            "wasi": wasmtime_wasi::p2::bindings,
+            // Every WASI interface is wasmtime-wasi's, except the two that
+            // create and use TCP sockets: Hive owns those (`crate::sockets`),
+            // so that a cluster worker's `listen` joins the host's listener.
+            "wasi:cli": wasmtime_wasi::p2::bindings::cli,
+            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+            "wasi:filesystem": wasmtime_wasi::p2::bindings::filesystem,
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "wasi:random": wasmtime_wasi::p2::bindings::random,
+            "wasi:sockets/network": wasmtime_wasi::p2::bindings::sockets::network,
+            "wasi:sockets/instance-network": wasmtime_wasi::p2::bindings::sockets::instance_network,
+            "wasi:sockets/udp": wasmtime_wasi::p2::bindings::sockets::udp,
+            "wasi:sockets/udp-create-socket": wasmtime_wasi::p2::bindings::sockets::udp_create_socket,
+            "wasi:sockets/ip-name-lookup": wasmtime_wasi::p2::bindings::sockets::ip_name_lookup,
+            "wasi:sockets/tcp.tcp-socket": crate::sockets::TcpSocket,
             "hive:process/child-process.child": crate::child_process::Child,
         },
     });

@@ -5,6 +5,7 @@ use crate::bindings::hive::process::{child_process, process, types};
 use crate::child_process::{ChildProcessCtx, ChildProcessView, HiveChildProcess};
 use crate::process::{HiveProcess, ProcessCtx, ProcessView};
 use crate::runtime::caps::MemoryLimiter;
+use crate::sockets::{SocketsCtx, SocketsView};
 use crate::types::HiveTypes;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -19,6 +20,9 @@ pub struct HostState {
     pub child_process: ChildProcessCtx,
     /// Enforces the process's `--max-memory`.
     pub limiter: MemoryLimiter,
+    /// `wasi:sockets/tcp`, Hive's own: the network policy and, for a
+    /// cluster worker, where its listens go.
+    pub sockets: SocketsCtx,
 }
 
 /// The host state of a wasip1 core module: WASI only (it imports nothing
@@ -46,6 +50,10 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     })?;
     child_process::add_to_linker::<_, HiveChildProcess>(linker, |s| ChildProcessView {
         ctx: &mut s.child_process,
+        table: &mut s.table,
+    })?;
+    crate::sockets::add_to_linker(linker, |s| SocketsView {
+        ctx: &mut s.sockets,
         table: &mut s.table,
     })?;
     Ok(())

@@ -340,6 +340,7 @@ impl Hive {
             }),
             cwd: options.cwd,
             budget: self.runtime().processes().budget.clone(),
+            cluster: None,
         };
         let root = crate::wasm::start(self, spec)?;
         if let (Some(reader), Some(channel)) = (reader, &root.channel) {

@@ -41,6 +41,7 @@ pub mod node;
 mod os;
 pub mod process;
 pub mod runtime;
+mod sockets;
 mod stdio;
 mod types;
 mod wasm;

@@ -19,6 +19,7 @@ use crate::runtime::lifecycle::{self, Link, NewProc};
 use crate::runtime::pipe::Pipe;
 use crate::runtime::proc::{Proc, ProcKind};
 use crate::runtime::signal::Signal;
+use crate::sockets::{ClusterListen, SocketsCtx};
 use crate::stdio::Stdio;
 use futures_util::future::Either;
 use std::sync::Arc;
@@ -57,6 +58,8 @@ pub struct WasmSpec {
     pub cwd: Option<String>,
     /// The budget the new process (and its subtree) is charged to.
     pub budget: Arc<Budget>,
+    /// Set for a cluster worker: where its listens go.
+    pub cluster: Option<Arc<dyn ClusterListen>>,
 }
 
 /// Starts a wasm process: in the table and its parent's `spawn` queued
@@ -98,6 +101,7 @@ struct Start {
     process: ProcessCtx,
     child_process: ChildProcessCtx,
     limiter: MemoryLimiter,
+    sockets: SocketsCtx,
 }
 
 fn prepare(hive: &Hive, proc: &Arc<Proc>, spec: WasmSpec) -> anyhow::Result<(Start, ModuleSource)> {
@@ -122,7 +126,7 @@ fn prepare(hive: &Hive, proc: &Arc<Proc>, spec: WasmSpec) -> anyhow::Result<(Sta
         wasi.initial_cwd(cwd);
     }
     let who = format!("guest `{}` (pid {})", proc.name, proc.pid);
-    spec.caps.net.apply(&mut wasi, who.clone());
+    let net = spec.caps.net.apply(&mut wasi, who.clone());
     let limiter = MemoryLimiter::new(
         spec.caps.max_memory,
         who,
@@ -145,6 +149,10 @@ fn prepare(hive: &Hive, proc: &Arc<Proc>, spec: WasmSpec) -> anyhow::Result<(Sta
             cwd: spec.cwd,
         },
         limiter,
+        sockets: SocketsCtx {
+            net,
+            cluster: spec.cluster,
+        },
     };
     Ok((start, spec.module))
 }
@@ -186,6 +194,7 @@ async fn run_program(
                 process: start.process,
                 child_process: start.child_process,
                 limiter: start.limiter,
+                sockets: start.sockets,
             };
             let mut store = new_store(hive, state, |s| &mut s.limiter);
             let guest = pre.instantiate_async(&mut store).await?;

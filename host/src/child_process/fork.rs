@@ -118,6 +118,7 @@ impl ChildProcessView<'_> {
             caps: self.ctx.caps.clone(),
             cwd: self.ctx.cwd.clone(),
             budget,
+            cluster: None,
         };
         let proc = crate::wasm::start(&hive, spec)?;
         lifecycle::kill_after(&proc, options.timeout_ms, kill_signal);

@@ -16,6 +16,7 @@ pub mod exit;
 pub mod flow;
 pub mod inbox;
 pub mod lifecycle;
+pub mod listen;
 pub mod message;
 pub mod net;
 pub mod pipe;
@@ -52,6 +53,8 @@ struct Inner {
     sentinel_program: Option<PathBuf>,
     /// Started with the first OS child (`None` if it could not start).
     sentinel: OnceLock<Option<sentinel::Sentinel>>,
+    /// Every listening socket cluster workers share.
+    listeners: Arc<listen::Registry>,
 }
 
 /// What the runtime is built from.
@@ -79,12 +82,18 @@ impl Runtime {
             preempt: preempt::Preempt::new(engine, workers),
             sentinel_program: config.sentinel,
             sentinel: OnceLock::new(),
+            listeners: Arc::default(),
         }))
     }
 
     /// Every live process.
     pub fn processes(&self) -> &ProcessTable {
         &self.0.table
+    }
+
+    /// The listener registry cluster workers share sockets through.
+    pub fn listeners(&self) -> &Arc<listen::Registry> {
+        &self.0.listeners
     }
 
     /// How long an OS child gets between SIGTERM and SIGKILL.

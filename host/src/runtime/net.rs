@@ -102,33 +102,54 @@ impl NetPolicy {
         }
     }
 
-    /// Applies this policy to a guest's WASI context. A denied use is
-    /// `access-denied` in the guest and one warning on stderr (the first per
-    /// process) naming the flag that would allow it.
-    pub fn apply(self: &Arc<Self>, wasi: &mut WasiCtxBuilder, who: String) {
-        // TCP and UDP are always "enabled" so that every use reaches the
-        // address check below: a denial then says which flag would help,
-        // instead of failing silently at socket creation.
-        wasi.allow_tcp(true)
-            .allow_udp(true)
+    /// Applies this policy to a guest's WASI context (UDP and name lookup;
+    /// TCP is Hive's own, `crate::sockets`, and asks the returned guard).
+    /// A denied use is `access-denied` in the guest and one warning on
+    /// stderr (the first per process) naming the flag that would allow it.
+    pub fn apply(self: &Arc<Self>, wasi: &mut WasiCtxBuilder, who: String) -> Arc<NetGuard> {
+        let guard = Arc::new(NetGuard {
+            policy: self.clone(),
+            who,
+            warned: AtomicBool::new(false),
+        });
+        // UDP is always "enabled" so that every use reaches the address
+        // check: a denial then says which flag would help, instead of
+        // failing silently at socket creation.
+        wasi.allow_udp(true)
             .allow_ip_name_lookup(**self == NetPolicy::All);
         if **self == NetPolicy::All {
             wasi.inherit_network();
-            return;
+        } else {
+            let check = guard.clone();
+            wasi.socket_addr_check(move |addr, use_| {
+                Box::pin(std::future::ready(check.check(addr, use_)))
+            });
         }
-        let policy = self.clone();
-        let warned = Arc::new(AtomicBool::new(false));
-        wasi.socket_addr_check(move |addr, use_| {
-            let allowed = policy.allows(addr, use_);
-            if !allowed && !warned.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    "{who} may not {} `{addr}`: allow it with `--allow-net={}` (or `--allow-net` for any address)",
-                    describe(use_),
-                    suggestion(addr, use_),
-                );
-            }
-            Box::pin(std::future::ready(allowed))
-        });
+        guard
+    }
+}
+
+/// One process's network policy, and whether it was told about a denial.
+pub struct NetGuard {
+    policy: Arc<NetPolicy>,
+    who: String,
+    warned: AtomicBool,
+}
+
+impl NetGuard {
+    /// Whether `use_` of `addr` is allowed; the first denial logs which
+    /// `--allow-net` entry would allow it.
+    pub fn check(&self, addr: SocketAddr, use_: SocketAddrUse) -> bool {
+        let allowed = self.policy.allows(addr, use_);
+        if !allowed && !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "{} may not {} `{addr}`: allow it with `--allow-net={}` (or `--allow-net` for any address)",
+                self.who,
+                describe(use_),
+                suggestion(addr, use_),
+            );
+        }
+        allowed
     }
 }
 

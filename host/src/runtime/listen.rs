@@ -1,0 +1,634 @@
+//! The listener registry: every listening socket a cluster's workers
+//! share, keyed by cluster and address, and how its connections reach them.
+//!
+//! A worker's `listen` (plain `std::net` on `wasi:sockets`, or a Node
+//! worker's `queryServer`) does not get a socket of its own: it *joins* the
+//! cluster's listener for that address, which the host creates on the first
+//! join (so `listen(0)` gives every worker the same port, as in Node) and
+//! closes when the last worker leaves. How a connection reaches a worker is
+//! the listener's [`Policy`]:
+//!
+//! - **round-robin** (Node's `SCHED_RR`, the default): the host accepts,
+//!   sets `TCP_NODELAY` and hands each connection to the next *free*
+//!   worker, one that has taken its previous hand-off (at most one hand-off
+//!   in flight per worker, as Node's `RoundRobinHandle`);
+//! - **least-connections**: the free worker with the fewest open
+//!   connections it was handed;
+//! - **source-ip-hash**: the worker the client's IP hashes to (sticky
+//!   sessions), queued behind that worker's earlier hand-offs;
+//! - **shared** (Node's `SCHED_NONE`): every worker accepts from the one
+//!   socket itself and the kernel picks.
+//!
+//! Because the host owns the accept queue, a worker that leaves (exits,
+//! disconnects, is reloaded) stops getting connections at once, and the
+//! hand-off it had not taken goes to another worker instead of being lost.
+//! Connections accepted while no worker is free wait in a queue of at most
+//! [`MAX_PENDING`]; past it the host stops accepting and the kernel's
+//! backlog holds the rest.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll, Waker};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+/// Connections accepted but not yet handed to a worker, per listener.
+pub const MAX_PENDING: usize = 1024;
+
+/// Hand-offs queued for one worker under [`Policy::SourceIpHash`].
+const MAX_STICKY_QUEUE: usize = 64;
+
+/// The listen backlog of every listener the host creates.
+const BACKLOG: u32 = 1024;
+
+/// How a shared listener's connections reach its workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Policy {
+    /// The next free worker, in turn (Node's `SCHED_RR`).
+    #[default]
+    RoundRobin,
+    /// Workers accept from the socket themselves (Node's `SCHED_NONE`).
+    Shared,
+    /// The free worker with the fewest open connections.
+    LeastConnections,
+    /// The worker the client's IP address hashes to.
+    SourceIpHash,
+}
+
+impl Policy {
+    /// Node's name for the policy (`rr`, `none`), or Hive's.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::RoundRobin => "rr",
+            Policy::Shared => "none",
+            Policy::LeastConnections => "least-connections",
+            Policy::SourceIpHash => "source-ip-hash",
+        }
+    }
+}
+
+/// Which listener: one per cluster (its primary's pid) and requested address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key {
+    /// The primary's pid.
+    pub cluster: u32,
+    /// The address as the worker asked for it (port 0 included).
+    pub requested: SocketAddr,
+}
+
+/// Every shared listener of the host.
+#[derive(Default)]
+pub struct Registry {
+    listeners: Mutex<HashMap<Key, Weak<Shared>>>,
+}
+
+/// A connection handed to a worker. Counts as open for
+/// [`Policy::LeastConnections`] until dropped.
+pub struct Conn {
+    /// The accepted stream (`TCP_NODELAY` set).
+    pub stream: TcpStream,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Keeps the worker's open-connection count.
+    pub open: OpenGuard,
+}
+
+/// One open connection of a worker; dropping it closes the count.
+pub struct OpenGuard(Option<Arc<Counters>>);
+
+impl OpenGuard {
+    /// A guard that counts nothing (a connection no listener handed out).
+    pub fn none() -> OpenGuard {
+        OpenGuard(None)
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        if let Some(c) = &self.0 {
+            c.open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A worker's counters on one listener.
+#[derive(Default, Debug)]
+pub struct Counters {
+    /// Connections handed to it and still open.
+    pub open: AtomicUsize,
+    /// Connections handed to it in all.
+    pub total: AtomicU64,
+}
+
+struct Member {
+    worker: u32,
+    queue: VecDeque<Conn>,
+    waker: Option<Waker>,
+    counters: Arc<Counters>,
+}
+
+#[derive(Default)]
+struct State {
+    pending: VecDeque<(TcpStream, SocketAddr)>,
+    members: Vec<Member>,
+    /// Where round-robin looks first.
+    cursor: usize,
+}
+
+/// One host-owned listening socket and the workers that joined it.
+pub struct Shared {
+    key: Key,
+    local: SocketAddr,
+    policy: Policy,
+    listener: Arc<TcpListener>,
+    state: Mutex<State>,
+    /// Wakes the accept loop when the pending queue has room again.
+    room: Arc<Notify>,
+    registry: Weak<Registry>,
+    accept_task: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl Registry {
+    /// Joins `worker` to the listener `key`, creating it (bound and
+    /// listening, with `policy`) if this is the first worker. A listener
+    /// that exists keeps its policy. Fails as the bind or listen would
+    /// (`EADDRINUSE` for a port bound elsewhere).
+    pub fn join(
+        self: &Arc<Registry>,
+        key: Key,
+        policy: Policy,
+        worker: u32,
+    ) -> io::Result<Membership> {
+        let mut listeners = self.listeners.lock().unwrap();
+        let shared = match listeners.get(&key).and_then(Weak::upgrade) {
+            Some(shared) => shared,
+            None => {
+                let shared = Shared::open(key, policy, Arc::downgrade(self))?;
+                listeners.insert(key, Arc::downgrade(&shared));
+                shared
+            }
+        };
+        drop(listeners);
+        let counters = Arc::new(Counters::default());
+        {
+            let mut state = shared.state.lock().unwrap();
+            state.members.push(Member {
+                worker,
+                queue: VecDeque::new(),
+                waker: None,
+                counters: counters.clone(),
+            });
+            shared.dispatch(&mut state);
+        }
+        Ok(Membership {
+            shared,
+            worker,
+            counters,
+            accept: Mutex::new(None),
+        })
+    }
+
+    /// The live listeners of `cluster`: address, policy, and per worker
+    /// (id, open, total) connections.
+    pub fn stats(&self, cluster: u32) -> Vec<ListenerStats> {
+        let listeners: Vec<Arc<Shared>> = self
+            .listeners
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.cluster == cluster)
+            .filter_map(|(_, w)| w.upgrade())
+            .collect();
+        listeners
+            .iter()
+            .map(|s| ListenerStats {
+                local: s.local,
+                policy: s.policy,
+                workers: s
+                    .state
+                    .lock()
+                    .unwrap()
+                    .members
+                    .iter()
+                    .map(|m| {
+                        (
+                            m.worker,
+                            m.counters.open.load(Ordering::Relaxed),
+                            m.counters.total.load(Ordering::Relaxed),
+                        )
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
+/// What [`Registry::stats`] reports for one listener.
+#[derive(Debug, Clone)]
+pub struct ListenerStats {
+    /// The address it listens on.
+    pub local: SocketAddr,
+    /// Its policy.
+    pub policy: Policy,
+    /// Per worker: id, connections open, connections handed in all.
+    pub workers: Vec<(u32, usize, u64)>,
+}
+
+/// Binds and listens on `addr` as every host-owned listener does:
+/// `SO_REUSEADDR` (a restarted host can rebind at once), no `SO_REUSEPORT`
+/// (a port bound elsewhere is `EADDRINUSE`).
+pub fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    if addr.is_ipv6() {
+        socket2::SockRef::from(&socket).set_only_v6(true)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
+impl Shared {
+    fn open(key: Key, policy: Policy, registry: Weak<Registry>) -> io::Result<Arc<Shared>> {
+        let listener = Arc::new(bind_listener(key.requested, BACKLOG)?);
+        let local = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            key,
+            local,
+            policy,
+            listener,
+            state: Mutex::default(),
+            room: Arc::default(),
+            registry,
+            accept_task: Mutex::new(None),
+        });
+        if policy != Policy::Shared {
+            let task = tokio::spawn(Shared::accept_loop(Arc::downgrade(&shared)));
+            *shared.accept_task.lock().unwrap() = Some(task.abort_handle());
+        }
+        Ok(shared)
+    }
+
+    /// The address the listener is bound to (the real port for port 0).
+    pub fn local(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Accepts for as long as the listener lives. It holds the listener
+    /// only while polling it, so the last member leaving closes the socket
+    /// at once (a replacement worker can bind the same port right away).
+    async fn accept_loop(me: Weak<Shared>) {
+        loop {
+            // Wait for room in the pending queue before taking more.
+            loop {
+                let Some(shared) = me.upgrade() else { return };
+                let room = shared.room.clone();
+                let notified = room.notified();
+                if shared.state.lock().unwrap().pending.len() < MAX_PENDING {
+                    break;
+                }
+                drop(shared);
+                notified.await;
+            }
+            let accepted = std::future::poll_fn(|cx| match me.upgrade() {
+                Some(shared) => shared.listener.poll_accept(cx).map(Some),
+                None => Poll::Ready(None),
+            })
+            .await;
+            match accepted {
+                None => return,
+                Some(Ok((stream, peer))) => {
+                    let _ = stream.set_nodelay(true);
+                    let Some(shared) = me.upgrade() else { return };
+                    let mut state = shared.state.lock().unwrap();
+                    state.pending.push_back((stream, peer));
+                    shared.dispatch(&mut state);
+                }
+                Some(Err(e)) => {
+                    // EMFILE and friends: back off instead of spinning; the
+                    // connection waits in the kernel's backlog meanwhile.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+
+    /// Hands pending connections to the workers the policy picks, while
+    /// one is free.
+    fn dispatch(&self, state: &mut State) {
+        while let Some((_, peer)) = state.pending.front() {
+            let Some(index) = self.pick(state, *peer) else {
+                break;
+            };
+            let (stream, peer) = state.pending.pop_front().expect("front exists");
+            let member = &mut state.members[index];
+            member.counters.open.fetch_add(1, Ordering::Relaxed);
+            member.counters.total.fetch_add(1, Ordering::Relaxed);
+            member.queue.push_back(Conn {
+                stream,
+                peer,
+                open: OpenGuard(Some(member.counters.clone())),
+            });
+            if let Some(waker) = member.waker.take() {
+                waker.wake();
+            }
+            self.room.notify_one();
+        }
+    }
+
+    /// The member the next connection (from `peer`) goes to, if one can
+    /// take it now.
+    fn pick(&self, state: &mut State, peer: SocketAddr) -> Option<usize> {
+        let n = state.members.len();
+        if n == 0 {
+            return None;
+        }
+        match self.policy {
+            Policy::RoundRobin | Policy::Shared => {
+                let start = state.cursor % n;
+                let index = (0..n)
+                    .map(|i| (start + i) % n)
+                    .find(|&i| state.members[i].queue.is_empty())?;
+                state.cursor = index + 1;
+                Some(index)
+            }
+            Policy::LeastConnections => (0..n)
+                .filter(|&i| state.members[i].queue.is_empty())
+                .min_by_key(|&i| state.members[i].counters.open.load(Ordering::Relaxed)),
+            Policy::SourceIpHash => {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                peer.ip().to_canonical().hash(&mut h);
+                // Members in join order: a stable mapping while the set of
+                // workers is.
+                let index = (h.finish() % n as u64) as usize;
+                (state.members[index].queue.len() < MAX_STICKY_QUEUE).then_some(index)
+            }
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some(task) = self.accept_task.lock().unwrap().take() {
+            task.abort();
+        }
+        if let Some(registry) = self.registry.upgrade() {
+            let mut listeners = registry.listeners.lock().unwrap();
+            if listeners
+                .get(&self.key)
+                .is_some_and(|w| w.strong_count() == 0)
+            {
+                listeners.remove(&self.key);
+            }
+        }
+    }
+}
+
+type AcceptFuture = Pin<Box<dyn Future<Output = io::Result<(TcpStream, SocketAddr)>> + Send>>;
+
+/// A worker's place on a shared listener: what its listening socket
+/// accepts from. Dropping it leaves the listener; a hand-off it had not
+/// taken goes to another worker.
+pub struct Membership {
+    shared: Arc<Shared>,
+    worker: u32,
+    counters: Arc<Counters>,
+    /// [`Policy::Shared`]: this worker's own `accept` on the one socket.
+    accept: Mutex<Option<AcceptFuture>>,
+}
+
+impl Membership {
+    /// The address the listener is bound to.
+    pub fn local(&self) -> SocketAddr {
+        self.shared.local
+    }
+
+    /// The listener's policy.
+    pub fn policy(&self) -> Policy {
+        self.shared.policy
+    }
+
+    /// The next connection for this worker, or `Pending` (waking `cx` when
+    /// one is handed to it).
+    pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<Conn>> {
+        if self.shared.policy == Policy::Shared {
+            let mut slot = self.accept.lock().unwrap();
+            let fut = slot.get_or_insert_with(|| {
+                let listener = self.shared.listener.clone();
+                Box::pin(async move { listener.accept().await })
+            });
+            let result = std::task::ready!(fut.as_mut().poll(cx));
+            *slot = None;
+            let (stream, peer) = result?;
+            self.counters.open.fetch_add(1, Ordering::Relaxed);
+            self.counters.total.fetch_add(1, Ordering::Relaxed);
+            return Poll::Ready(Ok(Conn {
+                stream,
+                peer,
+                open: OpenGuard(Some(self.counters.clone())),
+            }));
+        }
+        let mut state = self.shared.state.lock().unwrap();
+        let index = state
+            .members
+            .iter()
+            .position(|m| Arc::ptr_eq(&m.counters, &self.counters))
+            .expect("a member is in the list until dropped");
+        match state.members[index].queue.pop_front() {
+            Some(conn) => {
+                // Free again: it may take the next pending connection.
+                self.shared.dispatch(&mut state);
+                Poll::Ready(Ok(conn))
+            }
+            None => {
+                state.members[index].waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+
+    /// The worker this membership is for.
+    pub fn worker(&self) -> u32 {
+        self.worker
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        let mut state = self.shared.state.lock().unwrap();
+        if let Some(index) = state
+            .members
+            .iter()
+            .position(|m| Arc::ptr_eq(&m.counters, &self.counters))
+        {
+            let member = state.members.remove(index);
+            // Not taken: back to the front of the queue, for another worker.
+            for conn in member.queue.into_iter().rev() {
+                state.pending.push_front((conn.stream, conn.peer));
+            }
+            if state.cursor > index {
+                state.cursor -= 1;
+            }
+            self.shared.dispatch(&mut state);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::poll_fn;
+
+    fn key(port: u16) -> Key {
+        Key {
+            cluster: 1,
+            requested: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+
+    async fn connect(addr: SocketAddr) -> TcpStream {
+        TcpStream::connect(addr).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn port_zero_is_one_port_for_every_worker() {
+        let registry = Arc::new(Registry::default());
+        let a = registry.join(key(0), Policy::RoundRobin, 1).unwrap();
+        let b = registry.join(key(0), Policy::RoundRobin, 2).unwrap();
+        assert_eq!(a.local(), b.local());
+        assert_ne!(a.local().port(), 0);
+        drop((a, b));
+        // The last member leaving closes the listener.
+        assert!(registry.stats(1).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_port_bound_elsewhere_is_in_use() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let registry = Arc::new(Registry::default());
+        let err = registry
+            .join(key(port), Policy::RoundRobin, 1)
+            .err()
+            .unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+    }
+
+    /// Round-robin over three workers that take every hand-off: each gets
+    /// every third connection, in turn.
+    #[tokio::test]
+    async fn round_robin_takes_turns() {
+        let registry = Arc::new(Registry::default());
+        let members: Vec<_> = (1..=3)
+            .map(|w| registry.join(key(0), Policy::RoundRobin, w).unwrap())
+            .collect();
+        let addr = members[0].local();
+        let mut order = vec![];
+        for _ in 0..9 {
+            let _client = connect(addr).await;
+            // Whoever got it takes it; nobody else has one.
+            let got = loop {
+                let mut found = None;
+                for m in &members {
+                    let polled = poll_fn(|cx| Poll::Ready(m.poll_accept(cx))).await;
+                    if let Poll::Ready(conn) = polled {
+                        conn.unwrap();
+                        found = Some(m.worker());
+                    }
+                }
+                if let Some(w) = found {
+                    break w;
+                }
+                tokio::task::yield_now().await;
+            };
+            order.push(got);
+        }
+        assert_eq!(order, [1, 2, 3, 1, 2, 3, 1, 2, 3]);
+    }
+
+    /// A worker that leaves with a hand-off it never took: the connection
+    /// goes to another worker, not lost.
+    #[tokio::test]
+    async fn a_leaving_worker_hands_its_connection_on() {
+        let registry = Arc::new(Registry::default());
+        let first = registry.join(key(0), Policy::RoundRobin, 1).unwrap();
+        let addr = first.local();
+        let _client = connect(addr).await;
+        // Wait until the connection was handed to the only worker.
+        while registry.stats(1)[0].workers[0].2 == 0 {
+            tokio::task::yield_now().await;
+        }
+        let second = registry.join(key(0), Policy::RoundRobin, 2).unwrap();
+        drop(first);
+        let conn = poll_fn(|cx| second.poll_accept(cx)).await.unwrap();
+        assert_eq!(conn.peer.ip(), addr.ip());
+    }
+
+    #[tokio::test]
+    async fn least_connections_prefers_the_idle_worker() {
+        let registry = Arc::new(Registry::default());
+        let busy = registry.join(key(0), Policy::LeastConnections, 1).unwrap();
+        let idle = registry.join(key(0), Policy::LeastConnections, 2).unwrap();
+        let addr = busy.local();
+        // Worker 1 gets the first and keeps it open.
+        let _c1 = connect(addr).await;
+        let kept = poll_fn(|cx| busy.poll_accept(cx)).await.unwrap();
+        let _c2 = connect(addr).await;
+        let second = poll_fn(|cx| idle.poll_accept(cx)).await.unwrap();
+        // Worker 2 closes its connection; worker 1 still has one open.
+        drop(second);
+        let _c3 = connect(addr).await;
+        let third = poll_fn(|cx| idle.poll_accept(cx)).await.unwrap();
+        drop((kept, third));
+        let stats = &registry.stats(1)[0];
+        assert_eq!(stats.workers, vec![(1, 0, 1), (2, 0, 2)]);
+    }
+
+    #[tokio::test]
+    async fn source_ip_hash_is_sticky() {
+        let registry = Arc::new(Registry::default());
+        let members: Vec<_> = (1..=3)
+            .map(|w| registry.join(key(0), Policy::SourceIpHash, w).unwrap())
+            .collect();
+        let addr = members[0].local();
+        let mut clients = vec![];
+        for _ in 0..6 {
+            clients.push(connect(addr).await);
+        }
+        while registry.stats(1)[0]
+            .workers
+            .iter()
+            .map(|w| w.2)
+            .sum::<u64>()
+            < 6
+        {
+            tokio::task::yield_now().await;
+        }
+        // One client IP: every connection went to one worker.
+        let counts: Vec<u64> = registry.stats(1)[0].workers.iter().map(|w| w.2).collect();
+        assert_eq!(counts.iter().filter(|&&c| c == 6).count(), 1, "{counts:?}");
+    }
+
+    #[tokio::test]
+    async fn shared_workers_accept_themselves() {
+        let registry = Arc::new(Registry::default());
+        let a = registry.join(key(0), Policy::Shared, 1).unwrap();
+        let b = registry.join(key(0), Policy::Shared, 2).unwrap();
+        let _c = connect(a.local()).await;
+        let conn = tokio::select! {
+            c = poll_fn(|cx| a.poll_accept(cx)) => c,
+            c = poll_fn(|cx| b.poll_accept(cx)) => c,
+        };
+        conn.unwrap();
+    }
+}

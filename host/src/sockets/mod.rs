@@ -1,0 +1,70 @@
+//! `wasi:sockets/tcp` and `wasi:sockets/tcp-create-socket`, Hive's own.
+//!
+//! wasmtime-wasi creates every TCP socket inside its own `TcpSocket`, whose
+//! constructors are crate-private, and asks only a yes/no question per
+//! address. A cluster worker's `listen` must instead *join* a listener the
+//! host owns (`runtime::listen`), so Hive links every other WASI interface
+//! from wasmtime-wasi and provides these two itself: a guest using plain
+//! `std::net::TcpListener::bind` in a cluster worker shares its primary's
+//! port without knowing it. wasmtime-wasi's p2 TCP code was the model.
+//!
+//! Outside a cluster (and for `exclusive` listens) a socket is an ordinary
+//! socket of the guest's own, checked against `--allow-net` at every bind,
+//! listen and connect.
+
+mod stream;
+mod tcp;
+
+pub use tcp::TcpSocket;
+
+use crate::bindings::wasi::sockets::{tcp as wit_tcp, tcp_create_socket};
+use crate::runtime::listen::Membership;
+use crate::runtime::net::NetGuard;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use wasmtime::component::{HasData, Linker, ResourceTable};
+
+/// Where a cluster worker's listens go: its cluster's shared listeners.
+pub trait ClusterListen: Send + Sync {
+    /// Whether a bind now is to be shared (`false` once the worker asked
+    /// for exclusive listens).
+    fn shares(&self) -> bool;
+
+    /// Joins the cluster's listener for `requested` (creating it on the
+    /// first join), and tells the primary the worker is listening.
+    fn join(&self, requested: SocketAddr) -> std::io::Result<Arc<Membership>>;
+}
+
+/// What Hive's TCP needs of a process.
+pub struct SocketsCtx {
+    /// Its `--allow-net` policy (shared with wasmtime-wasi's UDP check).
+    pub net: Arc<NetGuard>,
+    /// Set for a cluster worker.
+    pub cluster: Option<Arc<dyn ClusterListen>>,
+}
+
+/// The TCP interfaces' view of a store.
+pub struct SocketsView<'a> {
+    pub ctx: &'a mut SocketsCtx,
+    pub table: &'a mut ResourceTable,
+}
+
+/// The `HasData` marker that links the TCP interfaces over a [`SocketsView`].
+pub struct HiveSockets;
+
+impl HasData for HiveSockets {
+    type Data<'a> = SocketsView<'a>;
+}
+
+/// Replaces wasmtime-wasi's `wasi:sockets/tcp` and `tcp-create-socket` in
+/// `linker` (which must have them already) with Hive's.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> SocketsView<'_>,
+) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    wit_tcp::add_to_linker::<T, HiveSockets>(linker, view)?;
+    tcp_create_socket::add_to_linker::<T, HiveSockets>(linker, view)?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
