@@ -27,6 +27,7 @@ mod generated {
             "hive:process/process.next-event": async | trappable,
             "hive:process/process.send": async | trappable,
             "hive:process/child-process.[method]child.send": async | trappable,
+            "hive:process/cluster.[method]worker.send": async | trappable,
             "hive:process/child-process.[method]child.next-event": async | trappable,
             "hive:process/child-process.[method]child.output": async | trappable,
             "hive:process/child-process.spawn-sync": async | trappable,
@@ -55,6 +56,7 @@ mod generated {
             "wasi:sockets/ip-name-lookup": wasmtime_wasi::p2::bindings::sockets::ip_name_lookup,
             "wasi:sockets/tcp.tcp-socket": crate::sockets::TcpSocket,
             "hive:process/child-process.child": crate::child_process::Child,
+            "hive:process/cluster.worker": crate::cluster::Worker,
         },
     });
 }
@@ -67,7 +69,7 @@ use crate::runtime::exit;
 use crate::runtime::message::SendError;
 pub use hive::process::types::{
     ChildEvent as WitChildEvent, ChildEventKind, ErrorCode, ErrorInfo, Event,
-    ExitStatus as WitExitStatus, Message,
+    ExitStatus as WitExitStatus, ListenAddress, Message,
 };
 
 /// A failed host call: a guest-visible `error-code`, or a trap (what
@@ -144,6 +146,12 @@ impl From<ChildEvent> for ChildEventKind {
     fn from(event: ChildEvent) -> ChildEventKind {
         match event {
             ChildEvent::Spawn => ChildEventKind::Spawn,
+            ChildEvent::Online => ChildEventKind::Online,
+            ChildEvent::Listening(addr) => ChildEventKind::Listening(ListenAddress {
+                address: addr.ip().to_string(),
+                port: addr.port(),
+                address_type: if addr.is_ipv4() { 4 } else { 6 },
+            }),
             ChildEvent::Message(envelope) => ChildEventKind::Message(envelope.into()),
             ChildEvent::Disconnect => ChildEventKind::Disconnect,
             ChildEvent::Exit(status, taken) => {

@@ -1,7 +1,7 @@
 //! The per-process host state (the `Store`'s `T`): one context per
 //! interface, and the linker lines that give each interface its own view.
 
-use crate::bindings::hive::process::{child_process, process, types};
+use crate::bindings::hive::process::{child_process, cluster, process, types};
 use crate::child_process::{ChildProcessCtx, ChildProcessView, HiveChildProcess};
 use crate::process::{HiveProcess, ProcessCtx, ProcessView};
 use crate::runtime::caps::MemoryLimiter;
@@ -49,6 +49,10 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         table: &mut s.table,
     })?;
     child_process::add_to_linker::<_, HiveChildProcess>(linker, |s| ChildProcessView {
+        ctx: &mut s.child_process,
+        table: &mut s.table,
+    })?;
+    cluster::add_to_linker::<_, HiveChildProcess>(linker, |s| ChildProcessView {
         ctx: &mut s.child_process,
         table: &mut s.table,
     })?;

@@ -31,6 +31,7 @@ compile_error!(
 
 pub mod bindings;
 pub mod child_process;
+pub mod cluster;
 pub mod commands;
 mod ctx;
 mod error;

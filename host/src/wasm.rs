@@ -14,12 +14,13 @@ use crate::process::ProcessCtx;
 use crate::runtime::budget::{Budget, TooManyProcesses};
 use crate::runtime::caps::Preopen;
 use crate::runtime::caps::{Capabilities, MemoryLimiter};
+use crate::runtime::cluster::WorkerLink;
 use crate::runtime::exit::ExitStatus;
 use crate::runtime::lifecycle::{self, Link, NewProc};
 use crate::runtime::pipe::Pipe;
 use crate::runtime::proc::{Proc, ProcKind};
 use crate::runtime::signal::Signal;
-use crate::sockets::{ClusterListen, SocketsCtx};
+use crate::sockets::SocketsCtx;
 use crate::stdio::Stdio;
 use futures_util::future::Either;
 use std::sync::Arc;
@@ -59,7 +60,7 @@ pub struct WasmSpec {
     /// The budget the new process (and its subtree) is charged to.
     pub budget: Arc<Budget>,
     /// Set for a cluster worker: where its listens go.
-    pub cluster: Option<Arc<dyn ClusterListen>>,
+    pub cluster: Option<Arc<WorkerLink>>,
 }
 
 /// Starts a wasm process: in the table and its parent's `spawn` queued
@@ -132,6 +133,7 @@ fn prepare(hive: &Hive, proc: &Arc<Proc>, spec: WasmSpec) -> anyhow::Result<(Sta
         who,
         hive.runtime().total_memory().clone(),
     );
+    let cluster = crate::cluster::ClusterCtx::new(spec.cluster.clone(), &spec.argv, &spec.env);
     let start = Start {
         wasi,
         process: ProcessCtx {
@@ -140,6 +142,7 @@ fn prepare(hive: &Hive, proc: &Arc<Proc>, spec: WasmSpec) -> anyhow::Result<(Sta
             argv: spec.argv,
         },
         child_process: ChildProcessCtx {
+            cluster,
             hive: hive.clone(),
             me: proc.clone(),
             env: spec.env,
@@ -198,6 +201,9 @@ async fn run_program(
             };
             let mut store = new_store(hive, state, |s| &mut s.limiter);
             let guest = pre.instantiate_async(&mut store).await?;
+            if let Some(worker) = &store.data().sockets.cluster {
+                worker.online();
+            }
             guest.wasi_cli_run().call_run(&mut store).await
         }
         Program::Core(pre) => {

@@ -65,6 +65,10 @@ impl Default for ForkOptions {
 #[derive(Debug, Clone)]
 pub enum ChildEvent {
     Spawn,
+    /// A cluster worker is running (see [`crate::cluster`]).
+    Online,
+    /// A cluster worker listens.
+    Listening(crate::cluster::Address),
     Message(Message),
     Disconnect,
     Exit(ExitStatus),
@@ -76,6 +80,12 @@ impl From<ChildEventKind> for ChildEvent {
     fn from(kind: ChildEventKind) -> Self {
         match kind {
             ChildEventKind::Spawn => ChildEvent::Spawn,
+            ChildEventKind::Online => ChildEvent::Online,
+            ChildEventKind::Listening(a) => ChildEvent::Listening(crate::cluster::Address {
+                address: a.address,
+                port: a.port,
+                address_type: a.address_type,
+            }),
             ChildEventKind::Message(m) => ChildEvent::Message(m.into()),
             ChildEventKind::Disconnect => ChildEvent::Disconnect,
             ChildEventKind::Exit(s) => ChildEvent::Exit(s),
@@ -163,6 +173,8 @@ impl ChildInner {
     fn dispatch(&self, event: ChildEvent) {
         match event {
             ChildEvent::Spawn => self.events.spawn.emit(&()),
+            // Only cluster workers have these, and they are `cluster::Worker`s.
+            ChildEvent::Online | ChildEvent::Listening(_) => {}
             ChildEvent::Message(msg) => {
                 if self.events.message.is_empty() {
                     self.pending_messages.borrow_mut().push_back(msg);

@@ -31,6 +31,7 @@
 
 mod bindings;
 mod child;
+pub mod cluster;
 mod emitter;
 mod error;
 mod event_loop;

@@ -79,6 +79,9 @@ const SUITES: &[(&str, Run)] = &[
         "proc",
         Run::ByName(&["host/tests/all", "guests/test-programs/src/bin"]),
     ),
+    // `cluster_cases`: a primary forking itself as workers
+    // (host/tests/all/cluster.rs).
+    ("cluster", Run::ByName(&["host/tests/all"])),
     // `os_cases`: OS children and signals (host/tests/all/{os,signals}.rs).
     ("os", Run::ByName(&["host/tests/all"])),
     // The conformance matrix's Hive side (tests/conformance); `conf_parent`
@@ -109,6 +112,7 @@ fn classify(source: Source, name: &str) -> &'static str {
         Source::TestProgram => match name {
             s if s.starts_with("cli_") => "cli",
             s if s.starts_with("proc_") => "proc",
+            s if s.starts_with("cluster_") => "cluster",
             s if s.starts_with("os_") => "os",
             s if s.starts_with("conf_") => "conf",
             s if s.starts_with("bench_") => "bench",

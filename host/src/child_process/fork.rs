@@ -12,6 +12,7 @@ use crate::os::Request;
 use crate::runtime::argv::{has_nul, invalid_env};
 use crate::runtime::budget::Budget;
 use crate::runtime::caps::ForkPolicy;
+use crate::runtime::cluster::{Cluster, WorkerLink, WorkerRecord};
 use crate::runtime::event::StartError;
 use crate::runtime::lifecycle::{self, Link};
 use crate::runtime::pipe::{Pipe, SILENT_FORK_CAPACITY};
@@ -26,6 +27,12 @@ use wasmtime_wasi::cli::{AsyncStdinStream, AsyncStdoutStream};
 use wasmtime_wasi::p2::DynOutputStream;
 use wasmtime_wasi::p2::pipe::AsyncWriteStream;
 
+/// A fork that is a cluster worker: its cluster and id.
+pub struct AsWorker {
+    pub cluster: Arc<Cluster>,
+    pub id: u32,
+}
+
 impl ChildProcessView<'_> {
     pub(super) fn fork(
         &mut self,
@@ -33,6 +40,18 @@ impl ChildProcessView<'_> {
         args: Vec<String>,
         options: ForkOptions,
     ) -> Result<Resource<Child>, HostError> {
+        Ok(self.fork_child(module, args, options, None)?.0)
+    }
+
+    /// `fork`, as a plain child or (`worker`) as a cluster worker, whose
+    /// record is returned with it.
+    pub(crate) fn fork_child(
+        &mut self,
+        module: String,
+        args: Vec<String>,
+        options: ForkOptions,
+        worker: Option<AsWorker>,
+    ) -> Result<(Resource<Child>, Option<Arc<WorkerRecord>>), HostError> {
         if module.is_empty()
             || has_nul(&module)
             || args.iter().chain(&options.exec_argv).any(|a| has_nul(a))
@@ -42,7 +61,12 @@ impl ChildProcessView<'_> {
         }
         let kill_signal = kill_signal(options.kill_signal.as_deref())?;
         if options.exec_path.is_some() || !module.ends_with(".wasm") {
-            return self.fork_os(module, args, options, kill_signal);
+            let child = self.fork_os(module, args, options, kill_signal)?;
+            let record = worker.map(|w| {
+                let id = self.table.get(&child).map(|c| c.id).unwrap_or_default();
+                WorkerRecord::new(w.id, id)
+            });
+            return Ok((child, record));
         }
         let hive = self.ctx.hive.clone();
         let me = self.ctx.me.clone();
@@ -52,11 +76,13 @@ impl ChildProcessView<'_> {
             .chain(options.exec_argv.iter().cloned())
             .chain(args)
             .collect();
+        let worker_id = worker.as_ref().map(|w| w.id);
         let failed = |this: &mut Self, err: &LoadError, argv: Vec<String>| {
             let (error, errno) = fork_error(&module, err);
             let started = lifecycle::failed_start(hive.runtime(), &me, error, errno, true);
+            let record = worker_id.map(|id| WorkerRecord::new(id, started.0));
             let child = Child::failed(started, errno, &module, argv);
-            Ok(this.table.push(child)?)
+            Ok((this.table.push(child)?, record))
         };
         if !self.ctx.caps.fork.allows(&path) {
             // One answer for every refused path, given before anything is
@@ -97,6 +123,15 @@ impl ChildProcessView<'_> {
         } else {
             (self.ctx.stdio.clone(), None, None)
         };
+        let pid = hive.runtime().processes().allocate_id();
+        let link = worker.map(|w| {
+            Arc::new(WorkerLink {
+                cluster: w.cluster,
+                record: WorkerRecord::new(w.id, pid),
+                primary: Arc::downgrade(&me),
+            })
+        });
+        let record = link.as_ref().map(|l| l.record.clone());
         let spec = WasmSpec {
             module: source,
             argv: argv.clone(),
@@ -107,7 +142,7 @@ impl ChildProcessView<'_> {
                 Vec::new()
             },
             stdio,
-            pid: None,
+            pid: Some(pid),
             ppid: me.pid,
             parent: Some(me.clone()),
             link: Link::Parent(None),
@@ -118,7 +153,7 @@ impl ChildProcessView<'_> {
             caps: self.ctx.caps.clone(),
             cwd: self.ctx.cwd.clone(),
             budget,
-            cluster: None,
+            cluster: link,
         };
         let proc = crate::wasm::start(&hive, spec)?;
         lifecycle::kill_after(&proc, options.timeout_ms, kill_signal);
@@ -127,7 +162,7 @@ impl ChildProcessView<'_> {
         if let Some((out, err)) = pipes {
             (child.stdout, child.stderr) = (Some(out), Some(err));
         }
-        Ok(self.table.push(child)?)
+        Ok((self.table.push(child)?, record))
     }
 }
 

@@ -2,7 +2,7 @@
 //! `exec`, `exec-file` and their sync forms (OS programs, [`spawn`]),
 //! `pipe`, and the `child` resource both kinds share ([`host`]).
 
-mod fork;
+pub(crate) mod fork;
 mod host;
 mod spawn;
 
@@ -39,6 +39,9 @@ pub struct ChildProcessCtx {
     pub caps: Arc<Capabilities>,
     /// The initial working directory (`--cwd`), which children inherit.
     pub cwd: Option<String>,
+    /// `hive:process/cluster`, which shares this view: the process's
+    /// cluster, as primary or worker.
+    pub cluster: crate::cluster::ClusterCtx,
 }
 
 /// `hive:process/child-process`'s view of a store: its context and the

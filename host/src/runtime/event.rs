@@ -84,6 +84,10 @@ pub enum Event {
 pub enum ChildEvent {
     /// The child started.
     Spawn,
+    /// A cluster worker is running.
+    Online,
+    /// A cluster worker listens on a shared listener bound to this address.
+    Listening(std::net::SocketAddr),
     /// The child sent a message.
     Message(Envelope),
     /// The channel to the child closed.

@@ -191,6 +191,8 @@ impl Registry {
             worker,
             counters,
             accept: Mutex::new(None),
+            left: Default::default(),
+            waiter: Mutex::new(None),
         })
     }
 
@@ -362,9 +364,18 @@ impl Shared {
                 state.cursor = index + 1;
                 Some(index)
             }
-            Policy::LeastConnections => (0..n)
-                .filter(|&i| state.members[i].queue.is_empty())
-                .min_by_key(|&i| state.members[i].counters.open.load(Ordering::Relaxed)),
+            Policy::LeastConnections => {
+                // Ties go in turn, from the cursor: idle workers share
+                // sequential connections evenly instead of the first
+                // taking them all.
+                let start = state.cursor % n;
+                let index = (0..n)
+                    .map(|i| (start + i) % n)
+                    .filter(|&i| state.members[i].queue.is_empty())
+                    .min_by_key(|&i| state.members[i].counters.open.load(Ordering::Relaxed))?;
+                state.cursor = index + 1;
+                Some(index)
+            }
             Policy::SourceIpHash => {
                 let mut h = std::collections::hash_map::DefaultHasher::new();
                 peer.ip().to_canonical().hash(&mut h);
@@ -405,6 +416,11 @@ pub struct Membership {
     counters: Arc<Counters>,
     /// [`Policy::Shared`]: this worker's own `accept` on the one socket.
     accept: Mutex<Option<AcceptFuture>>,
+    /// Set by [`Membership::leave`].
+    left: std::sync::atomic::AtomicBool,
+    /// Who to wake when it leaves (a shared-policy accept waits on the
+    /// socket, not on the member list).
+    waiter: Mutex<Option<Waker>>,
 }
 
 impl Membership {
@@ -420,7 +436,18 @@ impl Membership {
 
     /// The next connection for this worker, or `Pending` (waking `cx` when
     /// one is handed to it).
+    /// After [`Membership::leave`], fails with `InvalidInput` (`EINVAL`, as
+    /// `accept(2)` on a socket that is not listening; WASI's
+    /// `invalid-argument`, which wasi-libc maps to `EINVAL`; its
+    /// `invalid-state` would abort the guest).
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<Conn>> {
+        if self.left.load(Ordering::Acquire) {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the worker left the listener (disconnect)",
+            )));
+        }
+        *self.waiter.lock().unwrap() = Some(cx.waker().clone());
         if self.shared.policy == Policy::Shared {
             let mut slot = self.accept.lock().unwrap();
             let fut = slot.get_or_insert_with(|| {
@@ -439,11 +466,13 @@ impl Membership {
             }));
         }
         let mut state = self.shared.state.lock().unwrap();
-        let index = state
+        let Some(index) = state
             .members
             .iter()
             .position(|m| Arc::ptr_eq(&m.counters, &self.counters))
-            .expect("a member is in the list until dropped");
+        else {
+            return Poll::Ready(Err(io::ErrorKind::InvalidInput.into()));
+        };
         match state.members[index].queue.pop_front() {
             Some(conn) => {
                 // Free again: it may take the next pending connection.
@@ -461,10 +490,18 @@ impl Membership {
     pub fn worker(&self) -> u32 {
         self.worker
     }
-}
 
-impl Drop for Membership {
-    fn drop(&mut self) {
+    /// Stops handing connections to this worker (a hand-off it had not
+    /// taken goes to another one); `accept` fails from now on.
+    pub fn leave(&self) {
+        self.left.store(true, Ordering::Release);
+        self.remove();
+        if let Some(waker) = self.waiter.lock().unwrap().take() {
+            waker.wake();
+        }
+    }
+
+    fn remove(&self) {
         let mut state = self.shared.state.lock().unwrap();
         if let Some(index) = state
             .members
@@ -481,6 +518,12 @@ impl Drop for Membership {
             }
             self.shared.dispatch(&mut state);
         }
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.remove();
     }
 }
 

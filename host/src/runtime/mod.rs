@@ -11,6 +11,7 @@
 pub mod argv;
 pub mod budget;
 pub mod caps;
+pub mod cluster;
 pub mod event;
 pub mod exit;
 pub mod flow;

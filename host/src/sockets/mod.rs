@@ -18,29 +18,17 @@ mod tcp;
 pub use tcp::TcpSocket;
 
 use crate::bindings::wasi::sockets::{tcp as wit_tcp, tcp_create_socket};
-use crate::runtime::listen::Membership;
+use crate::runtime::cluster::WorkerLink;
 use crate::runtime::net::NetGuard;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Linker, ResourceTable};
-
-/// Where a cluster worker's listens go: its cluster's shared listeners.
-pub trait ClusterListen: Send + Sync {
-    /// Whether a bind now is to be shared (`false` once the worker asked
-    /// for exclusive listens).
-    fn shares(&self) -> bool;
-
-    /// Joins the cluster's listener for `requested` (creating it on the
-    /// first join), and tells the primary the worker is listening.
-    fn join(&self, requested: SocketAddr) -> std::io::Result<Arc<Membership>>;
-}
 
 /// What Hive's TCP needs of a process.
 pub struct SocketsCtx {
     /// Its `--allow-net` policy (shared with wasmtime-wasi's UDP check).
     pub net: Arc<NetGuard>,
     /// Set for a cluster worker.
-    pub cluster: Option<Arc<dyn ClusterListen>>,
+    pub cluster: Option<Arc<WorkerLink>>,
 }
 
 /// The TCP interfaces' view of a store.

@@ -3,6 +3,7 @@
 
 mod bridge;
 mod cli;
+mod cluster;
 mod fork;
 mod net;
 mod node;

@@ -19,6 +19,8 @@ mod conf_json;
 fn kind(e: &ChildEvent) -> &'static str {
     match e {
         ChildEvent::Spawn => "spawn",
+        ChildEvent::Online => "online",
+        ChildEvent::Listening(_) => "listening",
         ChildEvent::Message(_) => "message",
         ChildEvent::Disconnect => "disconnect",
         ChildEvent::Exit(_) => "exit",

@@ -237,7 +237,10 @@ impl Interp {
                 cur.closed = true;
                 "close"
             }
-            ChildEvent::Message(_) | ChildEvent::Disconnect => "other",
+            ChildEvent::Message(_)
+            | ChildEvent::Disconnect
+            | ChildEvent::Online
+            | ChildEvent::Listening(_) => "other",
         };
         *self.seen.entry(kind).or_default() += 1;
         true

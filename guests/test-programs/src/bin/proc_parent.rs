@@ -13,6 +13,8 @@ fn child_path() -> String {
 fn show(event: &ChildEvent) -> String {
     match event {
         ChildEvent::Spawn => "spawn".into(),
+        ChildEvent::Online => "online".into(),
+        ChildEvent::Listening(a) => format!("listening {}", a.port),
         ChildEvent::Message(Message::Json(t)) => format!("message {t}"),
         ChildEvent::Message(Message::Bytes(b)) => format!("message bytes {b:?}"),
         ChildEvent::Disconnect => "disconnect".into(),

@@ -1,0 +1,393 @@
+//! Cluster (Node's `cluster`): a primary forks workers running the same
+//! component; workers that listen with plain `std::net` share one port.
+//!
+//! ```no_run
+//! use hive::cluster;
+//!
+//! fn main() {
+//!     if cluster::is_primary() {
+//!         for _ in 0..2 {
+//!             cluster::fork().unwrap();
+//!         }
+//!         cluster::on_exit(|worker, code, signal| {
+//!             println!("worker {} died ({code:?}, {signal:?})", worker.id());
+//!         });
+//!         hive::run();
+//!     } else {
+//!         let listener = std::net::TcpListener::bind("127.0.0.1:8000").unwrap();
+//!         for stream in listener.incoming() {
+//!             let Ok(_stream) = stream else { break }; // disconnected
+//!         }
+//!     }
+//! }
+//! ```
+//!
+//! Events come in Node's order, a worker's own listeners before the
+//! cluster's (`message` the other way round, as in Node, whose cluster
+//! listener is registered first).
+
+use crate::bindings::hive::process::cluster as wit;
+use crate::bindings::hive::process::types::{ChildEventKind, Event};
+use crate::emitter::Listeners;
+use crate::event_loop::{self, Handle, HandleId};
+use crate::{Error, ErrorInfo, ExitStatus, IntoMessage, Message};
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+pub use wit::{PrimarySettings as Settings, SchedulingPolicy, SetupOptions, WorkerState};
+
+/// Where a worker listens (Node's `address` of `listening`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    /// The IP address.
+    pub address: String,
+    /// The port (the real one for `listen(0)`).
+    pub port: u16,
+    /// 4 or 6.
+    pub address_type: u8,
+}
+
+#[derive(Default)]
+struct WorkerEvents {
+    online: Listeners<()>,
+    listening: Listeners<Address>,
+    message: Listeners<Message>,
+    disconnect: Listeners<()>,
+    exit: Listeners<ExitStatus>,
+    error: Listeners<ErrorInfo>,
+}
+
+struct WorkerInner {
+    handle: wit::Worker,
+    id: u32,
+    child_id: u32,
+    events: WorkerEvents,
+    disconnected: Cell<bool>,
+    exited: Cell<bool>,
+}
+
+/// A worker, as the primary holds it (Node's `Worker`). Cloning gives
+/// another handle to the same worker.
+#[derive(Clone)]
+pub struct Worker(Rc<WorkerInner>);
+
+/// The cluster's own listeners (Node's `cluster.on(...)`), and its workers.
+#[derive(Default)]
+struct Primary {
+    setup: Listeners<Settings>,
+    fork: Listeners<Worker>,
+    online: Listeners<Worker>,
+    listening: Listeners<(Worker, Address)>,
+    message: Listeners<(Worker, Message)>,
+    disconnect: Listeners<Worker>,
+    exit: Listeners<(Worker, ExitStatus)>,
+    /// Node's `cluster.workers`: until a worker has both disconnected and
+    /// exited (or the primary disconnected it).
+    workers: RefCell<BTreeMap<u32, Worker>>,
+    /// `disconnect(cb)` callbacks, run when `workers` becomes empty.
+    on_empty: RefCell<Vec<Box<dyn FnOnce()>>>,
+}
+
+thread_local! {
+    static PRIMARY: Rc<Primary> = Rc::default();
+}
+
+fn primary() -> Rc<Primary> {
+    PRIMARY.with(Rc::clone)
+}
+
+impl Primary {
+    fn remove(&self, id: u32) {
+        let removed = self.workers.borrow_mut().remove(&id).is_some();
+        if removed && self.workers.borrow().is_empty() {
+            let callbacks = std::mem::take(&mut *self.on_empty.borrow_mut());
+            for cb in callbacks {
+                cb();
+            }
+        }
+    }
+}
+
+/// Whether this process is not a cluster worker (Node's `cluster.isPrimary`).
+pub fn is_primary() -> bool {
+    wit::is_primary()
+}
+
+/// Whether this process is a cluster worker (Node's `cluster.isWorker`).
+pub fn is_worker() -> bool {
+    wit::is_worker()
+}
+
+/// In a worker, its id (Node's `cluster.worker.id`).
+pub fn worker_id() -> Option<u32> {
+    wit::worker_id()
+}
+
+/// Changes the settings for workers forked from now on (Node's
+/// `cluster.setupPrimary`); `setup` is emitted on the next turn of the loop.
+pub fn setup_primary(options: SetupOptions) -> Result<Settings, Error> {
+    let settings = wit::setup_primary(&options)?;
+    let emitted = settings.clone();
+    let mut once = Some(emitted);
+    event_loop::defer(move || {
+        if let Some(s) = once.take() {
+            primary().setup.emit(&s);
+        }
+    });
+    Ok(settings)
+}
+
+/// The current settings (Node's `cluster.settings`).
+pub fn settings() -> Settings {
+    wit::settings()
+}
+
+/// Forks a worker (Node's `cluster.fork()`).
+pub fn fork() -> Result<Worker, Error> {
+    fork_with_env(None)
+}
+
+/// Forks a worker with `env` added to this process's environment (Node's
+/// `cluster.fork(env)`); `fork` is emitted on the next turn of the loop.
+pub fn fork_with_env(env: Option<Vec<(String, String)>>) -> Result<Worker, Error> {
+    let handle = wit::fork(env.as_deref())?;
+    let inner = Rc::new(WorkerInner {
+        id: handle.id(),
+        child_id: handle.child_id(),
+        handle,
+        events: WorkerEvents::default(),
+        disconnected: Cell::new(false),
+        exited: Cell::new(false),
+    });
+    let worker = Worker(inner.clone());
+    event_loop::register(HandleId::Child(inner.child_id), inner);
+    primary()
+        .workers
+        .borrow_mut()
+        .insert(worker.id(), worker.clone());
+    let forked = worker.clone();
+    let mut once = Some(forked);
+    event_loop::defer(move || {
+        if let Some(w) = once.take() {
+            primary().fork.emit(&w);
+        }
+    });
+    Ok(worker)
+}
+
+/// The live workers (Node's `cluster.workers`), by id.
+pub fn workers() -> Vec<Worker> {
+    primary().workers.borrow().values().cloned().collect()
+}
+
+/// Disconnects every worker (Node's `cluster.disconnect(cb)`); `cb` runs
+/// once no worker is left.
+pub fn disconnect(cb: impl FnOnce() + 'static) {
+    let p = primary();
+    p.on_empty.borrow_mut().push(Box::new(cb));
+    for worker in workers() {
+        if worker.is_connected() {
+            let _ = worker.disconnect();
+        }
+    }
+    if p.workers.borrow().is_empty() {
+        let mut callbacks = std::mem::take(&mut *p.on_empty.borrow_mut());
+        event_loop::defer(move || {
+            for cb in std::mem::take(&mut callbacks) {
+                cb();
+            }
+        });
+    }
+}
+
+/// Sets the policy of the listener on `port` (0: the default) before a
+/// worker creates it.
+pub fn set_listener_policy(port: u16, policy: SchedulingPolicy) {
+    wit::set_listener_policy(port, policy);
+}
+
+/// This cluster's shared listeners with per-worker connection counts.
+pub fn listeners() -> Vec<wit::ListenerInfo> {
+    wit::listeners()
+}
+
+/// In a worker: makes its following listens private sockets (Node's
+/// `listen({exclusive: true})`), or shared again.
+pub fn set_exclusive(exclusive: bool) {
+    wit::set_exclusive(exclusive);
+}
+
+/// `f(settings)` after each `setup_primary`.
+pub fn on_setup(mut f: impl FnMut(&Settings) + 'static) {
+    primary().setup.add(move |s| f(s));
+}
+
+/// `f(worker)` after each `fork`.
+pub fn on_fork(mut f: impl FnMut(&Worker) + 'static) {
+    primary().fork.add(move |w| f(w));
+}
+
+/// `f(worker)` when a worker is online.
+pub fn on_online(mut f: impl FnMut(&Worker) + 'static) {
+    primary().online.add(move |w| f(w));
+}
+
+/// `f(worker, address)` when a worker listens.
+pub fn on_listening(mut f: impl FnMut(&Worker, &Address) + 'static) {
+    primary().listening.add(move |(w, a)| f(w, a));
+}
+
+/// `f(worker, message)` for each message from any worker.
+pub fn on_message(mut f: impl FnMut(&Worker, &Message) + 'static) {
+    primary().message.add(move |(w, m)| f(w, m));
+}
+
+/// `f(worker)` when a worker's channel closes.
+pub fn on_disconnect(mut f: impl FnMut(&Worker) + 'static) {
+    primary().disconnect.add(move |w| f(w));
+}
+
+/// `f(worker, code, signal)` when a worker exits.
+pub fn on_exit(mut f: impl FnMut(&Worker, Option<i32>, Option<String>) + 'static) {
+    primary()
+        .exit
+        .add(move |(w, s)| f(w, s.code, s.signal.clone()));
+}
+
+impl Handle for WorkerInner {
+    fn has_ref(&self) -> bool {
+        true
+    }
+
+    fn deliver(self: Rc<Self>, event: Event) {
+        let Event::Child(event) = event else { return };
+        let worker = Worker(self.clone());
+        let p = primary();
+        match event.kind {
+            ChildEventKind::Spawn => {}
+            ChildEventKind::Online => {
+                self.events.online.emit(&());
+                p.online.emit(&worker);
+            }
+            ChildEventKind::Listening(a) => {
+                let address = Address {
+                    address: a.address,
+                    port: a.port,
+                    address_type: a.address_type,
+                };
+                self.events.listening.emit(&address);
+                p.listening.emit(&(worker, address));
+            }
+            ChildEventKind::Message(m) => {
+                let msg = Message::from(m);
+                p.message.emit(&(worker, msg.clone()));
+                self.events.message.emit(&msg);
+            }
+            ChildEventKind::Disconnect => {
+                self.disconnected.set(true);
+                self.events.disconnect.emit(&());
+                p.disconnect.emit(&worker);
+                if self.exited.get() {
+                    p.remove(self.id);
+                }
+            }
+            ChildEventKind::Exit(status) => {
+                self.exited.set(true);
+                self.events.exit.emit(&status);
+                p.exit.emit(&(worker, status));
+                if self.disconnected.get() {
+                    p.remove(self.id);
+                }
+            }
+            ChildEventKind::Close(_) => {
+                event_loop::unregister(HandleId::Child(self.child_id));
+                // A worker that never started has no exit: it is gone now.
+                p.remove(self.id);
+            }
+            ChildEventKind::Error(e) => {
+                if self.events.error.is_empty() {
+                    eprintln!("Uncaught Error: {} ({})", e.message, e.code);
+                    crate::process::exit(1);
+                }
+                self.events.error.emit(&e);
+            }
+        }
+    }
+}
+
+impl Worker {
+    /// Its id: 1, 2, 3, ... in fork order.
+    pub fn id(&self) -> u32 {
+        self.0.id
+    }
+
+    /// Its pid (`None` if it never started).
+    pub fn pid(&self) -> Option<u32> {
+        self.0.handle.pid()
+    }
+
+    /// Sends a message (Node's `worker.send`).
+    pub fn send(&self, msg: impl IntoMessage) -> Result<bool, Error> {
+        Ok(self.0.handle.send(&msg.into_message().into())?)
+    }
+
+    /// Sends `signal` now (Node's `worker.kill`; not graceful).
+    pub fn kill(&self, signal: &str) -> Result<bool, Error> {
+        Ok(self.0.handle.kill(signal)?)
+    }
+
+    /// Disconnects it gracefully (Node's `worker.disconnect()`): no new
+    /// connections, its channel closes, it finishes and exits. Node removes
+    /// it from `workers` at once.
+    pub fn disconnect(&self) -> Result<(), Error> {
+        self.0.handle.disconnect()?;
+        primary().remove(self.0.id);
+        Ok(())
+    }
+
+    /// Whether it exited (Node's `isDead()`).
+    pub fn is_dead(&self) -> bool {
+        self.0.handle.is_dead()
+    }
+
+    /// Whether its channel is open (Node's `isConnected()`).
+    pub fn is_connected(&self) -> bool {
+        self.0.handle.is_connected()
+    }
+
+    /// Node's `exitedAfterDisconnect`: `None` until it disconnected or exited.
+    pub fn exited_after_disconnect(&self) -> Option<bool> {
+        self.0.handle.exited_after_disconnect()
+    }
+
+    /// Its state (Node's `worker.state`).
+    pub fn state(&self) -> WorkerState {
+        self.0.handle.state()
+    }
+
+    pub fn on_online(&self, mut f: impl FnMut() + 'static) {
+        self.0.events.online.add(move |_| f());
+    }
+
+    pub fn on_listening(&self, mut f: impl FnMut(&Address) + 'static) {
+        self.0.events.listening.add(move |a| f(a));
+    }
+
+    pub fn on_message(&self, mut f: impl FnMut(Message) + 'static) {
+        self.0.events.message.add(move |m| f(m.clone()));
+    }
+
+    pub fn on_disconnect(&self, mut f: impl FnMut() + 'static) {
+        self.0.events.disconnect.add(move |_| f());
+    }
+
+    /// `f(code, signal)` when it exits.
+    pub fn on_exit(&self, mut f: impl FnMut(Option<i32>, Option<String>) + 'static) {
+        self.0.events.exit.add(move |s| f(s.code, s.signal.clone()));
+    }
+
+    pub fn on_error(&self, f: impl FnMut(&ErrorInfo) + 'static) {
+        self.0.events.error.add(f);
+    }
+}

@@ -1,0 +1,280 @@
+//! Cluster scenarios for `host/tests/all/cluster.rs`: `cluster_cases
+//! <scenario> [args]`. The primary forks this same module as its workers;
+//! a worker reads its orders from `CASE` and `WORKER_ARGS` in its
+//! environment. Only the primary prints, so the output is deterministic.
+
+use hive::cluster::{self, SchedulingPolicy, SetupOptions};
+use hive::process;
+use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::rc::Rc;
+
+fn main() {
+    if cluster::is_worker() {
+        return worker();
+    }
+    let argv = process::argv();
+    let case = argv.get(1).cloned().unwrap_or_default();
+    let arg = |i: usize| argv.get(i).cloned().unwrap_or_default();
+    match case.as_str() {
+        "lifecycle" => lifecycle(),
+        "distribution" => distribution(&arg(2), arg(3).parse().unwrap_or(3)),
+        "exit-code" => exit_code(),
+        "kill" => kill(),
+        "in-use" => in_use(),
+        "env" => env(),
+        "messages" => messages(),
+        "disconnect-all" => disconnect_all(),
+        "reject-in-worker" => unreachable!("run as a worker only"),
+        other => panic!("unknown scenario {other:?}"),
+    }
+}
+
+fn setup(policy: SchedulingPolicy) {
+    cluster::setup_primary(SetupOptions {
+        exec: None,
+        args: None,
+        exec_argv: None,
+        exec_path: None,
+        serialization: None,
+        silent: None,
+        scheduling_policy: Some(policy),
+    })
+    .unwrap();
+}
+
+fn fork(case: &str, args: &str) -> cluster::Worker {
+    cluster::fork_with_env(Some(vec![
+        ("CASE".into(), case.into()),
+        ("WORKER_ARGS".into(), args.into()),
+    ]))
+    .unwrap()
+}
+
+fn print_exits() {
+    cluster::on_exit(|w, code, signal| {
+        println!(
+            "exit {} {} {} after-disconnect={:?} dead={}",
+            w.id(),
+            code.map_or("null".into(), |c| c.to_string()),
+            signal.unwrap_or_else(|| "null".into()),
+            w.exited_after_disconnect(),
+            w.is_dead()
+        );
+    });
+}
+
+/// Node's event order for one worker that listens and is disconnected,
+/// worker listeners before the cluster's.
+fn lifecycle() {
+    cluster::on_setup(|s| println!("setup policy={:?}", s.scheduling_policy));
+    setup(SchedulingPolicy::RoundRobin);
+    let worker = fork("serve", "0");
+    println!("state {:?}", worker.state());
+    cluster::on_fork(|w| println!("fork {}", w.id()));
+    worker.on_online(|| println!("worker online"));
+    cluster::on_online(|w| println!("cluster online {}", w.id()));
+    worker.on_listening(|a| println!("worker listening {} port>0={}", a.address, a.port > 0));
+    let w = worker.clone();
+    cluster::on_listening(move |l, a| {
+        println!("cluster listening {} {:?}", l.id(), w.state());
+        let reply = get(a.port);
+        println!("reply {reply}");
+        w.disconnect().unwrap();
+        println!("workers after disconnect {}", cluster::workers().len());
+    });
+    worker.on_disconnect(|| println!("worker disconnect"));
+    cluster::on_disconnect(|w| {
+        println!(
+            "cluster disconnect {} connected={}",
+            w.id(),
+            w.is_connected()
+        )
+    });
+    worker.on_exit(|code, signal| println!("worker exit {code:?} {signal:?}"));
+    print_exits();
+    hive::run();
+    println!("state {:?}", worker.state());
+}
+
+/// One request to `port`: the answering worker's reply.
+fn get(port: u16) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"hi\n").unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    reply.trim().to_string()
+}
+
+/// `n` workers on one port under `policy`; 3n sequential requests; how
+/// they were spread.
+fn distribution(policy: &str, n: u32) {
+    let policy = match policy {
+        "rr" => SchedulingPolicy::RoundRobin,
+        "none" => SchedulingPolicy::Shared,
+        "least" => SchedulingPolicy::LeastConnections,
+        "hash" => SchedulingPolicy::SourceIpHash,
+        other => panic!("policy {other:?}"),
+    };
+    setup(policy);
+    for _ in 0..n {
+        fork("serve", "0");
+    }
+    let listening = Rc::new(RefCell::new(Vec::new()));
+    cluster::on_listening(move |w, a| {
+        let mut l = listening.borrow_mut();
+        l.push((w.id(), a.port));
+        if l.len() < n as usize {
+            return;
+        }
+        let ports: Vec<u16> = l.iter().map(|(_, p)| *p).collect();
+        println!("same port {}", ports.iter().all(|p| *p == ports[0]));
+        let order: Vec<String> = (0..3 * n).map(|_| get(ports[0])).collect();
+        let mut counts: Vec<usize> = (1..=n)
+            .map(|id| {
+                order
+                    .iter()
+                    .filter(|o| **o == format!("worker {id}"))
+                    .count()
+            })
+            .collect();
+        let periodic = order
+            .iter()
+            .enumerate()
+            .all(|(i, o)| *o == order[i % n as usize]);
+        counts.sort();
+        println!("answered {}", order.len());
+        println!("counts {counts:?} periodic={periodic}");
+        let info = cluster::listeners();
+        println!(
+            "listeners {} policy={:?} handed={}",
+            info.len(),
+            info[0].policy,
+            info[0].workers.iter().map(|w| w.2).sum::<u64>()
+        );
+        cluster::disconnect(|| println!("all disconnected"));
+    });
+    print_exits();
+    hive::run();
+}
+
+fn exit_code() {
+    fork("exit", "7");
+    print_exits();
+    hive::run();
+}
+
+fn kill() {
+    let worker = fork("block", "");
+    let w = worker.clone();
+    worker.on_online(move || {
+        println!("kill {}", w.kill("SIGKILL").unwrap());
+    });
+    print_exits();
+    hive::run();
+}
+
+/// A port the primary holds already: the worker's listen fails
+/// `EADDRINUSE` (Node: the worker's server emits `error`, syscall `bind`).
+fn in_use() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    fork("serve", &port.to_string());
+    cluster::on_message(|w, m| println!("message {} {}", w.id(), m.text()));
+    print_exits();
+    hive::run();
+    drop(taken);
+}
+
+fn env() {
+    cluster::fork_with_env(Some(vec![
+        ("CASE".into(), "env".into()),
+        ("GREETING".into(), "hello from the primary".into()),
+    ]))
+    .unwrap();
+    cluster::on_message(|w, m| println!("message {} {}", w.id(), m.text()));
+    print_exits();
+    hive::run();
+}
+
+fn messages() {
+    let worker = fork("echo", "");
+    let w = worker.clone();
+    worker.on_online(move || {
+        w.send(&serde_json::json!({"n": 1})).unwrap();
+    });
+    let w = worker.clone();
+    cluster::on_message(move |from, m| {
+        println!("cluster message {} {}", from.id(), m.text());
+        if m.text().contains("\"n\":1") {
+            w.disconnect().unwrap();
+        }
+    });
+    worker.on_message(|m| println!("worker message {}", m.text()));
+    print_exits();
+    hive::run();
+}
+
+fn disconnect_all() {
+    for _ in 0..2 {
+        fork("serve", "0");
+    }
+    let listening = Rc::new(RefCell::new(0));
+    cluster::on_listening(move |_, _| {
+        *listening.borrow_mut() += 1;
+        if *listening.borrow() == 2 {
+            cluster::disconnect(|| {
+                println!("disconnect callback, workers {}", cluster::workers().len())
+            });
+        }
+    });
+    print_exits();
+    hive::run();
+}
+
+// ---- workers ----
+
+fn worker() {
+    let id = cluster::worker_id().unwrap();
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    match var("CASE").as_str() {
+        "serve" => {
+            let port = var("WORKER_ARGS");
+            let listener = match TcpListener::bind(format!("127.0.0.1:{port}")) {
+                Ok(l) => l,
+                Err(e) => {
+                    let code = match e.kind() {
+                        std::io::ErrorKind::AddrInUse => "EADDRINUSE".to_string(),
+                        std::io::ErrorKind::PermissionDenied => "EACCES".to_string(),
+                        other => format!("{other:?}"),
+                    };
+                    process::send(&serde_json::json!({"error": code})).unwrap();
+                    return;
+                }
+            };
+            // Ends when the primary disconnects this worker: `accept`
+            // then fails.
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { break };
+                let mut buf = [0; 3];
+                let _ = stream.read_exact(&mut buf);
+                let _ = stream.write_all(format!("worker {id}\n").as_bytes());
+            }
+        }
+        "exit" => process::exit(var("WORKER_ARGS").parse().unwrap()),
+        "block" => loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        },
+        "env" => {
+            process::send(&serde_json::json!({ "greeting": var("GREETING") })).unwrap();
+        }
+        "echo" => {
+            process::on_message(|m| {
+                process::send(m).unwrap();
+            });
+            hive::run();
+        }
+        other => panic!("unknown worker case {other:?}"),
+    }
+}
