@@ -14,4 +14,10 @@ for f in "$src"/*.wit; do
     mkdir -p "wit/deps/$name"
     cp "$f" "wit/deps/$name/$name.wit"
 done
+# wasi:http (the requests the host parses) from wasmtime-wasi-http, which
+# ships the same WASI version.
+http=$(cargo metadata --format-version 1 --locked 2>/dev/null |
+    python3 -c 'import json,sys; print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"]=="wasmtime-wasi-http"))')
+mkdir -p wit/deps/http
+cp "$(dirname "$http")/wit/deps/http.wit" wit/deps/http/http.wit
 echo "vendored $(ls wit/deps | tr '\n' ' ')from $src"

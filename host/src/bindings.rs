@@ -45,6 +45,7 @@ mod generated {
             // create and use TCP sockets: Hive owns those (`crate::sockets`),
             // so that a cluster worker's `listen` joins the host's listener.
             "wasi:cli": wasmtime_wasi::p2::bindings::cli,
+            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
             "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
             "wasi:filesystem": wasmtime_wasi::p2::bindings::filesystem,
             "wasi:io": wasmtime_wasi::p2::bindings::io,
@@ -138,6 +139,9 @@ impl From<event::Event> for Event {
                 id,
                 kind: event.into(),
             }),
+            // Opened into resources by `process::next-event` (it needs the
+            // table); never converted as a value.
+            event::Event::Request { .. } => unreachable!("requests are opened, not converted"),
         }
     }
 }

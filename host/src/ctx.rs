@@ -23,6 +23,14 @@ pub struct HostState {
     /// `wasi:sockets/tcp`, Hive's own: the network policy and, for a
     /// cluster worker, where its listens go.
     pub sockets: SocketsCtx,
+    /// `wasi:http/types`, for the requests of its HTTP servers.
+    pub http: crate::http::HttpState,
+}
+
+impl wasmtime_wasi_http::WasiHttpView for HostState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        self.http.view(&mut self.table)
+    }
 }
 
 /// The host state of a wasip1 core module: WASI only (it imports nothing
@@ -47,6 +55,7 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     process::add_to_linker::<_, HiveProcess>(linker, |s| ProcessView {
         ctx: &mut s.process,
         table: &mut s.table,
+        http: &mut s.http,
     })?;
     child_process::add_to_linker::<_, HiveChildProcess>(linker, |s| ChildProcessView {
         ctx: &mut s.child_process,
@@ -56,6 +65,11 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         ctx: &mut s.child_process,
         table: &mut s.table,
     })?;
+    wasmtime_wasi_http::p2::bindings::http::types::add_to_linker::<_, wasmtime_wasi_http::WasiHttp>(
+        linker,
+        &Default::default(),
+        |s: &mut HostState| wasmtime_wasi_http::WasiHttpView::http(s),
+    )?;
     crate::sockets::add_to_linker(linker, |s| SocketsView {
         ctx: &mut s.sockets,
         table: &mut s.table,

@@ -37,6 +37,7 @@ mod ctx;
 mod error;
 mod filesystem;
 mod hive;
+mod http;
 mod loader;
 pub mod node;
 mod os;

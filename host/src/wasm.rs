@@ -155,6 +155,8 @@ fn prepare(hive: &Hive, proc: &Arc<Proc>, spec: WasmSpec) -> anyhow::Result<(Sta
         sockets: SocketsCtx {
             net,
             cluster: spec.cluster,
+            me: proc.clone(),
+            servers: Default::default(),
         },
     };
     Ok((start, spec.module))
@@ -198,6 +200,7 @@ async fn run_program(
                 child_process: start.child_process,
                 limiter: start.limiter,
                 sockets: start.sockets,
+                http: Default::default(),
             };
             let mut store = new_store(hive, state, |s| &mut s.limiter);
             let guest = pre.instantiate_async(&mut store).await?;

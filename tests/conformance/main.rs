@@ -18,6 +18,14 @@
 //!   options; `node→wasm` runs `conformance-host run conf_child.wasm` (the
 //!   `host` binary, built from its own `main.rs` by this crate).
 //!
+//! - `"kind": "cluster"` scenarios run only in the three cluster columns:
+//!   `cluster node` (`node/cluster.js` as the primary, with Node workers: the
+//!   reference), `cluster wasm` (`conformance-host run --allow-net
+//!   conf_cluster.wasm`, forking itself as its workers) and `cluster
+//!   wasm→node` (the same, told by the scenario's `exec` to fork
+//!   `node/cluster.js`). The step vocabulary is `node/CLUSTER.md`. Until
+//!   `conf_cluster.wasm` is built, the two wasm columns are `n/a`.
+//!
 //! A scenario may state where Hive as the *parent* deliberately differs
 //! (`hive_extra`: lines Hive prints that Node does not; `hive_instead`:
 //! `[node line, hive line]` pairs; both with `why`): they apply to
@@ -88,6 +96,13 @@ enum Kind {
     WasmNode(Mode),
     /// `node/parent.js` forks `host run conf_child.wasm`.
     NodeWasm(Mode),
+    /// `node/cluster.js` as the primary, Node workers (`"kind": "cluster"`):
+    /// the reference of the cluster columns.
+    ClusterNode,
+    /// `host run conf_cluster.wasm` as the primary, forking itself.
+    ClusterWasm,
+    /// `host run conf_cluster.wasm` as the primary, forking `node/cluster.js`.
+    ClusterWasmNode,
 }
 
 struct Column {
@@ -129,6 +144,18 @@ const COLUMNS: &[Column] = &[
         name: "node→wasm adv",
         kind: Kind::NodeWasm(Mode::Advanced),
     },
+    Column {
+        name: "cluster node",
+        kind: Kind::ClusterNode,
+    },
+    Column {
+        name: "cluster wasm",
+        kind: Kind::ClusterWasm,
+    },
+    Column {
+        name: "cluster wasm→node",
+        kind: Kind::ClusterWasmNode,
+    },
 ];
 
 /// Whether a scenario's (or `KNOWN_FAILURES`') key names `column`: a key
@@ -147,7 +174,7 @@ struct Case {
     name: String,
     json: Value,
     /// The `node→node` trace, per mode, run once by whichever cell needs
-    /// it first.
+    /// it first (a cluster scenario's `cluster node` trace is in the first).
     reference: [OnceLock<Trace>; 2],
 }
 
@@ -161,6 +188,10 @@ struct Trace {
 impl Case {
     fn is_os(&self) -> bool {
         self.json["kind"].as_str() == Some("os")
+    }
+
+    fn is_cluster(&self) -> bool {
+        self.json["kind"].as_str() == Some("cluster")
     }
 
     /// Why the scenario is `n/a` in `column`, if it says so.
@@ -348,6 +379,16 @@ fn with_fork_options(scenario: &Value, options: &[(&str, Value)]) -> Value {
 
 impl Runner<'_> {
     fn cell(&self, case: &Case, column: &Column) -> Outcome {
+        let cluster_column = matches!(
+            column.kind,
+            Kind::ClusterNode | Kind::ClusterWasm | Kind::ClusterWasmNode
+        );
+        if cluster_column != case.is_cluster() {
+            return Outcome::NotApplicable(None);
+        }
+        if cluster_column {
+            return self.cluster_cell(case, column);
+        }
         match (column.kind, case.is_os()) {
             (Kind::WasmOs, true) => {
                 let node = run_node(&self.dir.join("node/spawn.js"), &case.json.to_string());
@@ -405,8 +446,54 @@ impl Runner<'_> {
                 let got = run_node(&self.dir.join("node/parent.js"), &scenario.to_string());
                 self.compare_to_reference(case, column.name, mode, got.lines, false)
             }
-            Kind::WasmOs => unreachable!(),
+            Kind::WasmOs | Kind::ClusterNode | Kind::ClusterWasm | Kind::ClusterWasmNode => {
+                unreachable!()
+            }
         }
+    }
+
+    /// A `"kind": "cluster"` scenario in a cluster column: `node/cluster.js`
+    /// is the reference; the wasm primary is `conformance-host run
+    /// conf_cluster.wasm` (`n/a` while that is not built), told to fork
+    /// `node/cluster.js` in `cluster wasm→node` by the scenario's `exec`.
+    fn cluster_cell(&self, case: &Case, column: &Column) -> Outcome {
+        if let Some(why) = case.not_applicable(column.name) {
+            return Outcome::NotApplicable(Some(why));
+        }
+        let script = self.dir.join("node/cluster.js");
+        let reference = case.reference[Mode::Json.index()]
+            .get_or_init(|| run_node(&script, &case.json.to_string()));
+        if column.kind == Kind::ClusterNode {
+            return if reference.ok {
+                Outcome::Reference
+            } else {
+                Outcome::Fail {
+                    reference: ("expected".into(), vec!["(a run to the end)".into()]),
+                    got: reference.lines.clone(),
+                }
+            };
+        }
+        let wasm = Path::new(test_programs_artifacts::GUESTS_DIR).join("conf_cluster.wasm");
+        if !wasm.exists() {
+            return Outcome::NotApplicable(Some("conf_cluster.wasm not built yet".into()));
+        }
+        let cache = target_dir().join("hive-cache");
+        let mut scenario = case.json.clone();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_conformance-host"));
+        command.args(["run", "--allow-net", "--cache-dir", cache.to_str().unwrap()]);
+        if column.kind == Kind::ClusterWasmNode {
+            scenario["exec"] = script.to_str().unwrap().into();
+            command.args(["--allow-spawn", "--allow-fork"]);
+        }
+        command.arg(&wasm).arg(scenario.to_string());
+        let got = run_command(command, "host");
+        compare(
+            case,
+            column.name,
+            ("cluster node", &reference.lines),
+            got.lines,
+            true,
+        )
     }
 
     /// The `node→node` trace in `mode`, or the scenario's `expect`.
@@ -548,15 +635,21 @@ fn lines(bytes: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// Runs `node script scenario`, killing it after `TIMEOUT`. It leads a
-/// process group of its own, which is killed after it ends (or times out):
-/// a child that outlives it (a `host run` that ignored its SIGTERM) would
-/// otherwise hold its stdout open, and the run, forever.
+/// Runs `node script scenario` (see [`run_command`]).
 fn run_node(script: &Path, scenario: &str) -> Trace {
+    let mut command = Command::new("node");
+    command.arg(script).arg(scenario);
+    run_command(command, "node")
+}
+
+/// Runs `command` (`who`: `node`, `host`), killing it after `TIMEOUT`. It
+/// leads a process group of its own, which is killed after it ends (or
+/// times out): a child that outlives it (a `host run` that ignored its
+/// SIGTERM, a cluster worker that survived its primary) would otherwise
+/// hold its stdout open, and the run, forever.
+fn run_command(mut command: Command, who: &str) -> Trace {
     use std::os::unix::process::CommandExt;
-    let mut child = match Command::new("node")
-        .arg(script)
-        .arg(scenario)
+    let mut child = match command
         .stdin(OsStdio::null())
         .stdout(OsStdio::piped())
         .stderr(OsStdio::piped())
@@ -566,7 +659,7 @@ fn run_node(script: &Path, scenario: &str) -> Trace {
         Ok(child) => child,
         Err(e) => {
             return Trace {
-                lines: vec![format!("(cannot run node: {e})")],
+                lines: vec![format!("(cannot run {who}: {e})")],
                 ok: false,
             };
         }
@@ -615,14 +708,16 @@ fn run_node(script: &Path, scenario: &str) -> Trace {
             ok = false;
         }
         Some(status) if !status.success() => {
-            out.push(format!("(node parent ended with {status})"));
+            out.push(format!("({who} parent ended with {status})"));
             out.extend(lines(&stderr));
             ok = false;
         }
         Some(_) => {}
     }
     if outlived {
-        out.push("(a child outlived the node parent and was killed)".into());
+        out.push(format!(
+            "(a child outlived the {who} parent and was killed)"
+        ));
         ok = false;
     }
     Trace { lines: out, ok }

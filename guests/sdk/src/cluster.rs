@@ -109,6 +109,11 @@ impl Primary {
     }
 }
 
+/// How many CPUs the host may use (Node's `os.availableParallelism()`).
+pub fn available_parallelism() -> u32 {
+    wit::available_parallelism()
+}
+
 /// Whether this process is not a cluster worker (Node's `cluster.isPrimary`).
 pub fn is_primary() -> bool {
     wit::is_primary()

@@ -45,5 +45,6 @@ pub fn node_code(code: ErrorCode) -> &'static str {
         ErrorCode::TooManyProcesses => "EAGAIN",
         ErrorCode::Denied => "EPERM",
         ErrorCode::NotADirectory => "ENOTDIR",
+        ErrorCode::AddressInUse => "EADDRINUSE",
     }
 }

@@ -63,6 +63,8 @@ pub(crate) enum HandleId {
     Child(u32),
     /// A stream read by the loop, numbered in the order of registration.
     Stream(u64),
+    /// An HTTP server, by its id.
+    Server(u32),
     /// This process: its parent channel and its signals. Last, so that
     /// [`alive`] asks it (and the host whether the channel is open) only
     /// when nothing else keeps the loop alive.
@@ -304,6 +306,7 @@ pub(crate) fn dispatch(event: Event) {
             }
             HandleId::Child(child.id)
         }
+        Event::Request(r) => HandleId::Server(r.server),
         Event::Message(_) | Event::Disconnect | Event::Signal(_) => HandleId::Process,
     };
     match with(|l| l.handles.get(&id).cloned()) {

@@ -35,6 +35,7 @@ pub mod cluster;
 mod emitter;
 mod error;
 mod event_loop;
+pub mod http;
 pub mod io;
 mod message;
 pub mod os;

@@ -69,7 +69,9 @@ impl Handle for Process {
                 self.disconnect.emit(&());
             }
             Event::Signal(name) => self.signal.emit(&name),
-            Event::Child(_) => unreachable!("child events go to the child's handle"),
+            Event::Child(_) | Event::Request(_) => {
+                unreachable!("child events and requests go to their own handles")
+            }
         }
     }
 }

@@ -34,6 +34,10 @@ impl ChildProcessView<'_> {
 }
 
 impl Host for ChildProcessView<'_> {
+    fn available_parallelism(&mut self) -> wasmtime::Result<u32> {
+        Ok(std::thread::available_parallelism().map_or(1, |n| n.get() as u32))
+    }
+
     fn is_primary(&mut self) -> wasmtime::Result<bool> {
         Ok(self.ctx.cluster.worker.is_none())
     }

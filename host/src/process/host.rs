@@ -2,7 +2,9 @@
 
 use super::{InboxReady, ProcessView};
 use crate::bindings::hive::process::process::Host;
+use crate::bindings::hive::process::types::HttpRequest;
 use crate::bindings::{ErrorCode, Event, HostError, Message};
+use crate::runtime::event::Event as RuntimeEvent;
 use crate::runtime::lifecycle::End;
 use crate::runtime::signal::Signal;
 use wasmtime::component::Resource;
@@ -55,15 +57,15 @@ impl Host for ProcessView<'_> {
     }
 
     async fn next_event(&mut self) -> wasmtime::Result<Option<Event>> {
-        let me = &self.ctx.me;
         loop {
-            if let Some(event) = me.inbox.try_pop() {
-                return Ok(Some(event.into()));
+            if let Some(event) = self.try_next_event()? {
+                return Ok(Some(event));
             }
+            let me = &self.ctx.me;
             if !me.can_receive() {
                 // An event queued while `can_receive` looked (a child's
                 // last `close`, just before it stopped counting) is taken.
-                return Ok(me.inbox.try_pop().map(Event::from));
+                return self.try_next_event();
             }
             me.inbox
                 .wait_until(|| me.inbox.has_any() || !me.can_receive())
@@ -72,7 +74,21 @@ impl Host for ProcessView<'_> {
     }
 
     fn try_next_event(&mut self) -> wasmtime::Result<Option<Event>> {
-        Ok(self.ctx.me.inbox.try_pop().map(Event::from))
+        while let Some(event) = self.ctx.me.inbox.try_pop() {
+            let RuntimeEvent::Request { server, request } = event else {
+                return Ok(Some(event.into()));
+            };
+            // A request the guest's API cannot hold was answered already.
+            let mut view = self.http.view(self.table);
+            if let Some((request, response)) = crate::http::open_request(&mut view, request)? {
+                return Ok(Some(Event::Request(HttpRequest {
+                    server,
+                    request,
+                    response,
+                })));
+            }
+        }
+        Ok(None)
     }
 
     fn subscribe(&mut self) -> wasmtime::Result<Resource<DynPollable>> {

@@ -26,6 +26,8 @@ pub struct ProcessView<'a> {
     pub ctx: &'a mut ProcessCtx,
     /// The store's resource table (pollables).
     pub table: &'a mut ResourceTable,
+    /// `wasi:http`'s state, to open the requests the process takes.
+    pub http: &'a mut crate::http::HttpState,
 }
 
 /// The `HasData` marker that links `hive:process/process` over a

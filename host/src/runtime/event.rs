@@ -70,6 +70,14 @@ pub enum Event {
     Disconnect,
     /// A signal this process handles arrived.
     Signal(Signal),
+    /// An HTTP request to server `server` of this process (the request
+    /// and its reply channel, as `crate::http` made them).
+    Request {
+        /// The server's id.
+        server: u32,
+        /// The request, opened by `crate::http` when the guest takes it.
+        request: Handle,
+    },
     /// Something happened to child `id`.
     Child {
         /// The child's id (its pid, or the id of one that never started).

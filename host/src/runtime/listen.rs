@@ -501,6 +501,11 @@ impl Membership {
         }
     }
 
+    /// Whether [`Membership::leave`] was called.
+    pub fn has_left(&self) -> bool {
+        self.left.load(Ordering::Acquire)
+    }
+
     fn remove(&self) {
         let mut state = self.shared.state.lock().unwrap();
         if let Some(index) = state

@@ -63,6 +63,8 @@ pub struct Proc {
     pub(super) pipes: Vec<Arc<Pipe>>,
     /// Its place in its budgets, given back when it ends.
     pub(super) slot: Mutex<Option<Slot>>,
+    /// HTTP servers it listens with: requests can still arrive.
+    servers: std::sync::atomic::AtomicUsize,
     /// The budget this process and its descendants are charged to.
     pub budget: Arc<Budget>,
 }
@@ -98,6 +100,7 @@ impl Proc {
             pipes,
             budget: slot.budget().clone(),
             slot: Mutex::new(Some(slot)),
+            servers: Default::default(),
         }
     }
 
@@ -216,12 +219,24 @@ impl Proc {
     }
 
     /// Whether an event can still arrive: one is queued, the parent channel
-    /// is open, a child is alive, or a signal handler is installed.
+    /// is open, a child is alive, a signal handler is installed, or an HTTP
+    /// server listens.
     pub fn can_receive(&self) -> bool {
         self.inbox.has_any()
+            || self.servers.load(Ordering::Acquire) > 0
             || self.channel.as_ref().is_some_and(|c| c.connected())
             || !self.children.lock().unwrap().is_empty()
             || !self.handled.lock().unwrap().is_empty()
+    }
+
+    /// An HTTP server of this process started (`true`) or stopped.
+    pub fn server_listening(&self, listening: bool) {
+        if listening {
+            self.servers.fetch_add(1, Ordering::AcqRel);
+        } else {
+            self.servers.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.inbox.wake();
     }
 
     /// The output pipes `close` waits for.

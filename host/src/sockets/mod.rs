@@ -20,6 +20,7 @@ pub use tcp::TcpSocket;
 use crate::bindings::wasi::sockets::{tcp as wit_tcp, tcp_create_socket};
 use crate::runtime::cluster::WorkerLink;
 use crate::runtime::net::NetGuard;
+use crate::runtime::proc::Proc;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Linker, ResourceTable};
 
@@ -29,6 +30,10 @@ pub struct SocketsCtx {
     pub net: Arc<NetGuard>,
     /// Set for a cluster worker.
     pub cluster: Option<Arc<WorkerLink>>,
+    /// The process (its HTTP servers' requests go to its inbox).
+    pub me: Arc<Proc>,
+    /// Its HTTP servers (`hive:process/http`).
+    pub servers: crate::http::Servers,
 }
 
 /// The TCP interfaces' view of a store.
@@ -54,5 +59,6 @@ pub fn add_to_linker<T: Send + 'static>(
     wit_tcp::add_to_linker::<T, HiveSockets>(linker, view)?;
     tcp_create_socket::add_to_linker::<T, HiveSockets>(linker, view)?;
     linker.allow_shadowing(false);
+    crate::bindings::hive::process::http::add_to_linker::<T, HiveSockets>(linker, view)?;
     Ok(())
 }

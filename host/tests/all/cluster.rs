@@ -174,3 +174,138 @@ fn disconnect_all_calls_back() {
          exit 2 0 null after-disconnect=Some(true) dead=true\n"
     );
 }
+
+/// The seed's cluster demo: `[master]` and `[worker]` lines, each worker
+/// answering `GET /` with 200 and its pid, the workers taking turns, and
+/// SIGTERM to the host ending the cluster and freeing the port.
+#[test]
+fn seed_cluster_demo() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::{Command, Stdio};
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut host = Command::new(env!("CARGO_BIN_EXE_host"))
+        .args([
+            "run",
+            "--allow-net",
+            "--env",
+            &format!("PORT={port}"),
+            "--env",
+            "WORKERS=2",
+            SEED_CLUSTER,
+        ])
+        .env("HOST_CACHE_DIR", crate::util::shared_cache())
+        .env_remove("HOST_LOG")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(host.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    for _ in 0..3 {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        lines.push(line.trim().to_owned());
+    }
+    assert_eq!(lines[0], format!("[master] {} is running", host.id()));
+    let mut workers: Vec<String> = lines[1..]
+        .iter()
+        .map(|l| {
+            l.strip_prefix("[worker] ")
+                .and_then(|l| l.strip_suffix(" started"))
+                .unwrap_or_else(|| panic!("{l:?}"))
+                .to_owned()
+        })
+        .collect();
+    workers.sort();
+    let mut answered = Vec::new();
+    for _ in 0..4 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+        let body = reply.split("\r\n\r\n").nth(1).unwrap().to_owned();
+        answered.push(body);
+    }
+    // Round-robin: the two workers alternate.
+    assert_ne!(answered[0], answered[1]);
+    assert_eq!(answered[0], answered[2]);
+    let mut seen: Vec<String> = answered[..2]
+        .iter()
+        .map(|b| {
+            b.strip_prefix("[worker:")
+                .and_then(|b| b.strip_suffix("] hello world\n"))
+                .unwrap_or_else(|| panic!("{b:?}"))
+                .to_owned()
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen, workers);
+    // SIGTERM ends the whole cluster and frees the port.
+    Command::new("kill")
+        .args(["-TERM", &host.id().to_string()])
+        .status()
+        .unwrap();
+    let status = host.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + 15), "{status:?}");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+/// Malformed HTTP never reaches a worker: a bad request line and 1 MiB of
+/// headers get a 4xx (or a closed connection), and the worker still serves.
+#[test]
+fn malformed_http_never_reaches_a_worker() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::{Command, Stdio};
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut host = Command::new(env!("CARGO_BIN_EXE_host"))
+        .args([
+            "run",
+            "--allow-net",
+            "--env",
+            &format!("PORT={port}"),
+            "--env",
+            "WORKERS=1",
+            SEED_CLUSTER,
+        ])
+        .env("HOST_CACHE_DIR", crate::util::shared_cache())
+        .env_remove("HOST_LOG")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(host.stdout.take().unwrap());
+    for _ in 0..2 {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+    }
+    let send = |bytes: &[u8]| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let _ = s.write_all(bytes);
+        let mut reply = Vec::new();
+        let _ = s.read_to_end(&mut reply);
+        String::from_utf8_lossy(&reply).into_owned()
+    };
+    let bad = send(b"NOT A REQUEST\r\n\r\n");
+    assert!(bad.is_empty() || bad.starts_with("HTTP/1.1 400"), "{bad}");
+    let mut huge = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
+    for i in 0..16_384 {
+        huge.extend_from_slice(format!("X-Filler-{i}: {}\r\n", "y".repeat(48)).as_bytes());
+    }
+    huge.extend_from_slice(b"\r\n");
+    let big = send(&huge);
+    assert!(
+        big.is_empty() || big.starts_with("HTTP/1.1 431"),
+        "{}",
+        &big[..big.len().min(80)]
+    );
+    let ok = send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(ok.starts_with("HTTP/1.1 200 OK"), "{ok}");
+    host.kill().unwrap();
+    let _ = host.wait();
+}

@@ -1,0 +1,77 @@
+//! `impl Host` for `hive:process/http`, over the process's network view
+//! (`crate::sockets`): the same `--allow-net` check and, in a cluster
+//! worker, the same shared listeners as a `wasi:sockets` listen.
+
+use super::{Server, accept_loop};
+use crate::bindings::hive::process::http::{Host, ServerInfo};
+use crate::bindings::{ErrorCode, HostError};
+use crate::runtime::listen::{Key, Policy, Registry};
+use crate::sockets::SocketsView;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use wasmtime_wasi::sockets::SocketAddrUse;
+
+crate::types::types_host!(SocketsView<'_>);
+
+impl Host for SocketsView<'_> {
+    fn listen(&mut self, address: String, port: u16) -> Result<ServerInfo, HostError> {
+        let ip: IpAddr = if address.eq_ignore_ascii_case("localhost") {
+            Ipv4Addr::LOCALHOST.into()
+        } else {
+            address.parse().map_err(|_| ErrorCode::InvalidArgument)?
+        };
+        let addr = SocketAddr::new(ip, port);
+        let net = &self.ctx.net;
+        if !net.check(addr, SocketAddrUse::TcpBind) || !net.check(addr, SocketAddrUse::TcpListen) {
+            return Err(ErrorCode::Denied.into());
+        }
+        let joined = match &self.ctx.cluster {
+            Some(worker) if worker.shares() => worker.join(addr),
+            // A listener of its own: a registry of one.
+            _ => Arc::new(Registry::default())
+                .join(
+                    Key {
+                        cluster: self.ctx.me.pid,
+                        requested: addr,
+                    },
+                    Policy::RoundRobin,
+                    0,
+                )
+                .map(Arc::new),
+        };
+        let membership = joined.map_err(|e| match e.kind() {
+            std::io::ErrorKind::AddrInUse => ErrorCode::AddressInUse,
+            std::io::ErrorKind::PermissionDenied => ErrorCode::Denied,
+            _ => ErrorCode::InvalidArgument,
+        })?;
+        let servers = &mut self.ctx.servers;
+        servers.next += 1;
+        let id = servers.next;
+        let port = membership.local().port();
+        let accept = tokio::spawn(accept_loop(self.ctx.me.clone(), id, membership.clone()));
+        servers.open.insert(
+            id,
+            Server {
+                membership,
+                accept: accept.abort_handle(),
+            },
+        );
+        Ok(ServerInfo { id, port })
+    }
+
+    fn close(&mut self, id: u32) -> wasmtime::Result<()> {
+        if let Some(server) = self.ctx.servers.open.remove(&id) {
+            server.membership.leave();
+        }
+        Ok(())
+    }
+
+    fn is_listening(&mut self, id: u32) -> wasmtime::Result<bool> {
+        Ok(self
+            .ctx
+            .servers
+            .open
+            .get(&id)
+            .is_some_and(|s| !s.membership.has_left() && !s.accept.is_finished()))
+    }
+}

@@ -1,0 +1,196 @@
+//! `hive:process/http`: HTTP servers whose connections the host owns and
+//! parses with hyper. Each request reaches the process as an
+//! `event.request` in its event queue, carrying `wasi:http` resources
+//! (wasmtime-wasi-http's), so a server is a normal long-lived process.
+//!
+//! Why the host parses: guest-side HTTP over `wasi:io/poll` had bad tails
+//! at 32 connections here, and an instance per request (`wasmtime serve`'s
+//! default) costs ~200 µs; a long-lived process fed parsed requests costs
+//! one event. wasmtime-wasi-http is the dependency because its resources
+//! *are* `wasi:http/types`: guests use the standard API on them, and its
+//! hyper glue turns a response into a hyper body. Only `wasi:http/types`
+//! is linked (no outgoing client, so no TLS stack).
+
+mod host;
+
+use crate::runtime::event::{Event, Handle};
+use crate::runtime::listen::{Conn, Membership};
+use crate::runtime::proc::Proc;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks};
+
+/// The response a guest gives (or the error it sets).
+type Reply = Result<hyper::Response<HyperOutgoingBody>, ErrorCode>;
+
+/// A request waiting in a process's inbox, with where its response goes.
+struct Pending {
+    request: hyper::Request<Incoming>,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// The `wasi:http` state of a process: wasmtime-wasi-http's context and
+/// hooks (no outgoing requests).
+#[derive(Default)]
+pub struct HttpState {
+    ctx: WasiHttpCtx,
+    hooks: NoOutgoing,
+}
+
+/// Hive guests may not make outgoing HTTP requests through `wasi:http`
+/// (they are not linked); the hooks' other defaults are wasmtime's.
+#[derive(Default)]
+struct NoOutgoing;
+
+/// A future wasmtime-wasi-http's hooks return.
+type HookFuture<T> = Box<dyn Future<Output = Result<T, wasmtime_wasi_http::Error>> + Send>;
+
+impl WasiHttpHooks for NoOutgoing {
+    fn send_request(
+        &mut self,
+        _: hyper::Request<HyperOutgoingBody>,
+        _: Option<wasmtime_wasi_http::RequestOptions>,
+        _: HookFuture<()>,
+    ) -> HookFuture<(hyper::Response<HyperOutgoingBody>, HookFuture<()>)> {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+impl HttpState {
+    /// wasmtime-wasi-http's view over `table`.
+    pub fn view<'a>(&'a mut self, table: &'a mut ResourceTable) -> WasiHttpCtxView<'a> {
+        WasiHttpCtxView {
+            ctx: &mut self.ctx,
+            table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Turns a request taken from the inbox into the guest's resources: the
+/// `incoming-request` and its `response-outparam`. A request hyper parsed
+/// but `wasi:http` cannot hold (no authority) is answered 400 here.
+pub fn open_request(
+    view: &mut WasiHttpCtxView<'_>,
+    request: Handle,
+) -> wasmtime::Result<
+    Option<(
+        Resource<HostIncomingRequest>,
+        Resource<HostResponseOutparam>,
+    )>,
+> {
+    let Ok(pending) = request.0.downcast::<Pending>() else {
+        wasmtime::bail!("an HTTP request event without a request");
+    };
+    let Pending { mut request, reply } = *pending;
+    if request.uri().authority().is_none() && !request.headers().contains_key(hyper::header::HOST) {
+        // HTTP/1.0 without Host: the guest's API needs an authority.
+        request.headers_mut().insert(
+            hyper::header::HOST,
+            hyper::header::HeaderValue::from_static("localhost"),
+        );
+    }
+    let incoming = match view.new_incoming_request(Scheme::Http, request) {
+        Ok(r) => r,
+        Err(_) => {
+            let _ = reply.send(Ok(status(400)));
+            return Ok(None);
+        }
+    };
+    let outparam = view.new_response_outparam(reply)?;
+    Ok(Some((incoming, outparam)))
+}
+
+/// A bodiless response with `code`.
+fn status(code: u16) -> hyper::Response<HyperOutgoingBody> {
+    let mut response = hyper::Response::new(
+        Full::new(Bytes::new())
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = hyper::StatusCode::from_u16(code).expect("a valid status");
+    response
+}
+
+/// A listening server of a process.
+pub struct Server {
+    membership: Arc<Membership>,
+    accept: tokio::task::AbortHandle,
+}
+
+/// The servers a process listens with.
+#[derive(Default)]
+pub struct Servers {
+    next: u32,
+    open: HashMap<u32, Server>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+/// Accepts the server's connections for as long as it listens and `proc`
+/// runs, serving each with hyper on its own task.
+async fn accept_loop(proc: Arc<Proc>, server: u32, membership: Arc<Membership>) {
+    struct Listening(Arc<Proc>);
+    impl Drop for Listening {
+        fn drop(&mut self) {
+            self.0.server_listening(false);
+        }
+    }
+    proc.server_listening(true);
+    let _listening = Listening(proc.clone());
+    loop {
+        let conn = tokio::select! {
+            conn = std::future::poll_fn(|cx| membership.poll_accept(cx)) => match conn {
+                Ok(conn) => conn,
+                // Left the listener (disconnect, close).
+                Err(_) => return,
+            },
+            _ = proc.wait() => return,
+        };
+        tokio::spawn(serve(proc.clone(), server, conn));
+    }
+}
+
+/// Serves one connection: each request becomes an event in `proc`'s inbox,
+/// and its response whatever the guest sets (500 if it drops the outparam
+/// unset, 503 if the process ends first).
+async fn serve(proc: Arc<Proc>, server: u32, conn: Conn) {
+    let Conn { stream, open, .. } = conn;
+    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let proc = proc.clone();
+        async move {
+            let (reply, response) = oneshot::channel();
+            proc.inbox.push(
+                Event::Request {
+                    server,
+                    request: Handle(Box::new(Pending { request, reply })),
+                },
+                None,
+            );
+            Ok::<_, std::convert::Infallible>(tokio::select! {
+                r = response => match r {
+                    Ok(Ok(response)) => response,
+                    _ => status(500),
+                },
+                _ = proc.wait() => status(503),
+            })
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(wasmtime_wasi_http::io::TokioIo::new(stream), service)
+        .await;
+    drop(open);
+}
