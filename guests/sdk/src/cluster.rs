@@ -65,6 +65,9 @@ struct WorkerInner {
     events: WorkerEvents,
     disconnected: Cell<bool>,
     exited: Cell<bool>,
+    /// Node's `worker.state`, which changes as the primary handles the
+    /// worker's events (the host's `state` may be ahead of it).
+    state: Cell<WorkerState>,
 }
 
 /// A worker, as the primary holds it (Node's `Worker`). Cloning gives
@@ -164,6 +167,7 @@ pub fn fork_with_env(env: Option<Vec<(String, String)>>) -> Result<Worker, Error
         events: WorkerEvents::default(),
         disconnected: Cell::new(false),
         exited: Cell::new(false),
+        state: Cell::new(WorkerState::None),
     });
     let worker = Worker(inner.clone());
     event_loop::register(HandleId::Child(inner.child_id), inner);
@@ -272,6 +276,7 @@ impl Handle for WorkerInner {
         match event.kind {
             ChildEventKind::Spawn => {}
             ChildEventKind::Online => {
+                self.state.set(WorkerState::Online);
                 self.events.online.emit(&());
                 p.online.emit(&worker);
             }
@@ -281,6 +286,7 @@ impl Handle for WorkerInner {
                     port: a.port,
                     address_type: a.address_type,
                 };
+                self.state.set(WorkerState::Listening);
                 self.events.listening.emit(&address);
                 p.listening.emit(&(worker, address));
             }
@@ -291,6 +297,9 @@ impl Handle for WorkerInner {
             }
             ChildEventKind::Disconnect => {
                 self.disconnected.set(true);
+                if !self.exited.get() {
+                    self.state.set(WorkerState::Disconnected);
+                }
                 self.events.disconnect.emit(&());
                 p.disconnect.emit(&worker);
                 if self.exited.get() {
@@ -299,6 +308,7 @@ impl Handle for WorkerInner {
             }
             ChildEventKind::Exit(status) => {
                 self.exited.set(true);
+                self.state.set(WorkerState::Dead);
                 self.events.exit.emit(&status);
                 p.exit.emit(&(worker, status));
                 if self.disconnected.get() {
@@ -366,9 +376,10 @@ impl Worker {
         self.0.handle.exited_after_disconnect()
     }
 
-    /// Its state (Node's `worker.state`).
+    /// Its state (Node's `worker.state`): it changes as this process
+    /// handles the worker's events, as in Node.
     pub fn state(&self) -> WorkerState {
-        self.0.handle.state()
+        self.0.state.get()
     }
 
     pub fn on_online(&self, mut f: impl FnMut() + 'static) {
