@@ -203,6 +203,14 @@ impl SocketsView<'_> {
         Ok(socket)
     }
 
+    fn set_keepalive_params(
+        &mut self,
+        this: &Resource<TcpSocket>,
+        params: socket2::TcpKeepalive,
+    ) -> SocketResult<()> {
+        Ok(self.socket(this)?.fd()?.set_tcp_keepalive(&params)?)
+    }
+
     fn finish(&mut self, this: &Resource<TcpSocket>, op: Pending) -> SocketResult<&mut TcpSocket> {
         let socket = self.socket(this)?;
         if socket.pending != Some(op) {
@@ -512,10 +520,8 @@ impl wit::HostTcpSocket for SocketsView<'_> {
         this: Resource<TcpSocket>,
         value: u64,
     ) -> SocketResult<()> {
-        let fd = self.socket(&this)?;
-        let fd = fd.fd()?;
         let params = socket2::TcpKeepalive::new().with_time(duration(value)?);
-        Ok(fd.set_tcp_keepalive(&params)?)
+        self.set_keepalive_params(&this, params)
     }
 
     fn keep_alive_interval(&mut self, this: Resource<TcpSocket>) -> SocketResult<u64> {
@@ -527,10 +533,8 @@ impl wit::HostTcpSocket for SocketsView<'_> {
         this: Resource<TcpSocket>,
         value: u64,
     ) -> SocketResult<()> {
-        let fd = self.socket(&this)?;
-        let fd = fd.fd()?;
         let params = socket2::TcpKeepalive::new().with_interval(duration(value)?);
-        Ok(fd.set_tcp_keepalive(&params)?)
+        self.set_keepalive_params(&this, params)
     }
 
     fn keep_alive_count(&mut self, this: Resource<TcpSocket>) -> SocketResult<u32> {
@@ -541,10 +545,8 @@ impl wit::HostTcpSocket for SocketsView<'_> {
         if value == 0 {
             return Err(ErrorCode::InvalidArgument.into());
         }
-        let fd = self.socket(&this)?;
-        let fd = fd.fd()?;
         let params = socket2::TcpKeepalive::new().with_retries(value);
-        Ok(fd.set_tcp_keepalive(&params)?)
+        self.set_keepalive_params(&this, params)
     }
 
     fn hop_limit(&mut self, this: Resource<TcpSocket>) -> SocketResult<u8> {

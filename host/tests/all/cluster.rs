@@ -175,33 +175,40 @@ fn disconnect_all_calls_back() {
     );
 }
 
-/// The seed's cluster demo: `[master]` and `[worker]` lines, each worker
-/// answering `GET /` with 200 and its pid, the workers taking turns, and
-/// SIGTERM to the host ending the cluster and freeing the port.
-#[test]
-fn seed_cluster_demo() {
-    use std::io::{BufRead, BufReader, Read, Write};
+/// `host run --allow-net seed-cluster.wasm` with `workers` workers on a
+/// free port: the host, the port, and its stdout.
+fn seed_cluster(
+    workers: u32,
+) -> (
+    std::process::Child,
+    u16,
+    std::io::BufReader<std::process::ChildStdout>,
+) {
     use std::process::{Command, Stdio};
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
     let mut host = Command::new(env!("CARGO_BIN_EXE_host"))
-        .args([
-            "run",
-            "--allow-net",
-            "--env",
-            &format!("PORT={port}"),
-            "--env",
-            "WORKERS=2",
-            SEED_CLUSTER,
-        ])
+        .args(["run", "--allow-net", "--env", &format!("PORT={port}")])
+        .args(["--env", &format!("WORKERS={workers}"), SEED_CLUSTER])
         .env("HOST_CACHE_DIR", crate::util::shared_cache())
         .env_remove("HOST_LOG")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut out = BufReader::new(host.stdout.take().unwrap());
+    let out = std::io::BufReader::new(host.stdout.take().unwrap());
+    (host, port, out)
+}
+
+/// The seed's cluster demo: `[master]` and `[worker]` lines, each worker
+/// answering `GET /` with 200 and its pid, the workers taking turns, and
+/// SIGTERM to the host ending the cluster and freeing the port.
+#[test]
+fn seed_cluster_demo() {
+    use std::io::{BufRead, Read, Write};
+    use std::process::Command;
+    let (mut host, port, mut out) = seed_cluster(2);
     let mut lines = Vec::new();
     for _ in 0..3 {
         let mut line = String::new();
@@ -258,28 +265,8 @@ fn seed_cluster_demo() {
 /// headers get a 4xx (or a closed connection), and the worker still serves.
 #[test]
 fn malformed_http_never_reaches_a_worker() {
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::process::{Command, Stdio};
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let mut host = Command::new(env!("CARGO_BIN_EXE_host"))
-        .args([
-            "run",
-            "--allow-net",
-            "--env",
-            &format!("PORT={port}"),
-            "--env",
-            "WORKERS=1",
-            SEED_CLUSTER,
-        ])
-        .env("HOST_CACHE_DIR", crate::util::shared_cache())
-        .env_remove("HOST_LOG")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(host.stdout.take().unwrap());
+    use std::io::{BufRead, Read, Write};
+    let (mut host, port, mut out) = seed_cluster(1);
     for _ in 0..2 {
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
