@@ -29,9 +29,12 @@
 //! A scenario may state where Hive as the *parent* deliberately differs
 //! (`hive_extra`: lines Hive prints that Node does not; `hive_instead`:
 //! `[node line, hive line]` pairs; both with `why`): they apply to
-//! `wasm→wasm` and `wasm→node` only. Where Node is the parent (`node→wasm`)
-//! the trace must equal `node→node` exactly, unless the scenario says how
-//! that column differs (`differs`: `{columns: {"extra", "instead", "why"}}`).
+//! `wasm→wasm`, `wasm→node` and the wasm cluster columns only. Where Node is
+//! the parent (`node→wasm`) the trace must equal `node→node` exactly, unless
+//! the scenario says how that column differs (`differs`: `{columns:
+//! {"extra", "instead", "why"}}`): a wasm child that differs from a Node
+//! child on purpose. `differs` may also name `cluster wasm`, whose workers
+//! are wasm (applied on top of `hive_*`).
 //! `na` (`{columns: why}`) marks the columns a scenario makes no sense in; a
 //! key names one column or several, comma-separated. A scenario with
 //! `expect` has no Node reference (no Node parent could run it: the
@@ -215,10 +218,10 @@ impl Case {
         for (key, differs) in self.json["differs"].as_object().into_iter().flatten() {
             check_columns(key, &format!("{name}: `differs`"));
             assert!(
-                COLUMNS
-                    .iter()
-                    .all(|c| !covers(key, c.name) || matches!(c.kind, Kind::NodeWasm(_))),
-                "{name}: `differs` is for the columns whose parent is Node (node→wasm): {key:?}"
+                COLUMNS.iter().all(|c| !covers(key, c.name)
+                    || matches!(c.kind, Kind::NodeWasm(_) | Kind::ClusterWasm)),
+                "{name}: `differs` is for the columns with wasm children compared to Node \
+                 children (node→wasm, cluster wasm): {key:?}"
             );
             assert!(
                 differs["why"].as_str().is_some(),
@@ -566,8 +569,8 @@ impl Runner<'_> {
 }
 
 /// Applies the differences the scenario states for `column` (Hive as the
-/// parent: `hive_extra`, `hive_instead`; Node as the parent: `differs`),
-/// then compares.
+/// parent: `hive_extra`, `hive_instead`; a wasm child that differs on
+/// purpose: `differs`), then compares.
 fn compare(
     case: &Case,
     column: &str,
@@ -575,23 +578,24 @@ fn compare(
     mut got: Vec<String>,
     hive_parent: bool,
 ) -> Outcome {
-    let (extra, instead) = if hive_parent {
-        (&case.json["hive_extra"], &case.json["hive_instead"])
-    } else {
-        let differs = case.json["differs"]
-            .as_object()
-            .and_then(|d| d.iter().find(|(key, _)| covers(key, column)))
-            .map(|(_, d)| d)
-            .unwrap_or(&Value::Null);
-        (&differs["extra"], &differs["instead"])
-    };
+    let differs = case.json["differs"]
+        .as_object()
+        .and_then(|d| d.iter().find(|(key, _)| covers(key, column)))
+        .map(|(_, d)| d)
+        .unwrap_or(&Value::Null);
+    let mut extra = vec![&differs["extra"]];
+    let mut instead = vec![&differs["instead"]];
+    if hive_parent {
+        extra.push(&case.json["hive_extra"]);
+        instead.push(&case.json["hive_instead"]);
+    }
     let fail = |got: Vec<String>| Outcome::Fail {
         reference: (reference.0.to_owned(), reference.1.to_vec()),
         got,
     };
     let mut adjusted = got.clone();
     // `instead`: [reference line, the line printed in its place].
-    for pair in instead.as_array().into_iter().flatten() {
+    for pair in instead.iter().flat_map(|i| i.as_array()).flatten() {
         let (Some(node_line), Some(hive_line)) = (pair[0].as_str(), pair[1].as_str()) else {
             panic!(
                 "{}: `instead` entries are [node line, hive line]",
@@ -609,8 +613,8 @@ fn compare(
         }
     }
     for line in extra
-        .as_array()
-        .into_iter()
+        .iter()
+        .flat_map(|e| e.as_array())
         .flatten()
         .filter_map(Value::as_str)
     {

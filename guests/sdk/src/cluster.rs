@@ -175,11 +175,14 @@ pub fn fork_with_env(env: Option<Vec<(String, String)>>) -> Result<Worker, Error
         .workers
         .borrow_mut()
         .insert(worker.id(), worker.clone());
-    let forked = worker.clone();
-    let mut once = Some(forked);
+    // Node's `fork` calls `setupPrimary()`, which emits `setup` (on the next
+    // tick, before `fork`).
+    let mut once = Some((wit::settings(), worker.clone()));
     event_loop::defer(move || {
-        if let Some(w) = once.take() {
-            primary().fork.emit(&w);
+        if let Some((settings, w)) = once.take() {
+            let p = primary();
+            p.setup.emit(&settings);
+            p.fork.emit(&w);
         }
     });
     Ok(worker)
@@ -219,6 +222,18 @@ pub fn set_listener_policy(port: u16, policy: SchedulingPolicy) {
 /// This cluster's shared listeners with per-worker connection counts.
 pub fn listeners() -> Vec<wit::ListenerInfo> {
     wit::listeners()
+}
+
+/// In a worker: disconnects it from its primary gracefully (Node's
+/// `cluster.worker.disconnect()` in the worker): it leaves every shared
+/// listener, is marked as exiting after a disconnect, and closes its
+/// channel. Does nothing in a primary.
+pub fn disconnect_worker() -> Result<(), Error> {
+    if !is_worker() {
+        return Ok(());
+    }
+    wit::disconnect_worker();
+    crate::process::disconnect()
 }
 
 /// In a worker: makes its following listens private sockets (Node's
@@ -295,25 +310,26 @@ impl Handle for WorkerInner {
                 p.message.emit(&(worker, msg.clone()));
                 self.events.message.emit(&msg);
             }
+            // Node removes a worker that has both disconnected and exited
+            // before it emits the second of the two.
             ChildEventKind::Disconnect => {
                 self.disconnected.set(true);
-                if !self.exited.get() {
+                if self.exited.get() {
+                    p.remove(self.id);
+                } else {
                     self.state.set(WorkerState::Disconnected);
                 }
                 self.events.disconnect.emit(&());
                 p.disconnect.emit(&worker);
-                if self.exited.get() {
-                    p.remove(self.id);
-                }
             }
             ChildEventKind::Exit(status) => {
                 self.exited.set(true);
-                self.state.set(WorkerState::Dead);
-                self.events.exit.emit(&status);
-                p.exit.emit(&(worker, status));
                 if self.disconnected.get() {
                     p.remove(self.id);
                 }
+                self.state.set(WorkerState::Dead);
+                self.events.exit.emit(&status);
+                p.exit.emit(&(worker, status));
             }
             ChildEventKind::Close(_) => {
                 event_loop::unregister(HandleId::Child(self.child_id));

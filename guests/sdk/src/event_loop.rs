@@ -229,6 +229,7 @@ fn poll_io() {
 /// Dispatches events and timers until nothing keeps the process alive
 /// (Node's event loop). Returns so `main` can end normally.
 pub fn run() {
+    crate::process::register();
     loop {
         run_deferred();
         while let Some(event) = wit::try_next_event() {

@@ -51,7 +51,11 @@ impl Handle for Process {
     /// While a message or disconnect listener exists and the channel is
     /// open (Node refs the channel for those listeners).
     fn has_ref(&self) -> bool {
-        (!self.message.is_empty() || !self.disconnect.is_empty()) && self.connected()
+        // A cluster worker's channel is always listened to (Node's cluster
+        // code does), so it keeps the worker alive until it disconnects.
+        let listened =
+            !self.message.is_empty() || !self.disconnect.is_empty() || crate::cluster::is_worker();
+        listened && self.connected()
     }
 
     fn deliver(self: Rc<Self>, event: Event) {
@@ -82,6 +86,13 @@ thread_local! {
         event_loop::register(HandleId::Process, process.clone());
         process
     };
+}
+
+/// Registers this process's handle with the loop (what [`crate::run`]
+/// does first: a cluster worker's channel keeps it alive even if it never
+/// listens for messages).
+pub(crate) fn register() {
+    let _ = handle();
 }
 
 /// This process's handle, registered with the loop on first use.

@@ -61,11 +61,8 @@ impl ChildProcessView<'_> {
         }
         let kill_signal = kill_signal(options.kill_signal.as_deref())?;
         if options.exec_path.is_some() || !module.ends_with(".wasm") {
-            let child = self.fork_os(module, args, options, kill_signal)?;
-            let record = worker.map(|w| {
-                let id = self.table.get(&child).map(|c| c.id).unwrap_or_default();
-                WorkerRecord::new(w.id, id)
-            });
+            let child = self.fork_os(module, args, options, kill_signal, worker)?;
+            let record = self.table.get(&child)?.worker.clone();
             return Ok((child, record));
         }
         let hive = self.ctx.hive.clone();
@@ -174,6 +171,7 @@ impl ChildProcessView<'_> {
         args: Vec<String>,
         options: ForkOptions,
         kill_signal: Signal,
+        worker: Option<AsWorker>,
     ) -> Result<Resource<Child>, HostError> {
         let exec_path = options.exec_path.unwrap_or_else(|| "node".into());
         let argv: Vec<String> = options
@@ -202,6 +200,7 @@ impl ChildProcessView<'_> {
             kill_signal,
             Output::Streams,
             Some(serialization),
+            worker,
         )?;
         Ok(self.table.push(child)?)
     }

@@ -81,6 +81,8 @@ pub struct Child {
     /// `EPIPE` errors reported for messages sent to a fork that never
     /// started (at most [`MAX_EPIPE_EVENTS`]).
     epipes: u32,
+    /// Set for a cluster worker started as an OS program (a Node worker).
+    pub(crate) worker: Option<Arc<crate::runtime::cluster::WorkerRecord>>,
 }
 
 /// How many messages to a fork that never started are each reported as an
@@ -125,6 +127,7 @@ impl Child {
             spawnfile: file.to_owned(),
             spawnargs: argv,
             epipes: 0,
+            worker: None,
         }
     }
 

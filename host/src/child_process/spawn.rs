@@ -7,12 +7,16 @@ use crate::bindings::hive::process::child_process::{
     ExecOptions, ExecOutput, SpawnOptions, SpawnSyncResult, Stdio as StdioKind, SyncOptions,
 };
 use crate::bindings::{ErrorCode, ErrorInfo, HostError, WitExitStatus};
+use crate::child_process::fork::AsWorker;
+use crate::node::cluster::NodeWorker;
 use crate::node::{ChildChannel, Serialization, peer};
 use crate::os::exec::{self, Completed};
 use crate::os::{self, Request};
 use crate::runtime::caps::SpawnPolicy;
+use crate::runtime::cluster::{WorkerLink, WorkerRecord};
 use crate::runtime::exit::ExitStatus;
 use crate::runtime::lifecycle::{self, End, Link, NewProc, Wire};
+use crate::runtime::net::NetGuard;
 use crate::runtime::pipe::{Pipe, STDIN_BUDGET};
 use crate::runtime::proc::ProcKind;
 use crate::runtime::signal::Signal;
@@ -58,6 +62,7 @@ impl ChildProcessView<'_> {
             kill_signal,
             Output::Streams,
             None,
+            None,
         )?;
         Ok(self.table.push(child)?)
     }
@@ -87,7 +92,14 @@ impl ChildProcessView<'_> {
             max_buffer: exec::max_buffer(options.max_buffer),
             cmd: exec_cmd(file, args),
         };
-        let child = self.start_os(&request, options.timeout_ms, kill_signal, output, None)?;
+        let child = self.start_os(
+            &request,
+            options.timeout_ms,
+            kill_signal,
+            output,
+            None,
+            None,
+        )?;
         Ok(self.table.push(child)?)
     }
 
@@ -167,6 +179,7 @@ impl ChildProcessView<'_> {
         kill_signal: Signal,
         output: Output,
         ipc: Option<Serialization>,
+        worker: Option<AsWorker>,
     ) -> Result<Child, HostError> {
         let hive = self.ctx.hive.clone();
         let rt = hive.runtime().clone();
@@ -205,7 +218,9 @@ impl ChildProcessView<'_> {
                 let (error, errno) = os::spawn_error(request, &err, "spawn");
                 let failed =
                     lifecycle::failed_start(&rt, &me, error.clone(), errno, channel.is_some());
+                let record = worker.map(|w| WorkerRecord::new(w.id, failed.0));
                 let mut child = Child::failed(failed, errno, &request.file, argv);
+                child.worker = record;
                 if let Output::Buffered { cmd, .. } = output {
                     let output = Completed::failed((error, errno)).exec_output(
                         &cmd,
@@ -240,8 +255,24 @@ impl ChildProcessView<'_> {
             }
             None => None,
         };
+        let mut record = None;
         let (link, reader) = match node {
-            Some((wire, reader)) => (Link::Parent(Some(wire as Arc<dyn Wire>)), Some(reader)),
+            Some((wire, mut reader)) => {
+                if let Some(w) = worker {
+                    // A Node cluster worker: the primary's side of
+                    // `NODE_CLUSTER` rides on its channel.
+                    let link = Arc::new(WorkerLink {
+                        cluster: w.cluster,
+                        record: WorkerRecord::new(w.id, pid),
+                        primary: Arc::downgrade(&me),
+                    });
+                    record = Some(link.record.clone());
+                    let who = format!("Node worker `{}` (pid {pid})", request.file);
+                    let net = NetGuard::new(self.ctx.caps.net.clone(), who);
+                    reader.serve_cluster(NodeWorker::new(link, wire.clone(), net));
+                }
+                (Link::Parent(Some(wire as Arc<dyn Wire>)), Some(reader))
+            }
             None => (Link::None, None),
         };
         let (stdout, stderr) = match output {
@@ -267,6 +298,7 @@ impl ChildProcessView<'_> {
             },
         );
         let mut child = Child::started(proc.clone(), &request.file, argv);
+        child.worker = record;
         match output {
             Output::Streams => {
                 lifecycle::kill_after(&proc, timeout_ms, kill_signal);

@@ -204,6 +204,10 @@ impl HostWorker for ChildProcessView<'_> {
         }
         // Stop routing first, so no connection reaches a worker on its way out.
         record.leave();
+        if record.request_disconnect() {
+            // A Node worker closes its servers and then its channel.
+            return Ok(());
+        }
         HostChild::disconnect(self, child)
     }
 
@@ -219,8 +223,12 @@ impl HostWorker for ChildProcessView<'_> {
 
     fn exited_after_disconnect(&mut self, w: Resource<Worker>) -> wasmtime::Result<Option<bool>> {
         let record = self.table.get(&w)?.record.clone();
+        if record.exited_after_disconnect() {
+            // Node sets it as `disconnect()` is called.
+            return Ok(Some(true));
+        }
         let ended = !self.is_connected(Resource::new_borrow(w.rep()))? || self.is_dead(w)?;
-        Ok(ended.then(|| record.exited_after_disconnect()))
+        Ok(ended.then_some(false))
     }
 
     fn state(&mut self, w: Resource<Worker>) -> wasmtime::Result<WorkerState> {

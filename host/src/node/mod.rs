@@ -6,6 +6,7 @@
 //! says how messages are written: `json` ([`json`]) or `advanced` ([`v8`]).
 //! A Node peer is one more end of a runtime channel ([`peer`]).
 
+pub mod cluster;
 pub mod json;
 pub mod peer;
 pub mod scm;

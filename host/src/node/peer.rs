@@ -138,6 +138,27 @@ impl Writer {
     }
 }
 
+impl NodeWire {
+    /// Writes one of Node's own messages (the cluster protocol), uncharged;
+    /// with a descriptor, as a `NODE_HANDLE` of type `net.Native`.
+    pub fn send_internal(&self, msg: &serde_json::Value, fd: Option<OwnedFd>) {
+        let text = match &fd {
+            None => msg.to_string(),
+            Some(_) => serde_json::json!({"cmd": "NODE_HANDLE", "type": "net.Native", "msg": msg})
+                .to_string(),
+        };
+        let Ok(bytes) = encode(self.serialization, &Payload::Json(text)) else {
+            return;
+        };
+        let frame = Frame {
+            bytes,
+            fds: fd.into_iter().collect(),
+            charge: None,
+        };
+        self.writer.write_or_queue(frame, &self.out);
+    }
+}
+
 impl Wire for NodeWire {
     fn send(&self, envelope: Envelope, charge: (Arc<Flow>, usize)) {
         let Envelope { payload, handles } = envelope;
@@ -215,6 +236,8 @@ pub struct NodeReader {
     serialization: Serialization,
     control: mpsc::UnboundedSender<Control>,
     writer: Arc<Writer>,
+    /// Set for a cluster worker: where its `NODE_CLUSTER` messages go.
+    cluster: Option<Arc<super::cluster::NodeWorker>>,
 }
 
 /// Connects to a Node peer over `socket`: the wire to give the channel,
@@ -239,6 +262,7 @@ pub fn connect(socket: UnixStream, serialization: Serialization) -> (Arc<NodeWir
         serialization,
         control,
         writer,
+        cluster: None,
     };
     (wire, reader)
 }
@@ -370,6 +394,11 @@ async fn send_frame(socket: &OwnedWriteHalf, frame: &Frame) -> std::io::Result<(
 }
 
 impl NodeReader {
+    /// Makes the peer a cluster worker served by `worker`.
+    pub fn serve_cluster(&mut self, worker: Arc<super::cluster::NodeWorker>) {
+        self.cluster = Some(worker);
+    }
+
     /// Reads the peer's messages until the socket ends, sending each on
     /// through `channel` as coming from end `from`; then disconnects the
     /// channel (Node's EOF is a disconnect).
@@ -509,6 +538,12 @@ impl NodeReader {
                     payload: Payload::Json(msg.to_string()),
                     handles: vec![Handle(Box::new(PassedHandle { fd, kind }))],
                 })
+            }
+            Some("NODE_CLUSTER") if self.cluster.is_some() => {
+                if let Some(worker) = &self.cluster {
+                    worker.on_message(value);
+                }
+                None
             }
             other => {
                 tracing::trace!(cmd = ?other, "an internal message from a Node peer");

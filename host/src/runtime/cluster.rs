@@ -128,7 +128,14 @@ pub struct WorkerRecord {
     memberships: Mutex<Vec<Weak<Membership>>>,
     /// Its listens are private sockets (`set-exclusive`).
     exclusive: AtomicBool,
+    /// How a graceful disconnect reaches it, when not by closing its
+    /// channel (a Node worker: `{act: 'disconnect'}`); returns whether it
+    /// was sent.
+    disconnect: Mutex<Option<DisconnectHook>>,
 }
+
+/// See [`WorkerRecord::on_disconnect`].
+pub type DisconnectHook = Box<dyn Fn() -> bool + Send + Sync>;
 
 impl WorkerRecord {
     /// A new worker, not online yet.
@@ -140,6 +147,7 @@ impl WorkerRecord {
             after_disconnect: AtomicBool::new(false),
             memberships: Mutex::default(),
             exclusive: AtomicBool::new(false),
+            disconnect: Mutex::new(None),
         })
     }
 
@@ -176,6 +184,21 @@ impl WorkerRecord {
         for m in memberships.iter().filter_map(Weak::upgrade) {
             m.leave();
         }
+    }
+
+    /// Sets how a graceful disconnect reaches the worker.
+    pub fn on_disconnect(&self, hook: DisconnectHook) {
+        *self.disconnect.lock().unwrap() = Some(hook);
+    }
+
+    /// Asks the worker to disconnect itself (Node's `{act: 'disconnect'}`),
+    /// if it has such a hook; `false`: close its channel instead.
+    pub fn request_disconnect(&self) -> bool {
+        self.disconnect
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(|hook| hook())
     }
 
     /// Makes its listens private (or shared again).
@@ -222,9 +245,20 @@ impl WorkerLink {
     /// Joins the cluster's listener for `requested` and tells the primary
     /// with `listening`.
     pub fn join(&self, requested: SocketAddr) -> std::io::Result<Arc<Membership>> {
-        let membership = self.cluster.join(&self.record, requested)?;
-        self.record.advance(WorkerState::Listening);
-        self.tell_primary(ChildEvent::Listening(membership.local()));
+        let membership = self.join_quiet(requested)?;
+        self.announce(membership.local());
         Ok(membership)
+    }
+
+    /// Joins without telling the primary (a Node worker says `listening`
+    /// itself, once its server is).
+    pub fn join_quiet(&self, requested: SocketAddr) -> std::io::Result<Arc<Membership>> {
+        self.cluster.join(&self.record, requested)
+    }
+
+    /// Tells the primary the worker listens on `local`.
+    pub fn announce(&self, local: SocketAddr) {
+        self.record.advance(WorkerState::Listening);
+        self.tell_primary(ChildEvent::Listening(local));
     }
 }

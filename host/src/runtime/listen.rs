@@ -434,6 +434,13 @@ impl Membership {
         self.shared.policy
     }
 
+    /// A duplicate of the listening socket's descriptor (for a Node worker
+    /// under [`Policy::Shared`], which accepts from it itself).
+    pub fn listener_fd(&self) -> io::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::AsFd;
+        self.shared.listener.as_fd().try_clone_to_owned()
+    }
+
     /// The next connection for this worker, or `Pending` (waking `cx` when
     /// one is handed to it).
     /// After [`Membership::leave`], fails with `InvalidInput` (`EINVAL`, as

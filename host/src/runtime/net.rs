@@ -137,6 +137,16 @@ pub struct NetGuard {
 }
 
 impl NetGuard {
+    /// A guard for `who` under `policy` (a process whose sockets the host
+    /// makes on its behalf: a Node worker's listeners).
+    pub fn new(policy: Arc<NetPolicy>, who: String) -> Arc<NetGuard> {
+        Arc::new(NetGuard {
+            policy,
+            who,
+            warned: AtomicBool::new(false),
+        })
+    }
+
     /// Whether `use_` of `addr` is allowed; the first denial logs which
     /// `--allow-net` entry would allow it.
     pub fn check(&self, addr: SocketAddr, use_: SocketAddrUse) -> bool {

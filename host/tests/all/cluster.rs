@@ -22,7 +22,8 @@ fn sorted_exits(out: &str) -> String {
         .collect()
 }
 
-/// Node's order (node.md §3.4): setup, fork, online (worker, then
+/// Node's order (node.md §3.4): setup (twice: `setup_primary`'s and the
+/// one Node's `fork` emits through its own `setupPrimary()`), fork, online (worker, then
 /// cluster), listening, then a graceful disconnect: disconnect, exit 0
 /// with `exitedAfterDisconnect`. The worker's blocking accept loop ends
 /// when it is disconnected, so it exits by itself.
@@ -31,6 +32,7 @@ fn lifecycle_in_node_order() {
     cluster(&["lifecycle"])
         .stdout(
             "state WorkerState::None\n\
+             setup policy=SchedulingPolicy::RoundRobin\n\
              setup policy=SchedulingPolicy::RoundRobin\n\
              fork 1\n\
              worker online\n\
@@ -175,15 +177,36 @@ fn disconnect_all_calls_back() {
     );
 }
 
-/// `host run --allow-net seed-cluster.wasm` with `workers` workers on a
-/// free port: the host, the port, and its stdout.
+/// `host run --allow-net FLAGS seed-cluster.wasm GUEST_ARGS` with
+/// `workers` workers on a free port: the host, the port, and its stdout.
+/// A host that is killed when the test ends, even by a failed assertion.
+struct Host(std::process::Child);
+
+impl std::ops::Deref for Host {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Host {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn seed_cluster(
     workers: u32,
-) -> (
-    std::process::Child,
-    u16,
-    std::io::BufReader<std::process::ChildStdout>,
-) {
+    flags: &[&str],
+    guest_args: &[&str],
+) -> (Host, u16, std::io::BufReader<std::process::ChildStdout>) {
     use std::process::{Command, Stdio};
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -191,14 +214,17 @@ fn seed_cluster(
     };
     let mut host = Command::new(env!("CARGO_BIN_EXE_host"))
         .args(["run", "--allow-net", "--env", &format!("PORT={port}")])
-        .args(["--env", &format!("WORKERS={workers}"), SEED_CLUSTER])
+        .args(["--env", &format!("WORKERS={workers}")])
+        .args(flags.iter().copied())
+        .arg(SEED_CLUSTER)
+        .args(guest_args.iter().copied())
         .env("HOST_CACHE_DIR", crate::util::shared_cache())
         .env_remove("HOST_LOG")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let out = std::io::BufReader::new(host.stdout.take().unwrap());
-    (host, port, out)
+    (Host(host), port, out)
 }
 
 /// The seed's cluster demo: `[master]` and `[worker]` lines, each worker
@@ -208,7 +234,7 @@ fn seed_cluster(
 fn seed_cluster_demo() {
     use std::io::{BufRead, Read, Write};
     use std::process::Command;
-    let (mut host, port, mut out) = seed_cluster(2);
+    let (mut host, port, mut out) = seed_cluster(2, &[], &[]);
     let mut lines = Vec::new();
     for _ in 0..3 {
         let mut line = String::new();
@@ -266,7 +292,7 @@ fn seed_cluster_demo() {
 #[test]
 fn malformed_http_never_reaches_a_worker() {
     use std::io::{BufRead, Read, Write};
-    let (mut host, port, mut out) = seed_cluster(1);
+    let (mut host, port, mut out) = seed_cluster(1, &[], &[]);
     for _ in 0..2 {
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
@@ -293,6 +319,93 @@ fn malformed_http_never_reaches_a_worker() {
     );
     let ok = send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert!(ok.starts_with("HTTP/1.1 200 OK"), "{ok}");
+    host.kill().unwrap();
+    let _ = host.wait();
+}
+
+/// `GET /` on `port`: the body.
+fn get_body(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    // Node answers chunked, Hive with a Content-Length: take the line.
+    let start = reply.find("[worker:").unwrap_or_else(|| panic!("{reply}"));
+    let end = start + reply[start..].find('\n').unwrap() + 1;
+    reply[start..end].to_owned()
+}
+
+/// The seed's own Node cluster code as the workers of the Hive primary
+/// (`NODE_CLUSTER`: `queryServer`, `newconn` with the descriptor,
+/// `accepted`): the pids printed are real, they take turns on the
+/// primary's port, and one killed with SIGKILL from outside is reported.
+#[test]
+fn seed_cluster_with_node_workers() {
+    use std::io::BufRead;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../guests/examples/seed-cluster/node/cluster.js"
+    );
+    let (mut host, port, mut out) = seed_cluster(2, &["--allow-spawn"], &[script]);
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), format!("[master] {} is running", host.id()));
+    let mut pids = Vec::new();
+    for _ in 0..2 {
+        line.clear();
+        out.read_line(&mut line).unwrap();
+        let pid: u32 = line
+            .trim()
+            .strip_prefix("[worker] ")
+            .and_then(|l| l.strip_suffix(" started"))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("{line:?}"));
+        // A real process: its parent is the host.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let ppid: u32 = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(ppid, host.id());
+        pids.push(pid);
+    }
+    // Node's worker prints `started` before its listen reaches the
+    // primary: wait until both answer.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..50 {
+        let body = get_body(port);
+        let pid: u32 = body
+            .strip_prefix("[worker:")
+            .and_then(|b| b.strip_suffix("] hello world\n"))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("{body:?}"));
+        seen.insert(pid);
+        if seen.len() == 2 {
+            break;
+        }
+    }
+    pids.sort();
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), pids);
+    std::process::Command::new("kill")
+        .args(["-KILL", &pids[0].to_string()])
+        .status()
+        .unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), format!("[master] worker {} died", pids[0]));
+    // The other worker still serves.
+    assert_eq!(
+        get_body(port),
+        format!("[worker:{}] hello world\n", pids[1])
+    );
     host.kill().unwrap();
     let _ = host.wait();
 }
