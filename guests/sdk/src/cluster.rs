@@ -32,8 +32,9 @@ use crate::emitter::Listeners;
 use crate::event_loop::{self, Handle, HandleId};
 use crate::{Error, ErrorInfo, ExitStatus, IntoMessage, Message};
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
+use std::time::Duration;
 
 pub use wit::{PrimarySettings as Settings, SchedulingPolicy, SetupOptions, WorkerState};
 
@@ -60,6 +61,8 @@ struct WorkerEvents {
 
 struct WorkerInner {
     handle: wit::Worker,
+    /// What it was forked with (a restart or reload forks the same).
+    env: Option<Vec<(String, String)>>,
     id: u32,
     child_id: u32,
     events: WorkerEvents,
@@ -90,6 +93,8 @@ struct Primary {
     workers: RefCell<BTreeMap<u32, Worker>>,
     /// `disconnect(cb)` callbacks, run when `workers` becomes empty.
     on_empty: RefCell<Vec<Box<dyn FnOnce()>>>,
+    /// The restart policy, and when its restarts happened (ns).
+    restart: RefCell<Option<(RestartPolicy, VecDeque<u64>)>>,
 }
 
 thread_local! {
@@ -101,6 +106,54 @@ fn primary() -> Rc<Primary> {
 }
 
 impl Primary {
+    /// Re-forks a crashed worker if the restart policy says so.
+    fn restart(&self, worker: &Worker) {
+        let delay = {
+            let mut restart = self.restart.borrow_mut();
+            let Some((policy, times)) = restart.as_mut() else {
+                return;
+            };
+            let now = crate::bindings::wasi::clocks::monotonic_clock::now();
+            let window = policy.window.as_nanos() as u64;
+            while times
+                .front()
+                .is_some_and(|t| now.saturating_sub(*t) > window)
+            {
+                times.pop_front();
+            }
+            if times.len() as u32 >= policy.max_restarts {
+                eprintln!(
+                    "cluster: worker {} crashed {} times within {:?}: not restarting it (RestartPolicy.max_restarts)",
+                    worker.id(),
+                    times.len() + 1,
+                    policy.window
+                );
+                return;
+            }
+            // Exponential backoff over the restarts in the window, with up
+            // to 25% jitter so that workers that crashed together do not
+            // come back together.
+            let base = policy
+                .initial_delay
+                .saturating_mul(1u32 << times.len().min(16))
+                .min(policy.max_delay);
+            let jitter = base.as_nanos() as u64 / 4 * (now % 1000) / 1000;
+            times.push_back(now);
+            base + Duration::from_nanos(jitter)
+        };
+        let env = worker.0.env.clone();
+        let fork = move || {
+            if let Err(e) = fork_with_env(env.clone()) {
+                eprintln!("cluster: restarting a worker failed: {e}");
+            }
+        };
+        if delay.is_zero() {
+            fork();
+        } else {
+            crate::set_timeout(delay.as_millis().max(1) as u64, fork);
+        }
+    }
+
     fn remove(&self, id: u32) {
         let removed = self.workers.borrow_mut().remove(&id).is_some();
         if removed && self.workers.borrow().is_empty() {
@@ -161,6 +214,7 @@ pub fn fork() -> Result<Worker, Error> {
 pub fn fork_with_env(env: Option<Vec<(String, String)>>) -> Result<Worker, Error> {
     let handle = wit::fork(env.as_deref())?;
     let inner = Rc::new(WorkerInner {
+        env,
         id: handle.id(),
         child_id: handle.child_id(),
         handle,
@@ -211,6 +265,146 @@ pub fn disconnect(cb: impl FnOnce() + 'static) {
             }
         });
     }
+}
+
+/// When a crashed worker is forked again (beyond Node, as PM2's and OTP's
+/// supervisors): a worker that exits non-zero or by a signal, not after a
+/// graceful disconnect, is replaced after `initial_delay`, doubling with
+/// each restart within `window` up to `max_delay` (plus up to 25%
+/// jitter); past `max_restarts` within `window` it stays dead and a line on
+/// stderr says so. The replacement is a new worker (new id), with the same
+/// environment, and emits `fork`, `online`, `listening` as any.
+#[derive(Debug, Clone, Copy)]
+pub struct RestartPolicy {
+    /// Restarts allowed within `window`.
+    pub max_restarts: u32,
+    /// The window restarts are counted in.
+    pub window: Duration,
+    /// The delay before the first restart in the window (zero: at once).
+    pub initial_delay: Duration,
+    /// The longest delay.
+    pub max_delay: Duration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy {
+            max_restarts: 10,
+            window: Duration::from_secs(60),
+            initial_delay: Duration::ZERO,
+            max_delay: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Sets (or with `None` removes) the restart policy: the setup-primary
+/// option Node lacks.
+pub fn set_restart_policy(policy: Option<RestartPolicy>) {
+    *primary().restart.borrow_mut() = policy.map(|p| (p, VecDeque::new()));
+}
+
+/// How [`reload`] replaces each worker.
+#[derive(Debug, Clone, Copy)]
+pub struct ReloadOptions {
+    /// Wait for the new worker's first message (a "ready" message) after
+    /// its `listening`, before switching.
+    pub wait_for_message: bool,
+    /// After the switch, how long the old worker has to finish before it
+    /// gets `SIGTERM`.
+    pub drain: Duration,
+    /// How long after `SIGTERM` it gets `SIGKILL`.
+    pub kill_grace: Duration,
+}
+
+impl Default for ReloadOptions {
+    fn default() -> Self {
+        ReloadOptions {
+            wait_for_message: false,
+            drain: Duration::from_secs(5),
+            kill_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A rolling reload, beyond Node (PM2's `reload`, without its dropped
+/// requests): one worker at a time, fork a replacement with the same
+/// environment, wait for its `listening` (and, if asked, its first
+/// message), then disconnect the old one — the host stops routing to it at
+/// once, its open connections get `Connection: close` on their next
+/// response and drain — and end it with `SIGTERM`, then `SIGKILL`, if it
+/// has not exited by the deadlines. `done(replaced)` runs once every
+/// worker was switched. A replacement that exits before it is ready is
+/// skipped: the old worker stays.
+pub fn reload(options: ReloadOptions, done: impl FnOnce(usize) + 'static) {
+    let old: VecDeque<Worker> = workers().into_iter().filter(|w| w.is_connected()).collect();
+    reload_next(old, options, 0, Rc::new(RefCell::new(Some(Box::new(done)))));
+}
+
+type ReloadDone = Rc<RefCell<Option<Box<dyn FnOnce(usize)>>>>;
+
+fn reload_next(
+    mut old: VecDeque<Worker>,
+    options: ReloadOptions,
+    replaced: usize,
+    done: ReloadDone,
+) {
+    let Some(worker) = old.pop_front() else {
+        if let Some(done) = done.borrow_mut().take() {
+            done(replaced);
+        }
+        return;
+    };
+    let replacement = match fork_with_env(worker.0.env.clone()) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("cluster: reload could not fork a replacement: {e}");
+            return reload_next(old, options, replaced, done);
+        }
+    };
+    // Switch once, on whichever comes first of ready and its exit.
+    let next = Rc::new(RefCell::new(Some((old, done))));
+    let switch = {
+        let next = next.clone();
+        move |ready: bool| {
+            let Some((old, done)) = next.borrow_mut().take() else {
+                return;
+            };
+            if ready {
+                let _ = worker.disconnect();
+                let w = worker.clone();
+                crate::set_timeout(options.drain.as_millis().max(1) as u64, move || {
+                    if !w.is_dead() {
+                        let _ = w.kill("SIGTERM");
+                        let w = w.clone();
+                        crate::set_timeout(
+                            options.kill_grace.as_millis().max(1) as u64,
+                            move || {
+                                if !w.is_dead() {
+                                    let _ = w.kill("SIGKILL");
+                                }
+                            },
+                        );
+                    }
+                });
+            }
+            reload_next(old, options, replaced + usize::from(ready), done);
+        }
+    };
+    let switch = Rc::new(RefCell::new(switch));
+    let s = switch.clone();
+    if options.wait_for_message {
+        let listening = Rc::new(Cell::new(false));
+        let l = listening.clone();
+        replacement.on_listening(move |_| l.set(true));
+        replacement.on_message(move |_| {
+            if listening.get() {
+                (s.borrow_mut())(true);
+            }
+        });
+    } else {
+        replacement.on_listening(move |_| (s.borrow_mut())(true));
+    }
+    replacement.on_exit(move |_, _| (switch.borrow_mut())(false));
 }
 
 /// Sets the policy of the listener on `port` (0: the default) before a
@@ -328,8 +522,12 @@ impl Handle for WorkerInner {
                     p.remove(self.id);
                 }
                 self.state.set(WorkerState::Dead);
+                let crashed = status.code != Some(0) || status.signal.is_some();
                 self.events.exit.emit(&status);
-                p.exit.emit(&(worker, status));
+                p.exit.emit(&(worker.clone(), status));
+                if crashed && worker.exited_after_disconnect() != Some(true) {
+                    p.restart(&worker);
+                }
             }
             ChildEventKind::Close(_) => {
                 event_loop::unregister(HandleId::Child(self.child_id));

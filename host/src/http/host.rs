@@ -2,7 +2,7 @@
 //! (`crate::sockets`): the same `--allow-net` check and, in a cluster
 //! worker, the same shared listeners as a `wasi:sockets` listen.
 
-use super::{Server, accept_loop};
+use super::{Server, ServerState, accept_loop};
 use crate::bindings::hive::process::http::{Host, ServerInfo};
 use crate::bindings::{ErrorCode, HostError};
 use crate::runtime::listen::{Key, Policy, Registry};
@@ -48,11 +48,13 @@ impl Host for SocketsView<'_> {
         servers.next += 1;
         let id = servers.next;
         let port = membership.local().port();
-        let accept = tokio::spawn(accept_loop(self.ctx.me.clone(), id, membership.clone()));
+        let state = ServerState::new(self.ctx.me.clone(), id);
+        let accept = tokio::spawn(accept_loop(state.clone(), membership.clone()));
         servers.open.insert(
             id,
             Server {
                 membership,
+                state,
                 accept: accept.abort_handle(),
             },
         );
@@ -60,7 +62,8 @@ impl Host for SocketsView<'_> {
     }
 
     fn close(&mut self, id: u32) -> wasmtime::Result<()> {
-        if let Some(server) = self.ctx.servers.open.remove(&id) {
+        // It drains (its connections finish) and then stops counting.
+        if let Some(server) = self.ctx.servers.open.get(&id) {
             server.membership.leave();
         }
         Ok(())
@@ -72,6 +75,6 @@ impl Host for SocketsView<'_> {
             .servers
             .open
             .get(&id)
-            .is_some_and(|s| !s.membership.has_left() && !s.accept.is_finished()))
+            .is_some_and(|s| s.state.active()))
     }
 }

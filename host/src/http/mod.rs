@@ -21,6 +21,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use tokio::sync::oneshot;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
@@ -120,9 +121,11 @@ fn status(code: u16) -> hyper::Response<HyperOutgoingBody> {
     response
 }
 
-/// A listening server of a process.
+/// A server of a process: while it accepts, and after (draining) until its
+/// last connection closes, requests can still come.
 pub struct Server {
     membership: Arc<Membership>,
+    state: Arc<ServerState>,
     accept: tokio::task::AbortHandle,
 }
 
@@ -139,58 +142,134 @@ impl Drop for Server {
     }
 }
 
-/// Accepts the server's connections for as long as it listens and `proc`
-/// runs, serving each with hyper on its own task.
-async fn accept_loop(proc: Arc<Proc>, server: u32, membership: Arc<Membership>) {
-    struct Listening(Arc<Proc>);
-    impl Drop for Listening {
-        fn drop(&mut self) {
-            self.0.server_listening(false);
+/// What a server's accept loop and connections share.
+pub struct ServerState {
+    proc: Arc<Proc>,
+    id: u32,
+    /// Accepting new connections.
+    accepting: std::sync::atomic::AtomicBool,
+    /// Open connections.
+    connections: std::sync::atomic::AtomicUsize,
+    /// Stopped accepting: every response from now on says
+    /// `Connection: close`, so each client's connection ends after the
+    /// request it has in flight and the client reconnects to a worker that
+    /// accepts (a graceful disconnect, a rolling reload).
+    draining: tokio::sync::watch::Sender<bool>,
+    /// Counted in the process's live servers.
+    counted: std::sync::atomic::AtomicBool,
+    /// Requests answered, for metrics.
+    pub requests: std::sync::atomic::AtomicU64,
+}
+
+impl ServerState {
+    fn new(proc: Arc<Proc>, id: u32) -> Arc<ServerState> {
+        proc.server_listening(true);
+        Arc::new(ServerState {
+            proc,
+            id,
+            accepting: true.into(),
+            connections: Default::default(),
+            draining: tokio::sync::watch::Sender::new(false),
+            counted: true.into(),
+            requests: Default::default(),
+        })
+    }
+
+    /// Whether requests can still come: accepting, or connections open.
+    pub fn active(&self) -> bool {
+        self.accepting.load(Ordering::Acquire) || self.connections.load(Ordering::Acquire) > 0
+    }
+
+    /// No more connections: open ones drain.
+    fn stop_accepting(&self) {
+        self.accepting.store(false, Ordering::Release);
+        self.draining.send_replace(true);
+        self.settle();
+    }
+
+    /// Once inactive, stops counting as a live server of the process (and
+    /// wakes it, so its loop sees there is nothing left to wait for).
+    fn settle(&self) {
+        if !self.active() && self.counted.swap(false, Ordering::AcqRel) {
+            self.proc.server_listening(false);
         }
     }
-    proc.server_listening(true);
-    let _listening = Listening(proc.clone());
+}
+
+/// Accepts the server's connections for as long as it listens and the
+/// process runs, serving each with hyper on its own task.
+async fn accept_loop(state: Arc<ServerState>, membership: Arc<Membership>) {
     loop {
         let conn = tokio::select! {
             conn = std::future::poll_fn(|cx| membership.poll_accept(cx)) => match conn {
                 Ok(conn) => conn,
                 // Left the listener (disconnect, close).
-                Err(_) => return,
+                Err(_) => break,
             },
-            _ = proc.wait() => return,
+            _ = state.proc.wait() => break,
         };
-        tokio::spawn(serve(proc.clone(), server, conn));
+        state.connections.fetch_add(1, Ordering::AcqRel);
+        tokio::spawn(serve(state.clone(), conn));
     }
+    state.stop_accepting();
 }
 
-/// Serves one connection: each request becomes an event in `proc`'s inbox,
-/// and its response whatever the guest sets (500 if it drops the outparam
-/// unset, 503 if the process ends first).
-async fn serve(proc: Arc<Proc>, server: u32, conn: Conn) {
+/// How long a draining connection may stay idle before it is closed.
+const DRAIN_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Serves one connection: each request becomes an event in the process's
+/// inbox, and its response whatever the guest sets (500 if it drops the
+/// outparam unset, 503 if the process ends first). Once the server drains,
+/// responses say `Connection: close`; an idle connection is closed after
+/// [`DRAIN_IDLE`].
+async fn serve(state: Arc<ServerState>, conn: Conn) {
     let Conn { stream, open, .. } = conn;
+    let svc_state = state.clone();
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-        let proc = proc.clone();
+        let state = svc_state.clone();
         async move {
             let (reply, response) = oneshot::channel();
-            proc.inbox.push(
+            state.proc.inbox.push(
                 Event::Request {
-                    server,
+                    server: state.id,
                     request: Handle(Box::new(Pending { request, reply })),
                 },
                 None,
             );
-            Ok::<_, std::convert::Infallible>(tokio::select! {
+            let mut response = tokio::select! {
                 r = response => match r {
                     Ok(Ok(response)) => response,
                     _ => status(500),
                 },
-                _ = proc.wait() => status(503),
-            })
+                _ = state.proc.wait() => status(503),
+            };
+            state.requests.fetch_add(1, Ordering::Relaxed);
+            if *state.draining.borrow() {
+                response.headers_mut().insert(
+                    hyper::header::CONNECTION,
+                    hyper::header::HeaderValue::from_static("close"),
+                );
+            }
+            Ok::<_, std::convert::Infallible>(response)
         }
     });
-    let _ = hyper::server::conn::http1::Builder::new()
+    let connection = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
-        .serve_connection(wasmtime_wasi_http::io::TokioIo::new(stream), service)
-        .await;
+        .serve_connection(wasmtime_wasi_http::io::TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let mut draining = state.draining.subscribe();
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        _ = async {
+            let _ = draining.wait_for(|d| *d).await;
+            tokio::time::sleep(DRAIN_IDLE).await;
+        } => {
+            // Idle past the drain time (or slow): finish what is in flight.
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
     drop(open);
+    state.connections.fetch_sub(1, Ordering::AcqRel);
+    state.settle();
 }

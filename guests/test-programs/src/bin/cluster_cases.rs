@@ -26,6 +26,8 @@ fn main() {
         "env" => env(),
         "messages" => messages(),
         "disconnect-all" => disconnect_all(),
+        "reload" => reload(arg(2).parse().unwrap_or(10)),
+        "restart" => restart(),
         "reject-in-worker" => unreachable!("run as a worker only"),
         other => panic!("unknown scenario {other:?}"),
     }
@@ -233,6 +235,53 @@ fn disconnect_all() {
     hive::run();
 }
 
+/// Rolling reloads of 2 HTTP workers, one after another (the test loads
+/// the port meanwhile and counts failed requests).
+fn reload(times: u32) {
+    for _ in 0..2 {
+        fork("http", "");
+    }
+    let listening = Rc::new(RefCell::new(0));
+    cluster::on_listening(move |_, a| {
+        *listening.borrow_mut() += 1;
+        if *listening.borrow() == 2 {
+            println!("port {}", a.port);
+            let options = cluster::ReloadOptions {
+                drain: std::time::Duration::from_secs(2),
+                ..Default::default()
+            };
+            again(times, 0, options);
+        }
+    });
+    hive::run();
+}
+
+fn again(left: u32, replaced: usize, options: cluster::ReloadOptions) {
+    if left == 0 {
+        println!("reloaded, replaced {replaced}");
+        // The test stops its clients on that line; shut down after.
+        hive::set_timeout(1000, || cluster::disconnect(|| println!("done")));
+        return;
+    }
+    hive::set_timeout(100, move || {
+        cluster::reload(options, move |n| again(left - 1, replaced + n, options));
+    });
+}
+
+/// A worker that crashes is forked again by the restart policy; one that
+/// exits 0 is not; past the limit, none is.
+fn restart() {
+    cluster::set_restart_policy(Some(cluster::RestartPolicy {
+        max_restarts: 2,
+        window: std::time::Duration::from_secs(60),
+        ..Default::default()
+    }));
+    cluster::on_fork(|w| println!("fork {}", w.id()));
+    cluster::on_exit(|w, code, signal| println!("exit {} {code:?} {signal:?}", w.id()));
+    fork("exit", "3");
+    hive::run();
+}
+
 // ---- workers ----
 
 fn worker() {
@@ -263,6 +312,16 @@ fn worker() {
             }
         }
         "exit" => process::exit(var("WORKER_ARGS").parse().unwrap()),
+        "http" => {
+            let pid = process::pid();
+            hive::http::create_server(move |_req, mut res| {
+                res.write_head(200);
+                res.end(format!("worker {pid}\n"));
+            })
+            .listen(0)
+            .unwrap();
+            hive::run();
+        }
         "block" => loop {
             std::thread::sleep(std::time::Duration::from_secs(1));
         },
