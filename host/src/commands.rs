@@ -2,17 +2,19 @@
 
 mod compile;
 mod run;
+mod serve;
 
 use crate::runtime::exit::ExitStatus;
 use clap::{Parser, Subcommand};
 pub use compile::CompileCommand;
 pub use run::RunCommand;
+pub use serve::ServeCommand;
 
 /// Hive: run WebAssembly components as processes, with Node.js semantics.
 #[derive(Debug, Parser)]
 #[command(name = "host", version, propagate_version = true)]
 #[command(
-    after_help = "Example:\n  host run target/guests/seed-fork-main.wasm\n  host run --dir ./data::/data --env GREETING=hi app.wasm arg1 arg2\n  host compile app.wasm   # fill the compiled-component cache ahead of time"
+    after_help = "Example:\n  host run target/guests/seed-fork-main.wasm\n  host run --dir ./data::/data --env GREETING=hi app.wasm arg1 arg2\n  host serve --workers 2 proxy.wasm   # a wasi:http component, long-lived instances\n  host compile app.wasm   # fill the compiled-component cache ahead of time"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -22,6 +24,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Run(Box<RunCommand>),
+    Serve(ServeCommand),
     Compile(CompileCommand),
     /// The host's sentinel (see `sentinel.rs`); started by the host itself.
     #[command(name = "__sentinel", hide = true)]
@@ -36,6 +39,7 @@ impl Cli {
     pub fn execute(self) -> anyhow::Result<ExitStatus> {
         match self.command {
             Command::Run(run) => run.execute(),
+            Command::Serve(serve) => serve.execute(),
             Command::Compile(compile) => compile.execute(),
             Command::Sentinel { grace_ms } => {
                 crate::runtime::sentinel::serve(std::time::Duration::from_millis(grace_ms));

@@ -65,6 +65,14 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         ctx: &mut s.child_process,
         table: &mut s.table,
     })?;
+    // Outgoing requests are linked (proxy components import them) and
+    // denied by the hooks (`crate::http`).
+    wasmtime_wasi_http::p2::bindings::http::outgoing_handler::add_to_linker::<
+        _,
+        wasmtime_wasi_http::WasiHttp,
+    >(linker, |s: &mut HostState| {
+        wasmtime_wasi_http::WasiHttpView::http(s)
+    })?;
     wasmtime_wasi_http::p2::bindings::http::types::add_to_linker::<_, wasmtime_wasi_http::WasiHttp>(
         linker,
         &Default::default(),

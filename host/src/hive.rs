@@ -286,6 +286,12 @@ impl Hive {
             crate::runtime::caps::format_size(pool_max)
         );
         let module = self.load(&options.module).await?;
+        anyhow::ensure!(
+            !matches!(module.program, crate::loader::Program::Proxy(_)),
+            "`{}` is a wasi:http proxy component (it exports `wasi:http/incoming-handler` and no `wasi:cli/run`): serve it with `host serve {}`",
+            options.module.display(),
+            options.module.display()
+        );
         // The root module's own directory is always forkable.
         let fork = match options.allow_fork {
             ForkPolicy::All => ForkPolicy::All,
@@ -341,12 +347,111 @@ impl Hive {
             cwd: options.cwd,
             budget: self.runtime().processes().budget.clone(),
             cluster: None,
+            serve: None,
         };
         let root = crate::wasm::start(self, spec)?;
         if let (Some(reader), Some(channel)) = (reader, &root.channel) {
             tokio::spawn(reader.run(channel.clone(), End::Parent));
         }
         Ok(root)
+    }
+}
+
+/// What `host serve` runs: a `wasi:http` proxy component, as long-lived
+/// instances behind one listener.
+pub struct ServeOptions {
+    /// The component (it exports `wasi:http/incoming-handler`).
+    pub module: PathBuf,
+    /// Where to listen.
+    pub addr: std::net::SocketAddr,
+    /// How many instances serve at once (each one request at a time).
+    pub workers: u32,
+    /// How connections reach them.
+    pub policy: crate::runtime::listen::Policy,
+    /// Their environment.
+    pub env: Vec<(String, String)>,
+}
+
+impl Hive {
+    /// Serves a `wasi:http` proxy component (what `wasmtime serve` runs)
+    /// with `workers` long-lived instances, reused across requests, behind
+    /// one host-owned listener and `policy`. An instance that traps is
+    /// replaced at once. Calls `ready` with the bound address; returns
+    /// only on failure to start.
+    pub async fn serve(
+        &self,
+        options: ServeOptions,
+        ready: impl FnOnce(std::net::SocketAddr),
+    ) -> anyhow::Result<std::convert::Infallible> {
+        let module = self.load(&options.module).await?;
+        anyhow::ensure!(
+            module.proxy.is_some(),
+            "`{}` is not a wasi:http proxy component (it exports no `wasi:http/incoming-handler`): run it with `host run`",
+            options.module.display()
+        );
+        let key = crate::runtime::listen::Key {
+            cluster: std::process::id(),
+            requested: options.addr,
+        };
+        let registry = self.runtime().listeners().clone();
+        let join = |id: u32| {
+            registry
+                .join(key, options.policy, id)
+                .map(Arc::new)
+                .with_context(|| format!("cannot listen on {}", options.addr))
+        };
+        let first = join(1)?;
+        // The port outlives any one instance: a replacement finds the
+        // connections that came meanwhile waiting.
+        let _hold = first.hold();
+        let local = first.local();
+        let start = |membership: Arc<crate::runtime::listen::Membership>| {
+            let spec = WasmSpec {
+                module: ModuleSource::Ready(module.clone()),
+                argv: vec![options.module.display().to_string()],
+                env: options.env.clone(),
+                dirs: Vec::new(),
+                stdio: Stdio::inherit(),
+                pid: None,
+                ppid: std::process::id(),
+                parent: None,
+                link: Link::None,
+                pipes: Vec::new(),
+                caps: Arc::new(Capabilities {
+                    spawn: SpawnPolicy::Deny,
+                    net: Arc::new(NetPolicy::Deny),
+                    max_memory: self.inner.max_memory,
+                    fork: ForkPolicy::Below(Vec::new()),
+                }),
+                cwd: None,
+                budget: self.runtime().processes().budget.clone(),
+                cluster: None,
+                serve: Some(membership),
+            };
+            crate::wasm::start(self, spec).map_err(anyhow::Error::from)
+        };
+        let mut running = tokio::task::JoinSet::new();
+        let mut next_id = 1;
+        let mut membership = Some(first);
+        for _ in 0..options.workers.max(1) {
+            let m = match membership.take() {
+                Some(m) => m,
+                None => join(next_id)?,
+            };
+            next_id += 1;
+            let proc = start(m)?;
+            running.spawn(async move { proc.wait().await });
+        }
+        // Every instance is on the listener: connections now go round.
+        ready(local);
+        // Supervise: an instance that ended (a trap) is replaced.
+        while let Some(ended) = running.join_next().await {
+            tracing::warn!(status = ?ended.ok(), "a wasi:http instance ended; starting another");
+            let proc = start(join(next_id)?)?;
+            next_id += 1;
+            running.spawn(async move { proc.wait().await });
+        }
+        unreachable!("the supervisor always has instances")
     }
 }
 

@@ -37,7 +37,7 @@ mod ctx;
 mod error;
 mod filesystem;
 mod hive;
-mod http;
+pub(crate) mod http;
 mod loader;
 pub mod node;
 mod os;
@@ -49,7 +49,9 @@ mod types;
 mod wasm;
 
 pub use error::{ErrorChain, LoadError, MAX_MODULE_BYTES};
-pub use hive::{DEFAULT_MAX_MEMORY, DEFAULT_MAX_PROCS, Hive, HiveConfig, NodeParent, RunOptions};
+pub use hive::{
+    DEFAULT_MAX_MEMORY, DEFAULT_MAX_PROCS, Hive, HiveConfig, NodeParent, RunOptions, ServeOptions,
+};
 pub use node::Serialization;
 pub use runtime::caps::Preopen;
 pub use runtime::caps::{AllowedProgram, SpawnPolicy, format_size, parse_size};

@@ -17,6 +17,7 @@ use crate::runtime::caps::{Capabilities, MemoryLimiter};
 use crate::runtime::cluster::WorkerLink;
 use crate::runtime::exit::ExitStatus;
 use crate::runtime::lifecycle::{self, Link, NewProc};
+use crate::runtime::listen::Membership;
 use crate::runtime::pipe::Pipe;
 use crate::runtime::proc::{Proc, ProcKind};
 use crate::runtime::signal::Signal;
@@ -61,6 +62,9 @@ pub struct WasmSpec {
     pub budget: Arc<Budget>,
     /// Set for a cluster worker: where its listens go.
     pub cluster: Option<Arc<WorkerLink>>,
+    /// For a `wasi:http` proxy instance of `host serve`: the listener it
+    /// serves requests from.
+    pub serve: Option<Arc<Membership>>,
 }
 
 /// Starts a wasm process: in the table and its parent's `spawn` queued
@@ -103,6 +107,7 @@ struct Start {
     child_process: ChildProcessCtx,
     limiter: MemoryLimiter,
     sockets: SocketsCtx,
+    serve: Option<Arc<Membership>>,
 }
 
 fn prepare(hive: &Hive, proc: &Arc<Proc>, spec: WasmSpec) -> anyhow::Result<(Start, ModuleSource)> {
@@ -158,6 +163,7 @@ fn prepare(hive: &Hive, proc: &Arc<Proc>, spec: WasmSpec) -> anyhow::Result<(Sta
             me: proc.clone(),
             servers: Default::default(),
         },
+        serve: spec.serve,
     };
     Ok((start, spec.module))
 }
@@ -209,6 +215,24 @@ async fn run_program(
             }
             guest.wasi_cli_run().call_run(&mut store).await
         }
+        Program::Proxy(pre) => {
+            let serve = start.serve.take();
+            let state = HostState {
+                wasi: start.wasi.build(),
+                table: ResourceTable::new(),
+                process: start.process,
+                child_process: start.child_process,
+                limiter: start.limiter,
+                sockets: start.sockets,
+                http: Default::default(),
+            };
+            let mut store = new_store(hive, state, |s| &mut s.limiter);
+            let proxy = pre.instantiate_async(&mut store).await?;
+            let Some(membership) = serve else {
+                wasmtime::bail!("a wasi:http proxy component is served by `host serve`");
+            };
+            serve_proxy(&mut store, &proxy, membership).await
+        }
         Program::Core(pre) => {
             let state = CoreState {
                 wasi: start.wasi.build_p1(),
@@ -222,6 +246,36 @@ async fn run_program(
     }
 }
 
+/// Serves requests from `membership` with one long-lived instance of a
+/// `wasi:http` proxy component, one request at a time (a p2 instance never
+/// handles two at once), for as long as the process lives. A trap ends the
+/// instance, and with it the requests it had.
+async fn serve_proxy(
+    store: &mut Store<HostState>,
+    proxy: &wasmtime_wasi_http::p2::bindings::Proxy,
+    membership: Arc<Membership>,
+) -> wasmtime::Result<Result<(), ()>> {
+    let me = store.data().process.me.clone();
+    let server = crate::http::ServerState::new(me.clone(), 1);
+    tokio::spawn(crate::http::accept_loop(server, membership));
+    loop {
+        me.inbox.wait_until(|| me.inbox.has_any()).await;
+        while let Some(event) = me.inbox.try_pop() {
+            let crate::runtime::event::Event::Request { request, .. } = event else {
+                continue;
+            };
+            let state = store.data_mut();
+            let mut view = state.http.view(&mut state.table);
+            if let Some((request, response)) = crate::http::open_request(&mut view, request)? {
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut *store, request, response)
+                    .await?;
+            }
+        }
+    }
+}
+
 /// The body of one wasm process's task: load, instantiate, run, and turn
 /// how it ended into an exit status.
 async fn run(
@@ -231,10 +285,15 @@ async fn run(
     start: Start,
     stderr: Arc<dyn StdoutStream + Sync>,
 ) -> ExitStatus {
+    // A `host serve` instance runs the module's HTTP handler.
+    let pick = |module: &LoadedModule| match (&start.serve, &module.proxy) {
+        (Some(_), Some(proxy)) => Program::Proxy(proxy.clone()),
+        _ => module.program.clone(),
+    };
     let program = match module {
-        ModuleSource::Ready(module) => module.program.clone(),
+        ModuleSource::Ready(module) => pick(&module),
         ModuleSource::Pending(path) => match hive.load(&path).await {
-            Ok(module) => module.program.clone(),
+            Ok(module) => pick(&module),
             Err(err) => {
                 // Like a Node child whose script does not compile: it
                 // started, says why on its stderr, and exits 1.

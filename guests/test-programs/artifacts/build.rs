@@ -82,6 +82,9 @@ const SUITES: &[(&str, Run)] = &[
     // `cluster_cases`: a primary forking itself as workers
     // (host/tests/all/cluster.rs).
     ("cluster", Run::ByName(&["host/tests/all"])),
+    // `serve_hello`: a wasi:http proxy component for `host serve`
+    // (host/tests/all/serve.rs).
+    ("serve", Run::ByName(&["host/tests/all"])),
     // `os_cases`: OS children and signals (host/tests/all/{os,signals}.rs).
     ("os", Run::ByName(&["host/tests/all"])),
     // The conformance matrix's Hive side (tests/conformance); `conf_parent`
@@ -113,6 +116,7 @@ fn classify(source: Source, name: &str) -> &'static str {
             s if s.starts_with("cli_") => "cli",
             s if s.starts_with("proc_") => "proc",
             s if s.starts_with("cluster_") => "cluster",
+            s if s.starts_with("serve_") => "serve",
             s if s.starts_with("os_") => "os",
             s if s.starts_with("conf_") => "conf",
             s if s.starts_with("bench_") => "bench",

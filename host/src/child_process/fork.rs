@@ -151,6 +151,7 @@ impl ChildProcessView<'_> {
             cwd: self.ctx.cwd.clone(),
             budget,
             cluster: link,
+            serve: None,
         };
         let proc = crate::wasm::start(&hive, spec)?;
         lifecycle::kill_after(&proc, options.timeout_ms, kill_signal);

@@ -162,7 +162,7 @@ pub struct ServerState {
 }
 
 impl ServerState {
-    fn new(proc: Arc<Proc>, id: u32) -> Arc<ServerState> {
+    pub(crate) fn new(proc: Arc<Proc>, id: u32) -> Arc<ServerState> {
         proc.server_listening(true);
         Arc::new(ServerState {
             proc,
@@ -198,7 +198,7 @@ impl ServerState {
 
 /// Accepts the server's connections for as long as it listens and the
 /// process runs, serving each with hyper on its own task.
-async fn accept_loop(state: Arc<ServerState>, membership: Arc<Membership>) {
+pub(crate) async fn accept_loop(state: Arc<ServerState>, membership: Arc<Membership>) {
     loop {
         let conn = tokio::select! {
             conn = std::future::poll_fn(|cx| membership.poll_accept(cx)) => match conn {

@@ -33,14 +33,26 @@ const MAX_LOADED_MODULES: usize = 64;
 /// A compiled, linked guest, ready to instantiate.
 pub struct LoadedModule {
     pub program: Program,
+    /// Its `wasi:http/incoming-handler`, if it exports one (what `host
+    /// serve` calls; a component may export `wasi:cli/run` too).
+    pub proxy: Option<wasmtime_wasi_http::p2::bindings::ProxyPre<HostState>>,
     stamp: (u64, Option<SystemTime>),
 }
 
-/// The two kinds of WebAssembly program Hive runs.
+/// A prepared program, and its HTTP handler if it has one.
+type Prepared = (
+    Program,
+    Option<wasmtime_wasi_http::p2::bindings::ProxyPre<HostState>>,
+);
+
+/// The kinds of WebAssembly program Hive runs.
 #[derive(Clone)]
 pub enum Program {
     /// A WASI 0.2 command component, with `hive:process` to fork and talk.
     Component(GuestPre<HostState>),
+    /// A `wasi:http` proxy component (exports `wasi:http/incoming-handler`,
+    /// what `wasmtime serve` runs): served by `host serve`.
+    Proxy(wasmtime_wasi_http::p2::bindings::ProxyPre<HostState>),
     /// A wasip1 core module (`_start`, imports only `wasi_snapshot_preview1`):
     /// WASI with the same args, env, preopens and stdio, and its exact exit
     /// code, but no `hive:process` — so no channel to its parent.
@@ -117,8 +129,12 @@ impl Loader {
         let program = tokio::task::spawn_blocking(move || this.prepare(&owned, &meta)).await;
         // Waiters already hold the gate; a later load makes a new one.
         self.loading.lock().unwrap().remove(&id);
-        let program = program.expect("module preparation panicked")?;
-        let module = Arc::new(LoadedModule { program, stamp });
+        let (program, proxy) = program.expect("module preparation panicked")?;
+        let module = Arc::new(LoadedModule {
+            program,
+            proxy,
+            stamp,
+        });
         let mut modules = self.modules.lock().unwrap();
         modules.insert(id, module.clone());
         if modules.len() > MAX_LOADED_MODULES {
@@ -158,10 +174,12 @@ impl Loader {
     }
 
     /// Compiles (or fetches from the disk cache) and links a program.
-    fn prepare(&self, path: &Path, meta: &std::fs::Metadata) -> Result<Program, LoadError> {
+    fn prepare(&self, path: &Path, meta: &std::fs::Metadata) -> Result<Prepared, LoadError> {
         let path_buf = || path.to_owned();
         if let Kind::Core = self.precheck_kind(path)? {
-            return self.prepare_core(path, meta).map(Program::Core);
+            return self
+                .prepare_core(path, meta)
+                .map(|p| (Program::Core(p), None));
         }
         let component = self.compiled(path, meta, compile_component)?;
         let link = |source: anyhow::Error| LoadError::Link {
@@ -172,12 +190,15 @@ impl Loader {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| link(e.into()))?;
-        GuestPre::new(pre)
-            .map(Program::Component)
-            .map_err(|_| LoadError::Reactor {
+        let proxy = wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre.clone()).ok();
+        match (GuestPre::new(pre), proxy) {
+            (Ok(guest), proxy) => Ok((Program::Component(guest), proxy)),
+            (Err(_), Some(proxy)) => Ok((Program::Proxy(proxy.clone()), Some(proxy))),
+            (Err(_), None) => Err(LoadError::Reactor {
                 path: path_buf(),
                 entry: "`wasi:cli/run`",
-            })
+            }),
+        }
     }
 
     /// Compiles and links a wasip1 core module.

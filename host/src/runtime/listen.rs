@@ -405,6 +405,9 @@ impl Drop for Shared {
     }
 }
 
+/// Keeps a listener open (see [`Membership::hold`]).
+pub struct Hold(#[allow(dead_code)] Arc<Shared>);
+
 type AcceptFuture = Pin<Box<dyn Future<Output = io::Result<(TcpStream, SocketAddr)>> + Send>>;
 
 /// A worker's place on a shared listener: what its listening socket
@@ -491,6 +494,13 @@ impl Membership {
                 Poll::Pending
             }
         }
+    }
+
+    /// Keeps the listener open while the returned value lives, even with no
+    /// member: connections then wait in its queue (`host serve` holds its
+    /// listener across an instance's replacement, so the port stays).
+    pub fn hold(&self) -> Hold {
+        Hold(self.shared.clone())
     }
 
     /// The worker this membership is for.

@@ -8,5 +8,6 @@ mod fork;
 mod net;
 mod node;
 mod os;
+mod serve;
 mod signals;
 mod util;
