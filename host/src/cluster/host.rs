@@ -4,7 +4,8 @@
 use super::Worker;
 use crate::bindings::hive::process::child_process::{ForkOptions, HostChild};
 use crate::bindings::hive::process::cluster::{
-    Host, HostWorker, ListenerInfo, PrimarySettings, SchedulingPolicy, SetupOptions, WorkerState,
+    Host, HostWorker, ListenerInfo, PrimarySettings, SchedulingPolicy, SetupOptions, WorkerLoad,
+    WorkerState,
 };
 use crate::bindings::{ErrorCode, HostError, Message};
 use crate::child_process::ChildProcessView;
@@ -151,7 +152,12 @@ impl Host for ChildProcessView<'_> {
                 workers: l
                     .workers
                     .into_iter()
-                    .map(|(id, open, total)| (id, open.min(u32::MAX as usize) as u32, total))
+                    .map(|w| WorkerLoad {
+                        id: w.worker,
+                        open: w.open.min(u32::MAX as usize) as u32,
+                        connections: w.connections,
+                        requests: w.requests,
+                    })
                     .collect(),
             })
             .collect())

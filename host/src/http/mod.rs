@@ -157,8 +157,6 @@ pub struct ServerState {
     draining: tokio::sync::watch::Sender<bool>,
     /// Counted in the process's live servers.
     counted: std::sync::atomic::AtomicBool,
-    /// Requests answered, for metrics.
-    pub requests: std::sync::atomic::AtomicU64,
 }
 
 impl ServerState {
@@ -171,7 +169,6 @@ impl ServerState {
             connections: Default::default(),
             draining: tokio::sync::watch::Sender::new(false),
             counted: true.into(),
-            requests: Default::default(),
         })
     }
 
@@ -214,6 +211,9 @@ pub(crate) async fn accept_loop(state: Arc<ServerState>, membership: Arc<Members
     state.stop_accepting();
 }
 
+/// How long a client has to send a request's headers.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How long a draining connection may stay idle before it is closed.
 const DRAIN_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -225,8 +225,10 @@ const DRAIN_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
 async fn serve(state: Arc<ServerState>, conn: Conn) {
     let Conn { stream, open, .. } = conn;
     let svc_state = state.clone();
+    let counters = open.counters();
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         let state = svc_state.clone();
+        let counters = counters.clone();
         async move {
             let (reply, response) = oneshot::channel();
             state.proc.inbox.push(
@@ -243,7 +245,9 @@ async fn serve(state: Arc<ServerState>, conn: Conn) {
                 },
                 _ = state.proc.wait() => status(503),
             };
-            state.requests.fetch_add(1, Ordering::Relaxed);
+            if let Some(c) = &counters {
+                c.requests.fetch_add(1, Ordering::Relaxed);
+            }
             if *state.draining.borrow() {
                 response.headers_mut().insert(
                     hyper::header::CONNECTION,
@@ -255,6 +259,10 @@ async fn serve(state: Arc<ServerState>, conn: Conn) {
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
+        // A client that does not finish its headers in time (slowloris) is
+        // closed; hyper answers oversized headers with 431 by itself.
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
         .serve_connection(wasmtime_wasi_http::io::TokioIo::new(stream), service);
     tokio::pin!(connection);
     let mut draining = state.draining.subscribe();

@@ -107,6 +107,11 @@ impl OpenGuard {
     pub fn none() -> OpenGuard {
         OpenGuard(None)
     }
+
+    /// The worker's counters, for what its server counts per request.
+    pub fn counters(&self) -> Option<Arc<Counters>> {
+        self.0.clone()
+    }
 }
 
 impl Drop for OpenGuard {
@@ -124,6 +129,8 @@ pub struct Counters {
     pub open: AtomicUsize,
     /// Connections handed to it in all.
     pub total: AtomicU64,
+    /// HTTP requests it answered (host-parsed HTTP only).
+    pub requests: AtomicU64,
 }
 
 struct Member {
@@ -218,12 +225,11 @@ impl Registry {
                     .unwrap()
                     .members
                     .iter()
-                    .map(|m| {
-                        (
-                            m.worker,
-                            m.counters.open.load(Ordering::Relaxed),
-                            m.counters.total.load(Ordering::Relaxed),
-                        )
+                    .map(|m| WorkerLoad {
+                        worker: m.worker,
+                        open: m.counters.open.load(Ordering::Relaxed),
+                        connections: m.counters.total.load(Ordering::Relaxed),
+                        requests: m.counters.requests.load(Ordering::Relaxed),
                     })
                     .collect(),
             })
@@ -238,8 +244,21 @@ pub struct ListenerStats {
     pub local: SocketAddr,
     /// Its policy.
     pub policy: Policy,
-    /// Per worker: id, connections open, connections handed in all.
-    pub workers: Vec<(u32, usize, u64)>,
+    /// Per worker, in join order.
+    pub workers: Vec<WorkerLoad>,
+}
+
+/// One worker's load on one listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerLoad {
+    /// The worker's id.
+    pub worker: u32,
+    /// Connections handed to it and open now.
+    pub open: usize,
+    /// Connections handed to it in all.
+    pub connections: u64,
+    /// HTTP requests it answered.
+    pub requests: u64,
 }
 
 /// Binds and listens on `addr` as every host-owned listener does:
@@ -630,7 +649,7 @@ mod tests {
         let addr = first.local();
         let _client = connect(addr).await;
         // Wait until the connection was handed to the only worker.
-        while registry.stats(1)[0].workers[0].2 == 0 {
+        while registry.stats(1)[0].workers[0].connections == 0 {
             tokio::task::yield_now().await;
         }
         let second = registry.join(key(0), Policy::RoundRobin, 2).unwrap();
@@ -656,7 +675,12 @@ mod tests {
         let third = poll_fn(|cx| idle.poll_accept(cx)).await.unwrap();
         drop((kept, third));
         let stats = &registry.stats(1)[0];
-        assert_eq!(stats.workers, vec![(1, 0, 1), (2, 0, 2)]);
+        let loads: Vec<_> = stats
+            .workers
+            .iter()
+            .map(|w| (w.worker, w.open, w.connections))
+            .collect();
+        assert_eq!(loads, vec![(1, 0, 1), (2, 0, 2)]);
     }
 
     #[tokio::test]
@@ -673,14 +697,18 @@ mod tests {
         while registry.stats(1)[0]
             .workers
             .iter()
-            .map(|w| w.2)
+            .map(|w| w.connections)
             .sum::<u64>()
             < 6
         {
             tokio::task::yield_now().await;
         }
         // One client IP: every connection went to one worker.
-        let counts: Vec<u64> = registry.stats(1)[0].workers.iter().map(|w| w.2).collect();
+        let counts: Vec<u64> = registry.stats(1)[0]
+            .workers
+            .iter()
+            .map(|w| w.connections)
+            .collect();
         assert_eq!(counts.iter().filter(|&&c| c == 6).count(), 1, "{counts:?}");
     }
 

@@ -537,7 +537,46 @@ fn rolling_reload_loses_no_request() {
     assert_eq!(failed, 0, "{ok} answered");
     assert!(ok > 100, "only {ok} answered");
     assert!(workers.len() > 2, "answers came from {workers:?}");
+    // The live workers' request counters (`cluster.listeners`).
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "requests counted true");
     line.clear();
     out.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "done");
+}
+
+/// Hostile clients never reach or hurt a worker: 200 connections that
+/// send half a header and stall (slowloris), and requests reset in the
+/// middle of a promised body; a normal client is served all along.
+#[test]
+fn floods_and_resets_do_not_hurt_a_worker() {
+    use std::io::{BufRead, Write};
+    let (_host, port, mut out) = seed_cluster(1, &[], &[]);
+    for _ in 0..2 {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+    }
+    let stalled: Vec<std::net::TcpStream> = (0..200)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .unwrap();
+            s
+        })
+        .collect();
+    for _ in 0..20 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\npartial")
+            .unwrap();
+        // Reset, not a clean close: SO_LINGER 0.
+        socket2::SockRef::from(&s)
+            .set_linger(Some(std::time::Duration::ZERO))
+            .unwrap();
+        drop(s);
+    }
+    for _ in 0..20 {
+        assert!(get_body(port).ends_with("] hello world\n"));
+    }
+    drop(stalled);
 }

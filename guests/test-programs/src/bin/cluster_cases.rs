@@ -153,7 +153,7 @@ fn distribution(policy: &str, n: u32) {
             "listeners {} policy={:?} handed={}",
             info.len(),
             info[0].policy,
-            info[0].workers.iter().map(|w| w.2).sum::<u64>()
+            info[0].workers.iter().map(|w| w.connections).sum::<u64>()
         );
         cluster::disconnect(|| println!("all disconnected"));
     });
@@ -257,13 +257,24 @@ fn reload(times: u32) {
 }
 
 fn again(left: u32, replaced: usize, options: cluster::ReloadOptions) {
+    thread_local! {
+        /// The most requests the live workers had answered before a reload.
+        static COUNTED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
     if left == 0 {
         println!("reloaded, replaced {replaced}");
+        println!("requests counted {}", COUNTED.get() > 0);
         // The test stops its clients on that line; shut down after.
         hive::set_timeout(1000, || cluster::disconnect(|| println!("done")));
         return;
     }
     hive::set_timeout(100, move || {
+        // 100 ms into serving the clients: what the workers counted.
+        let requests: u64 = cluster::listeners()
+            .iter()
+            .flat_map(|l| l.workers.iter().map(|w| w.requests))
+            .sum();
+        COUNTED.set(COUNTED.get().max(requests));
         cluster::reload(options, move |n| again(left - 1, replaced + n, options));
     });
 }
