@@ -580,3 +580,141 @@ fn floods_and_resets_do_not_hurt_a_worker() {
     }
     drop(stalled);
 }
+
+/// `set-exclusive` (Node's `listen({exclusive: true})`): that listen is a
+/// socket of the worker's own — another port, no `listening` — and the
+/// next shared listen joins the cluster's listener again.
+#[test]
+fn exclusive_listen_is_private() {
+    cluster(&["exclusive"])
+        .stdout(
+            "listening 1\n\
+             message 1 {\"different ports\":true}\n\
+             shared listeners 1\n\
+             exit 1 0 null after-disconnect=Some(true) dead=true\n",
+        )
+        .check();
+}
+
+/// A mixed cluster: a wasm worker and an unmodified Node worker (the
+/// seed's cluster code) behind one port, both answering.
+#[test]
+fn mixed_wasm_and_node_workers_share_a_port() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../guests/examples/seed-cluster/node/cluster.js"
+    );
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut host = Host(
+        Command::new(env!("CARGO_BIN_EXE_host"))
+            .args([
+                "run",
+                "--allow-net",
+                "--allow-spawn",
+                CLUSTER_CASES,
+                "mixed",
+            ])
+            .args([&port.to_string(), script])
+            .env("HOST_CACHE_DIR", crate::util::shared_cache())
+            .env_remove("HOST_LOG")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out = std::io::BufReader::new(host.stdout.take().unwrap());
+    let mut listening = Vec::new();
+    while listening.len() < 2 {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        if let Some(rest) = line.trim().strip_prefix("listening ") {
+            listening.push(rest.to_owned());
+        }
+    }
+    listening.sort();
+    assert_eq!(listening, [format!("1 {port}"), format!("2 {port}")]);
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        seen.insert(get_body(port));
+        if seen.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+}
+
+/// The seed's Node original and the Hive port print the same lines and
+/// answer the same way (pids aside).
+#[test]
+fn seed_cluster_matches_node() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let shape = |line: &str| -> String {
+        line.split(' ')
+            .map(|w| {
+                let digits = w.trim_start_matches("[worker:").trim_end_matches(']');
+                if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) {
+                    w.replace(digits, "PID")
+                } else {
+                    w.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let port = || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let read = |mut out: std::io::BufReader<std::process::ChildStdout>| {
+        let mut lines: Vec<String> = (0..3)
+            .map(|_| {
+                let mut l = String::new();
+                out.read_line(&mut l).unwrap();
+                shape(l.trim())
+            })
+            .collect();
+        lines.sort();
+        lines
+    };
+    let node_port = port();
+    let mut node = Host(
+        Command::new("node")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../guests/examples/seed-cluster/node/cluster.js"
+            ))
+            .env("PORT", node_port.to_string())
+            .env("WORKERS", "2")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let node_lines = read(std::io::BufReader::new(node.stdout.take().unwrap()));
+    let (_hive, hive_port, hive_out) = seed_cluster(2, &[], &[]);
+    let hive_lines = read(hive_out);
+    assert_eq!(hive_lines, node_lines);
+    assert_eq!(
+        hive_lines,
+        [
+            "[master] PID is running",
+            "[worker] PID started",
+            "[worker] PID started"
+        ]
+    );
+    // Node's worker says `started` before its server listens.
+    let mut node_body = String::new();
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(("127.0.0.1", node_port)).is_ok() {
+            node_body = shape(&get_body(node_port));
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(shape(&get_body(hive_port)), node_body);
+    assert_eq!(node_body, "[worker:PID] hello world\n");
+}

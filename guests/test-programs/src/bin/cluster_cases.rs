@@ -28,6 +28,8 @@ fn main() {
         "disconnect-all" => disconnect_all(),
         "reload" => reload(arg(2).parse().unwrap_or(10)),
         "restart" => restart(),
+        "mixed" => mixed(&arg(2), &arg(3)),
+        "exclusive" => exclusive(),
         "reject-in-worker" => unreachable!("run as a worker only"),
         other => panic!("unknown scenario {other:?}"),
     }
@@ -279,6 +281,47 @@ fn again(left: u32, replaced: usize, options: cluster::ReloadOptions) {
     });
 }
 
+/// A mixed cluster: a wasm worker and a Node worker (running `script`,
+/// the seed's cluster code) behind one port.
+fn mixed(port: &str, script: &str) {
+    cluster::fork_with_env(Some(vec![
+        ("CASE".into(), "http-on".into()),
+        ("PORT".into(), port.into()),
+    ]))
+    .unwrap();
+    cluster::setup_primary(SetupOptions {
+        exec: Some(script.into()),
+        args: Some(Vec::new()),
+        exec_argv: None,
+        exec_path: None,
+        serialization: None,
+        silent: None,
+        scheduling_policy: None,
+    })
+    .unwrap();
+    cluster::fork_with_env(Some(vec![("PORT".into(), port.into())])).unwrap();
+    let listening = Rc::new(RefCell::new(0));
+    cluster::on_listening(move |w, a| {
+        println!("listening {} {}", w.id(), a.port);
+        *listening.borrow_mut() += 1;
+    });
+    hive::run();
+}
+
+/// `set-exclusive`: a worker's exclusive listen is a socket of its own
+/// (no `listening` for the primary), its shared one joins the cluster's.
+fn exclusive() {
+    fork("exclusive", "");
+    cluster::on_listening(|w, _| println!("listening {}", w.id()));
+    cluster::on_message(|w, m| {
+        println!("message {} {}", w.id(), m.text());
+        println!("shared listeners {}", cluster::listeners().len());
+        w.disconnect().unwrap();
+    });
+    print_exits();
+    hive::run();
+}
+
 /// A worker that crashes is forked again by the restart policy; one that
 /// exits 0 is not; past the limit, none is.
 fn restart() {
@@ -323,6 +366,33 @@ fn worker() {
             }
         }
         "exit" => process::exit(var("WORKER_ARGS").parse().unwrap()),
+        "http-on" => {
+            let pid = process::pid();
+            let port = var("PORT").parse().unwrap();
+            hive::http::create_server(move |_req, mut res| {
+                res.write_head(200);
+                res.end(format!("[worker:{pid}] hello world\n"));
+            })
+            .listen_on("0.0.0.0", port)
+            .unwrap();
+            hive::run();
+        }
+        "exclusive" => {
+            cluster::set_exclusive(true);
+            let own = TcpListener::bind("127.0.0.1:0").unwrap();
+            cluster::set_exclusive(false);
+            let shared = TcpListener::bind("127.0.0.1:0").unwrap();
+            let ports = (
+                own.local_addr().unwrap().port(),
+                shared.local_addr().unwrap().port(),
+            );
+            let listeners = (own, shared);
+            let (own, shared) = ports;
+            process::send(&serde_json::json!({"different ports": own != shared})).unwrap();
+            // Listening (both sockets open) until the primary disconnects it.
+            hive::run();
+            drop(listeners);
+        }
         "http" => {
             let pid = process::pid();
             hive::http::create_server(move |_req, mut res| {
