@@ -138,6 +138,7 @@ fn prepare(hive: &Hive, proc: &Arc<Proc>, spec: WasmSpec) -> anyhow::Result<(Sta
         who,
         hive.runtime().total_memory().clone(),
     );
+    let limiter = limiter.with_meter(proc.memory.clone());
     let cluster = crate::cluster::ClusterCtx::new(spec.cluster.clone(), &spec.argv, &spec.env);
     let start = Start {
         wasi,

@@ -95,6 +95,8 @@ struct Primary {
     on_empty: RefCell<Vec<Box<dyn FnOnce()>>>,
     /// The restart policy, and when its restarts happened (ns).
     restart: RefCell<Option<(RestartPolicy, VecDeque<u64>)>>,
+    /// Workers the restart policy forked again.
+    restarted: Cell<u32>,
 }
 
 thread_local! {
@@ -141,6 +143,7 @@ impl Primary {
             times.push_back(now);
             base + Duration::from_nanos(jitter)
         };
+        self.restarted.set(self.restarted.get() + 1);
         let env = worker.0.env.clone();
         let fork = move || {
             if let Err(e) = fork_with_env(env.clone()) {
@@ -295,6 +298,11 @@ impl Default for RestartPolicy {
             max_delay: Duration::from_secs(15),
         }
     }
+}
+
+/// How many workers the restart policy has forked again so far.
+pub fn restarts() -> u32 {
+    primary().restarted.get()
 }
 
 /// Sets (or with `None` removes) the restart policy: the setup-primary
@@ -588,6 +596,11 @@ impl Worker {
     /// Node's `exitedAfterDisconnect`: `None` until it disconnected or exited.
     pub fn exited_after_disconnect(&self) -> Option<bool> {
         self.0.handle.exited_after_disconnect()
+    }
+
+    /// A wasm worker's linear memory in bytes now (`None` for a Node worker).
+    pub fn memory(&self) -> Option<u64> {
+        self.0.handle.memory()
     }
 
     /// Its state (Node's `worker.state`): it changes as this process

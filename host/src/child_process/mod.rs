@@ -131,6 +131,11 @@ impl Child {
         }
     }
 
+    /// The running (or ended) process, if it started.
+    pub(crate) fn proc(&self) -> Option<&Arc<Proc>> {
+        self.proc.as_ref()
+    }
+
     /// How it ended, as its parent may know it: once it took `exit`.
     fn status(&self) -> Option<ExitStatus> {
         self.failed

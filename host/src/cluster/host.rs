@@ -237,6 +237,16 @@ impl HostWorker for ChildProcessView<'_> {
         Ok(ended.then_some(false))
     }
 
+    fn memory(&mut self, w: Resource<Worker>) -> wasmtime::Result<Option<u64>> {
+        let child = self.table.get(&w)?.child();
+        Ok(self
+            .table
+            .get(&child)?
+            .proc()
+            .filter(|p| !p.is_os())
+            .map(|p| p.memory.load(std::sync::atomic::Ordering::Relaxed)))
+    }
+
     fn state(&mut self, w: Resource<Worker>) -> wasmtime::Result<WorkerState> {
         let record = self.table.get(&w)?.record.clone();
         let connected = self.is_connected(Resource::new_borrow(w.rep()))?;

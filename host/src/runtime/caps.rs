@@ -226,9 +226,17 @@ pub struct MemoryLimiter {
     who: String,
     /// The host's budget for all guests, which `used` is charged to too.
     total: Arc<TotalMemory>,
+    /// `used`, where others can read it (the process's metrics).
+    meter: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl MemoryLimiter {
+    /// Publishes the bytes in use to `meter` as they grow.
+    pub fn with_meter(mut self, meter: Arc<std::sync::atomic::AtomicU64>) -> MemoryLimiter {
+        self.meter = Some(meter);
+        self
+    }
+
     /// A limiter of `max` bytes for the process `who`, charged to `total` too.
     pub fn new(max: u64, who: String, total: Arc<TotalMemory>) -> MemoryLimiter {
         MemoryLimiter {
@@ -237,6 +245,7 @@ impl MemoryLimiter {
             warned: false,
             who,
             total,
+            meter: None,
         }
     }
 
@@ -289,6 +298,9 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         // A grow we allowed that then fails (the OS is out of memory) stays
         // counted: conservative, and it only happens once memory is short.
         self.used = total;
+        if let Some(meter) = &self.meter {
+            meter.store(total, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(true)
     }
 

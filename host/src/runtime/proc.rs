@@ -65,6 +65,8 @@ pub struct Proc {
     pub(super) slot: Mutex<Option<Slot>>,
     /// HTTP servers it listens with: requests can still arrive.
     servers: std::sync::atomic::AtomicUsize,
+    /// A wasm process's linear memory in bytes (its metrics).
+    pub memory: Arc<std::sync::atomic::AtomicU64>,
     /// The budget this process and its descendants are charged to.
     pub budget: Arc<Budget>,
 }
@@ -101,6 +103,7 @@ impl Proc {
             budget: slot.budget().clone(),
             slot: Mutex::new(Some(slot)),
             servers: Default::default(),
+            memory: Arc::default(),
         }
     }
 

@@ -39,6 +39,7 @@ fn lifecycle_in_node_order() {
              cluster online 1\n\
              worker listening 127.0.0.1 port>0=true\n\
              cluster listening 1 WorkerState::Listening\n\
+             memory>0 true\n\
              reply worker 1\n\
              workers after disconnect 0\n\
              worker disconnect\n\
@@ -416,7 +417,7 @@ fn seed_cluster_with_node_workers() {
 fn restart_policy_reforks_crashed_workers() {
     cluster(&["restart"])
         .stdout(
-            "fork 1\nexit 1 Some(3) None\nfork 2\nexit 2 Some(3) None\nfork 3\nexit 3 Some(3) None\n",
+            "fork 1\nexit 1 Some(3) None\nfork 2\nexit 2 Some(3) None\nfork 3\nexit 3 Some(3) None\nrestarts 2\n",
         )
         .stderr(
             "cluster: worker 3 crashed 3 times within 60s: not restarting it (RestartPolicy.max_restarts)\n",

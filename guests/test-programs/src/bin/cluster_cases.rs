@@ -83,6 +83,7 @@ fn lifecycle() {
     let w = worker.clone();
     cluster::on_listening(move |l, a| {
         println!("cluster listening {} {:?}", l.id(), w.state());
+        println!("memory>0 {}", w.memory().is_some_and(|m| m > 0));
         let reply = get(a.port);
         println!("reply {reply}");
         w.disconnect().unwrap();
@@ -334,6 +335,7 @@ fn restart() {
     cluster::on_exit(|w, code, signal| println!("exit {} {code:?} {signal:?}", w.id()));
     fork("exit", "3");
     hive::run();
+    println!("restarts {}", cluster::restarts());
 }
 
 // ---- workers ----
