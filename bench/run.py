@@ -12,8 +12,8 @@ guest, as users would write it); Node's side is bench/node/bench.js. Node's
 {"type":"Buffer","data":[...]} — that is what Node users pay.
 
 Then the HTTP table (bench/http/run.py under wrk, every row interleaved,
-HTTP_ROUNDS [3] rounds of HTTP_DURATION [3s]; Hive rows: seed-cluster.wasm
-and target/guests/bench_http_cluster.wasm, the seed cluster with a POLICY)
+HTTP_ROUNDS [3] rounds of HTTP_DURATION [3s]; Hive rows: seed-cluster.wasm,
+its POLICY env picking the scheduling policy)
 with the ratios Hive/hyper, Hive/Node cluster, Hive 1/Node 1, and worker
 replacement after SIGKILL (target/guests/bench_cluster_restart.wasm next to
 bench/http/cluster-restart.js and bench/http/refork.py). HTTP_ONLY=1 (`just
@@ -220,17 +220,16 @@ def spawn_and_memory_rows(cache):
 HTTP_RUN = os.path.join(ROOT, "bench/http/run.py")
 HTTP_JSON = os.path.join(ROOT, "target/bench/http.json")
 SEED_CLUSTER = os.path.join(ROOT, "target/guests/seed-cluster.wasm")
-HTTP_CLUSTER = os.path.join(ROOT, "target/guests/bench_http_cluster.wasm")
 RESTART = os.path.join(ROOT, "target/guests/bench_cluster_restart.wasm")
 NODE_RESTART = os.path.join(ROOT, "bench/http/cluster-restart.js")
 NODE_REFORK = os.path.join(ROOT, "bench/http/refork.py")
 HTTP_BUILTIN = ["hyper", "node-1", "node-cluster-2", "wasmtime-serve", "wasmtime-serve-reuse"]
-# (label, module, WORKERS, POLICY of bench_http_cluster or None)
+# (label, module, WORKERS, POLICY of seed-cluster or None)
 HIVE_HTTP_ROWS = [
     ("hive-1", SEED_CLUSTER, 1, None),
     ("hive-2", SEED_CLUSTER, 2, None),
-    ("hive-2-least", HTTP_CLUSTER, 2, "least"),
-    ("hive-2-none", HTTP_CLUSTER, 2, "none"),
+    ("hive-2-least", SEED_CLUSTER, 2, "least"),
+    ("hive-2-none", SEED_CLUSTER, 2, "none"),
 ]
 RESTART_KILLS = int(os.environ.get("RESTART_KILLS", "30"))
 RESTART_REPEATS = int(os.environ.get("RESTART_REPEATS", "3"))

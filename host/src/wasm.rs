@@ -110,6 +110,21 @@ struct Start {
     serve: Option<Arc<Membership>>,
 }
 
+impl Start {
+    /// A component's host state (a core module has its own, `CoreState`).
+    fn host_state(mut self) -> HostState {
+        HostState {
+            wasi: self.wasi.build(),
+            table: ResourceTable::new(),
+            process: self.process,
+            child_process: self.child_process,
+            limiter: self.limiter,
+            sockets: self.sockets,
+            http: Default::default(),
+        }
+    }
+}
+
 fn prepare(hive: &Hive, proc: &Arc<Proc>, spec: WasmSpec) -> anyhow::Result<(Start, ModuleSource)> {
     let mut wasi = WasiCtx::builder();
     wasi.args(&spec.argv)
@@ -200,15 +215,7 @@ async fn run_program(
 ) -> wasmtime::Result<Result<(), ()>> {
     match program {
         Program::Component(pre) => {
-            let state = HostState {
-                wasi: start.wasi.build(),
-                table: ResourceTable::new(),
-                process: start.process,
-                child_process: start.child_process,
-                limiter: start.limiter,
-                sockets: start.sockets,
-                http: Default::default(),
-            };
+            let state = start.host_state();
             let mut store = new_store(hive, state, |s| &mut s.limiter);
             let guest = pre.instantiate_async(&mut store).await?;
             if let Some(worker) = &store.data().sockets.cluster {
@@ -218,15 +225,7 @@ async fn run_program(
         }
         Program::Proxy(pre) => {
             let serve = start.serve.take();
-            let state = HostState {
-                wasi: start.wasi.build(),
-                table: ResourceTable::new(),
-                process: start.process,
-                child_process: start.child_process,
-                limiter: start.limiter,
-                sockets: start.sockets,
-                http: Default::default(),
-            };
+            let state = start.host_state();
             let mut store = new_store(hive, state, |s| &mut s.limiter);
             let proxy = pre.instantiate_async(&mut store).await?;
             let Some(membership) = serve else {

@@ -233,7 +233,7 @@ fn seed_cluster(
 /// SIGTERM to the host ending the cluster and freeing the port.
 #[test]
 fn seed_cluster_demo() {
-    use std::io::{BufRead, Read, Write};
+    use std::io::BufRead;
     use std::process::Command;
     let (mut host, port, mut out) = seed_cluster(2, &[], &[]);
     let mut lines = Vec::new();
@@ -255,14 +255,7 @@ fn seed_cluster_demo() {
     workers.sort();
     let mut answered = Vec::new();
     for _ in 0..4 {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut reply = String::new();
-        s.read_to_string(&mut reply).unwrap();
-        assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
-        let body = reply.split("\r\n\r\n").nth(1).unwrap().to_owned();
-        answered.push(body);
+        answered.push(get_body(port));
     }
     // Round-robin: the two workers alternate.
     assert_ne!(answered[0], answered[1]);

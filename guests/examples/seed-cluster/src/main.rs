@@ -9,28 +9,47 @@
 //! [worker:<pid>] hello world
 //! ```
 //!
-//! `PORT` (`host run --env PORT=8080`) overrides the port and `WORKERS`
-//! the number of workers. Given a `.js` script as its argument, the primary
+//! `PORT` (`host run --env PORT=8080`) overrides the port, `WORKERS` the
+//! number of workers, and `POLICY` how connections reach them: `rr` (the
+//! default), `none` (shared), `least` (least-connections) or `hash`
+//! (source-IP hash); `just bench` uses all four. Given a `.js` script as its argument, the primary
 //! forks Node workers running it (`--allow-spawn` too): the seed's own
 //! `node/cluster.js` works unchanged as that script.
 
 use hive::{cluster, http, process};
 
+fn policy() -> cluster::SchedulingPolicy {
+    use cluster::SchedulingPolicy as P;
+    match std::env::var("POLICY").as_deref() {
+        Ok("rr") | Ok("") | Err(_) => P::RoundRobin,
+        Ok("none") => P::Shared,
+        Ok("least") => P::LeastConnections,
+        Ok("hash") => P::SourceIpHash,
+        Ok(other) => {
+            eprintln!("POLICY={other}: want rr, none, least or hash");
+            process::exit(2);
+        }
+    }
+}
+
 fn main() {
     if cluster::is_primary() {
         println!("[master] {} is running", process::pid());
-        if let Some(script) = process::argv().get(1).filter(|a| a.ends_with(".js")) {
-            cluster::setup_primary(cluster::SetupOptions {
-                exec: Some(script.clone()),
-                args: Some(Vec::new()),
-                exec_argv: None,
-                exec_path: None,
-                serialization: None,
-                silent: None,
-                scheduling_policy: None,
-            })
-            .unwrap();
-        }
+        // A `.js` argument: Node workers running it (the seed's own code).
+        let script = process::argv()
+            .get(1)
+            .filter(|a| a.ends_with(".js"))
+            .cloned();
+        cluster::setup_primary(cluster::SetupOptions {
+            args: script.as_ref().map(|_| Vec::new()),
+            exec: script,
+            exec_argv: None,
+            exec_path: None,
+            serialization: None,
+            silent: None,
+            scheduling_policy: Some(policy()),
+        })
+        .unwrap();
         let workers = std::env::var("WORKERS")
             .ok()
             .and_then(|w| w.parse().ok())
