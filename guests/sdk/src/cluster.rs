@@ -598,6 +598,12 @@ impl Worker {
         self.0.handle.exited_after_disconnect()
     }
 
+    /// A wasm worker's CPU time so far, in microseconds (`None` for a Node
+    /// worker).
+    pub fn cpu_us(&self) -> Option<u64> {
+        self.0.handle.cpu_us()
+    }
+
     /// A wasm worker's linear memory in bytes now (`None` for a Node worker).
     pub fn memory(&self) -> Option<u64> {
         self.0.handle.memory()

@@ -247,6 +247,16 @@ impl HostWorker for ChildProcessView<'_> {
             .map(|p| p.memory.load(std::sync::atomic::Ordering::Relaxed)))
     }
 
+    fn cpu_us(&mut self, w: Resource<Worker>) -> wasmtime::Result<Option<u64>> {
+        let child = self.table.get(&w)?.child();
+        Ok(self
+            .table
+            .get(&child)?
+            .proc()
+            .filter(|p| !p.is_os())
+            .map(|p| p.cpu_ns.load(std::sync::atomic::Ordering::Relaxed) / 1000))
+    }
+
     fn state(&mut self, w: Resource<Worker>) -> wasmtime::Result<WorkerState> {
         let record = self.table.get(&w)?.record.clone();
         let connected = self.is_connected(Resource::new_borrow(w.rep()))?;

@@ -224,7 +224,7 @@ impl NodeWorker {
 /// Hands the worker one connection at a time: `newconn` with the
 /// descriptor, then the next only after its `accepted` (Node's
 /// `RoundRobinHandle.handoff`). Our copy of each descriptor closes once it
-/// answered.
+/// accepted; one it did not goes back to the queue.
 async fn handoff(worker: Weak<NodeWorker>, key: String, membership: Arc<Membership>) {
     loop {
         let Ok(conn) = std::future::poll_fn(|cx| membership.poll_accept(cx)).await else {
@@ -240,10 +240,13 @@ async fn handoff(worker: Weak<NodeWorker>, key: String, membership: Arc<Membersh
         let msg = json!({"cmd": "NODE_CLUSTER", "act": "newconn", "key": key, "seq": seq});
         w.wire.send_internal(&msg, Some(fd));
         drop(w);
-        if !rx.await.unwrap_or(false) {
-            tracing::debug!("a Node worker did not accept a connection (closing): dropped");
+        if rx.await.unwrap_or(false) {
+            drop(conn);
+        } else {
+            // Closing, or over its `maxConnections`: another worker takes
+            // it, as Node's `RoundRobinHandle` re-distributes it.
+            membership.give_back(conn);
         }
-        drop(conn);
     }
 }
 

@@ -527,6 +527,15 @@ impl Membership {
         self.worker
     }
 
+    /// A connection this worker was handed and did not take after all (a
+    /// Node worker that answered `accepted: false`): it goes to the front
+    /// of the queue, for another worker.
+    pub fn give_back(&self, conn: Conn) {
+        let mut state = self.shared.state.lock().unwrap();
+        state.pending.push_front((conn.stream, conn.peer));
+        self.shared.dispatch(&mut state);
+    }
+
     /// Stops handing connections to this worker (a hand-off it had not
     /// taken goes to another one); `accept` fails from now on.
     pub fn leave(&self) {
@@ -656,6 +665,21 @@ mod tests {
         drop(first);
         let conn = poll_fn(|cx| second.poll_accept(cx)).await.unwrap();
         assert_eq!(conn.peer.ip(), addr.ip());
+    }
+
+    /// A connection given back (a Node worker's `accepted: false`) goes
+    /// to the next worker.
+    #[tokio::test]
+    async fn a_refused_connection_goes_to_another_worker() {
+        let registry = Arc::new(Registry::default());
+        let first = registry.join(key(0), Policy::RoundRobin, 1).unwrap();
+        let second = registry.join(key(0), Policy::RoundRobin, 2).unwrap();
+        let _client = connect(first.local()).await;
+        let conn = poll_fn(|cx| first.poll_accept(cx)).await.unwrap();
+        let peer = conn.peer;
+        first.give_back(conn);
+        let again = poll_fn(|cx| second.poll_accept(cx)).await.unwrap();
+        assert_eq!(again.peer, peer);
     }
 
     #[tokio::test]

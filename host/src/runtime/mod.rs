@@ -117,6 +117,7 @@ impl Runtime {
         body: impl Future<Output = ExitStatus> + Send + 'static,
     ) {
         let rt = self.clone();
+        let proc_cpu = proc.cpu_ns.clone();
         let task = async move {
             let mut fatal = proc.fatal.subscribe();
             let status = tokio::select! {
@@ -130,7 +131,8 @@ impl Runtime {
             lifecycle::ended(&rt, &proc, status);
         };
         tracing::trace!(bytes = size_of_val(&task), "process task size");
-        tokio::spawn(self.0.preempt.task(task));
+        let cpu = proc_cpu;
+        tokio::spawn(self.0.preempt.task(task, cpu));
     }
 
     /// Has the sentinel end OS process group `pgid` if the host dies.

@@ -81,8 +81,13 @@ impl Preempt {
         }
     }
 
-    /// Wraps a process task.
-    pub fn task<F: Future>(self: &Arc<Self>, task: F) -> Preemptible<F> {
+    /// Wraps a process task; the time its polls take is added to `cpu`
+    /// (nanoseconds: the process's CPU time, its code and host calls).
+    pub fn task<F: Future>(
+        self: &Arc<Self>,
+        task: F,
+        cpu: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Preemptible<F> {
         let waker = Arc::new(ProcessWaker {
             preempt: self.clone(),
             task: futures_util::task::AtomicWaker::new(),
@@ -91,6 +96,7 @@ impl Preempt {
             task: Box::pin(task),
             waker: Waker::from(waker.clone()),
             handle: waker,
+            cpu,
         }
     }
 }
@@ -102,6 +108,8 @@ pub struct Preemptible<F> {
     handle: Arc<ProcessWaker>,
     /// `handle` as a `Waker`, made once.
     waker: Waker,
+    /// Where the time of its polls goes.
+    cpu: Arc<std::sync::atomic::AtomicU64>,
 }
 
 struct ProcessWaker {
@@ -131,10 +139,13 @@ impl<F: Future> Future for Preemptible<F> {
         this.handle.task.register(cx.waker());
         let flag = flag();
         let was = flag.map(|f| f.swap(true, Ordering::Relaxed));
+        let start = std::time::Instant::now();
         let ready = this
             .task
             .as_mut()
             .poll(&mut Context::from_waker(&this.waker));
+        let ns = start.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+        this.cpu.fetch_add(ns, Ordering::Relaxed);
         if let (Some(f), Some(was)) = (flag, was) {
             f.store(was, Ordering::Relaxed);
         }
@@ -159,12 +170,13 @@ mod tests {
             let mut tasks = Vec::new();
             for i in 0..20u64 {
                 let p = preempt.clone();
-                tasks.push(tokio::spawn(preempt.task(async move {
+                let task = async move {
                     // Inside a poll: this thread's flag is up.
                     assert!(BUSY.with(Cell::get).unwrap().load(Ordering::Relaxed));
                     tokio::time::sleep(std::time::Duration::from_micros(i)).await;
                     drop(p);
-                })));
+                };
+                tasks.push(tokio::spawn(preempt.task(task, Arc::default())));
             }
             for task in tasks {
                 task.await.unwrap();

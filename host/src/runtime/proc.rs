@@ -67,6 +67,9 @@ pub struct Proc {
     servers: std::sync::atomic::AtomicUsize,
     /// A wasm process's linear memory in bytes (its metrics).
     pub memory: Arc<std::sync::atomic::AtomicU64>,
+    /// Nanoseconds its task spent being polled: a wasm process's CPU time
+    /// (its code and its host calls).
+    pub cpu_ns: Arc<std::sync::atomic::AtomicU64>,
     /// The budget this process and its descendants are charged to.
     pub budget: Arc<Budget>,
 }
@@ -104,6 +107,7 @@ impl Proc {
             slot: Mutex::new(Some(slot)),
             servers: Default::default(),
             memory: Arc::default(),
+            cpu_ns: Arc::default(),
         }
     }
 

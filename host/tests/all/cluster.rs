@@ -40,6 +40,7 @@ fn lifecycle_in_node_order() {
              worker listening 127.0.0.1 port>0=true\n\
              cluster listening 1 WorkerState::Listening\n\
              memory>0 true\n\
+             cpu>0 true\n\
              reply worker 1\n\
              workers after disconnect 0\n\
              worker disconnect\n\

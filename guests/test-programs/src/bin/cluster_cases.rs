@@ -84,6 +84,7 @@ fn lifecycle() {
     cluster::on_listening(move |l, a| {
         println!("cluster listening {} {:?}", l.id(), w.state());
         println!("memory>0 {}", w.memory().is_some_and(|m| m > 0));
+        println!("cpu>0 {}", w.cpu_us().is_some_and(|c| c > 0));
         let reply = get(a.port);
         println!("reply {reply}");
         w.disconnect().unwrap();
