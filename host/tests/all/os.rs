@@ -327,12 +327,12 @@ fn bad_arguments_fail_at_once() {
 
 /// A child's output reaches its listener as it comes (the event loop wakes
 /// for it, as Node's does), not when something else wakes the loop: `b`,
-/// written a second after `a`, arrives a second after the spawn, before
-/// the child's exit.
+/// written a second after `a`, arrives a second after it, and the exit a
+/// second after that.
 #[test]
 fn output_arrives_as_it_is_written() {
     Test::new()
         .args(["run", "--allow-spawn", OS_CASES, "stream-wakes"])
-        .stdout("a at 0s\nb at 1s\nexit Some(0) at 2s\n")
+        .stdout("a after 0s\nb after 1s\nexit Some(0) after 1s\n")
         .check();
 }

@@ -20,8 +20,9 @@
 //! - `yes-maxbuffer`: `exec("yes")` asking for `max-buffer = u64::MAX`;
 //!   prints the error and how much output was kept
 //! - `stream-wakes`: a child writes `a`, then `b` a second later, then
-//!   exits a second after that; prints each chunk with the whole seconds
-//!   since the spawn (the loop wakes for output as it comes, as Node's)
+//!   exits a second after that; prints each chunk and the exit with the
+//!   seconds since the one before, rounded (the loop wakes for output as
+//!   it comes, as Node's)
 //! - `run PROG PATH ARGS...`: `execFile(PROG, ARGS)` with the child's
 //!   `PATH` set to PATH; prints its stdout or the error
 use hive::{ExecOptions, ForkOptions, SpawnOptions, fork, spawn};
@@ -46,13 +47,23 @@ fn main() {
             // Node's default stdio: pipes.
             let script = "echo a; sleep 1; echo b; sleep 1";
             let child = spawn("sh", &["-c", script], SpawnOptions::default()).unwrap();
-            let start = std::time::Instant::now();
+            // Seconds since the previous event, rounded: robust to a slow
+            // spawn, and still 2 for `b` if it only came with the exit.
+            let last = std::rc::Rc::new(std::cell::Cell::new(None::<std::time::Instant>));
+            let gap = move || {
+                let now = std::time::Instant::now();
+                let secs = last
+                    .get()
+                    .map_or(0, |t| (now - t).as_secs_f64().round() as u64);
+                last.set(Some(now));
+                secs
+            };
+            let gap = std::rc::Rc::new(gap);
+            let g = gap.clone();
             child.on_stdout(move |data| {
-                println!("{} at {}s", text(data).trim(), start.elapsed().as_secs());
+                println!("{} after {}s", text(data).trim(), g());
             });
-            child.on_exit(move |code, _| {
-                println!("exit {code:?} at {}s", start.elapsed().as_secs())
-            });
+            child.on_exit(move |code, _| println!("exit {code:?} after {}s", gap()));
             hive::run();
         }
         "echo" => {
