@@ -86,6 +86,11 @@ impl Handle for Listening {
         wit::is_listening(self.id)
     }
 
+    /// A server that is done (closed and drained) is forgotten.
+    fn poll_io(&self) -> bool {
+        wit::is_listening(self.id)
+    }
+
     fn deliver(self: Rc<Self>, event: Event) {
         let Event::Request(HttpRequest {
             request, response, ..

@@ -45,6 +45,9 @@ impl Host for SocketsView<'_> {
             _ => ErrorCode::InvalidArgument,
         })?;
         let servers = &mut self.ctx.servers;
+        // Forget the servers that are done (closed and drained): a guest
+        // that listens and closes in a loop does not grow this map.
+        servers.open.retain(|_, s| s.state.active());
         servers.next += 1;
         let id = servers.next;
         let port = membership.local().port();
@@ -53,7 +56,7 @@ impl Host for SocketsView<'_> {
         servers.open.insert(
             id,
             Server {
-                membership,
+                membership: Some(membership),
                 state,
                 accept: accept.abort_handle(),
             },
@@ -63,8 +66,14 @@ impl Host for SocketsView<'_> {
 
     fn close(&mut self, id: u32) -> wasmtime::Result<()> {
         // It drains (its connections finish) and then stops counting.
-        if let Some(server) = self.ctx.servers.open.get(&id) {
-            server.membership.leave();
+        if let Some(membership) = self
+            .ctx
+            .servers
+            .open
+            .get_mut(&id)
+            .and_then(|s| s.membership.take())
+        {
+            membership.leave();
         }
         Ok(())
     }

@@ -124,7 +124,9 @@ fn status(code: u16) -> hyper::Response<HyperOutgoingBody> {
 /// A server of a process: while it accepts, and after (draining) until its
 /// last connection closes, requests can still come.
 pub struct Server {
-    membership: Arc<Membership>,
+    /// Its place on the listener; `None` once closed (the listening socket
+    /// closes with the last membership, as Node's `server.close()`).
+    membership: Option<Arc<Membership>>,
     state: Arc<ServerState>,
     accept: tokio::task::AbortHandle,
 }

@@ -246,12 +246,7 @@ fn seed_cluster_demo() {
     assert_eq!(lines[0], format!("[master] {} is running", host.id()));
     let mut workers: Vec<String> = lines[1..]
         .iter()
-        .map(|l| {
-            l.strip_prefix("[worker] ")
-                .and_then(|l| l.strip_suffix(" started"))
-                .unwrap_or_else(|| panic!("{l:?}"))
-                .to_owned()
-        })
+        .map(|l| between(l, "[worker] ", " started").to_owned())
         .collect();
     workers.sort();
     let mut answered = Vec::new();
@@ -263,12 +258,7 @@ fn seed_cluster_demo() {
     assert_eq!(answered[0], answered[2]);
     let mut seen: Vec<String> = answered[..2]
         .iter()
-        .map(|b| {
-            b.strip_prefix("[worker:")
-                .and_then(|b| b.strip_suffix("] hello world\n"))
-                .unwrap_or_else(|| panic!("{b:?}"))
-                .to_owned()
-        })
+        .map(|b| between(b, "[worker:", "] hello world\n").to_owned())
         .collect();
     seen.sort();
     assert_eq!(seen, workers);
@@ -318,6 +308,14 @@ fn malformed_http_never_reaches_a_worker() {
     let _ = host.wait();
 }
 
+/// What `text` has between `prefix` and `suffix`; panics naming `text`
+/// if it is not shaped so.
+fn between<'a>(text: &'a str, prefix: &str, suffix: &str) -> &'a str {
+    text.strip_prefix(prefix)
+        .and_then(|t| t.strip_suffix(suffix))
+        .unwrap_or_else(|| panic!("{text:?} is not {prefix}…{suffix}"))
+}
+
 /// `GET /` on `port`: the body.
 fn get_body(port: u16) -> String {
     use std::io::{Read, Write};
@@ -352,12 +350,9 @@ fn seed_cluster_with_node_workers() {
     for _ in 0..2 {
         line.clear();
         out.read_line(&mut line).unwrap();
-        let pid: u32 = line
-            .trim()
-            .strip_prefix("[worker] ")
-            .and_then(|l| l.strip_suffix(" started"))
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("{line:?}"));
+        let pid: u32 = between(line.trim(), "[worker] ", " started")
+            .parse()
+            .unwrap();
         // A real process: its parent is the host.
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
         let ppid: u32 = stat
@@ -377,11 +372,9 @@ fn seed_cluster_with_node_workers() {
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..50 {
         let body = get_body(port);
-        let pid: u32 = body
-            .strip_prefix("[worker:")
-            .and_then(|b| b.strip_suffix("] hello world\n"))
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("{body:?}"));
+        let pid: u32 = between(&body, "[worker:", "] hello world\n")
+            .parse()
+            .unwrap();
         seen.insert(pid);
         if seen.len() == 2 {
             break;
@@ -712,4 +705,44 @@ fn seed_cluster_matches_node() {
     }
     assert_eq!(shape(&get_body(hive_port)), node_body);
     assert_eq!(node_body, "[worker:PID] hello world\n");
+}
+
+/// A worker's `http.listen` needs `--allow-net` like any listen: without
+/// it the worker is refused (`denied`), the warning names the entry to
+/// add, and the primary sees the worker end; nothing listens.
+#[test]
+fn http_listen_needs_allow_net() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let out = Test::new()
+        .args([
+            "run",
+            "--env",
+            &format!("PORT={port}"),
+            "--env",
+            "WORKERS=1",
+            SEED_CLUSTER,
+        ])
+        .any_stdout()
+        .stderr_contains(&format!(
+            "may not bind `0.0.0.0:{port}`: allow it with `--allow-net=0.0.0.0:{port}`"
+        ))
+        .stderr_contains("listening with `http.listen` (`--allow-net`")
+        .check();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", out.stdout);
+    assert!(lines[1].starts_with("[master] worker ") && lines[1].ends_with(" died"));
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+/// A hostile guest that listens and closes HTTP servers 2,000 times: each
+/// is forgotten once done (no host-side list grows with it), the process
+/// still ends by itself, and the ports are released.
+#[test]
+fn listening_and_closing_in_a_loop() {
+    cluster(&["listen-close", "2000"])
+        .stdout("closed 2000, last port free true\n")
+        .check();
 }

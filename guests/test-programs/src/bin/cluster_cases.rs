@@ -30,6 +30,7 @@ fn main() {
         "restart" => restart(),
         "mixed" => mixed(&arg(2), &arg(3)),
         "exclusive" => exclusive(),
+        "listen-close" => listen_close(arg(2).parse().unwrap_or(1000)),
         "reject-in-worker" => unreachable!("run as a worker only"),
         other => panic!("unknown scenario {other:?}"),
     }
@@ -322,6 +323,25 @@ fn exclusive() {
     });
     print_exits();
     hive::run();
+}
+
+/// A guest that opens and closes HTTP servers in a loop: the host forgets
+/// each once it is done, so the loop ends, the process exits, and the
+/// ports are free again.
+fn listen_close(times: u32) {
+    let mut last = 0;
+    for _ in 0..times {
+        let server = hive::http::create_server(|_, res| res.end(""))
+            .listen(0)
+            .unwrap();
+        last = server.port();
+        server.close();
+    }
+    hive::run();
+    println!(
+        "closed {times}, last port free {}",
+        TcpListener::bind(("127.0.0.1", last)).is_ok()
+    );
 }
 
 /// A worker that crashes is forked again by the restart policy; one that
