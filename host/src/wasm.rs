@@ -257,7 +257,7 @@ async fn serve_proxy(
 ) -> wasmtime::Result<Result<(), ()>> {
     let me = store.data().process.me.clone();
     let server = crate::http::ServerState::new(me.clone(), 1);
-    tokio::spawn(crate::http::accept_loop(server, membership));
+    me.spawn_companion(crate::http::accept_loop(server, membership));
     loop {
         me.inbox.wait_until(|| me.inbox.has_any()).await;
         while let Some(event) = me.inbox.try_pop() {

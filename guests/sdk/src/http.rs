@@ -19,7 +19,8 @@ use crate::Error;
 use crate::bindings::hive::process::http as wit;
 use crate::bindings::hive::process::types::{Event, HttpRequest};
 use crate::bindings::wasi::http::types::{
-    Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
+    ErrorCode, Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, OutputStream,
+    ResponseOutparam,
 };
 use crate::event_loop::{self, Handle, HandleId};
 use std::cell::RefCell;
@@ -103,6 +104,7 @@ impl Handle for Listening {
             outparam: Some(response),
             status: 200,
             headers: Vec::new(),
+            streaming: None,
         };
         (self.handler.borrow_mut())(request, response);
     }
@@ -154,11 +156,15 @@ impl Request {
 }
 
 /// The response to a request (Node's `ServerResponse`). Dropping it unsent
-/// answers 500.
+/// answers 500; dropping it after `write` without `end` aborts the body
+/// (the client sees the connection close mid-response).
 pub struct Response {
     outparam: Option<ResponseOutparam>,
     status: u16,
     headers: Vec<(String, Vec<u8>)>,
+    /// Once `write` has sent the head: the body being streamed (the stream
+    /// first, as it must be dropped before the body is finished).
+    streaming: Option<(OutputStream, OutgoingBody)>,
 }
 
 impl Response {
@@ -175,29 +181,76 @@ impl Response {
         self
     }
 
-    /// Sends the response with `body` (Node's `res.end(body)`), with its
-    /// `Content-Length`.
-    pub fn end(mut self, body: impl AsRef<[u8]>) {
-        let body = body.as_ref();
+    /// Streams `chunk` (Node's `res.write`): the first call sends the head
+    /// without a `Content-Length`, so the body is chunked, through
+    /// `wasi:http`'s resources. Blocks (the event loop too) until the host
+    /// has taken the chunk. `false` if the response cannot be written: a
+    /// header or status the host refused (it answered 500), or a client
+    /// that is gone.
+    pub fn write(&mut self, chunk: impl AsRef<[u8]>) -> bool {
+        if self.streaming.is_none() && !self.send_head() {
+            return false;
+        }
+        let Some((stream, _)) = &self.streaming else {
+            return false;
+        };
+        chunk
+            .as_ref()
+            .chunks(4096)
+            .all(|c| stream.blocking_write_and_flush(c).is_ok())
+    }
+
+    /// Sends the status and headers, for a body `write` streams.
+    fn send_head(&mut self) -> bool {
         let Some(outparam) = self.outparam.take() else {
-            return;
+            return false;
+        };
+        let refuse = |outparam| {
+            ResponseOutparam::set(outparam, Err(ErrorCode::InternalError(None)));
+            false
         };
         let fields = Fields::new();
-        for (name, value) in &self.headers {
-            let _ = fields.append(name, value);
+        if self
+            .headers
+            .iter()
+            .any(|(name, value)| fields.append(name, value).is_err())
+        {
+            return refuse(outparam);
         }
-        let _ = fields.set("content-length", &[body.len().to_string().into_bytes()]);
         let response = OutgoingResponse::new(fields);
-        let _ = response.set_status_code(self.status);
-        let Ok(out) = response.body() else { return };
-        ResponseOutparam::set(outparam, Ok(response));
-        if let Ok(stream) = out.write() {
-            for chunk in body.chunks(4096) {
-                if stream.blocking_write_and_flush(chunk).is_err() {
-                    break;
-                }
-            }
+        if response.set_status_code(self.status).is_err() {
+            return refuse(outparam);
         }
-        let _ = OutgoingBody::finish(out, None);
+        let Ok(body) = response.body() else {
+            return refuse(outparam);
+        };
+        ResponseOutparam::set(outparam, Ok(response));
+        match body.write() {
+            Ok(stream) => {
+                self.streaming = Some((stream, body));
+                true
+            }
+            Err(()) => false,
+        }
+    }
+
+    /// Sends the response with `body` (Node's `res.end(body)`). Unless
+    /// `write` started a streamed body, in one host call, with its
+    /// `Content-Length`; a header that is not valid HTTP, or one a guest
+    /// may not set (`connection`, `transfer-encoding`, ...), makes the host
+    /// answer 500 instead.
+    pub fn end(mut self, body: impl AsRef<[u8]>) {
+        if let Some(outparam) = self.outparam.take() {
+            let _ = wit::respond(outparam, self.status, &self.headers, body.as_ref());
+            return;
+        }
+        let body = body.as_ref();
+        if !body.is_empty() {
+            self.write(body);
+        }
+        if let Some((stream, body)) = self.streaming.take() {
+            drop(stream);
+            let _ = OutgoingBody::finish(body, None);
+        }
     }
 }

@@ -82,6 +82,9 @@ const SUITES: &[(&str, Run)] = &[
     // `cluster_cases`: a primary forking itself as workers
     // (host/tests/all/cluster.rs).
     ("cluster", Run::ByName(&["host/tests/all"])),
+    // `http_cases`: responses a guest gets wrong, streamed and whole
+    // (host/tests/all/http.rs).
+    ("http", Run::ByName(&["host/tests/all"])),
     // `serve_hello`: a wasi:http proxy component for `host serve`
     // (host/tests/all/serve.rs).
     ("serve", Run::ByName(&["host/tests/all"])),
@@ -112,22 +115,23 @@ fn classify(source: Source, name: &str) -> &'static str {
     let suite = match source {
         Source::Example => "example",
         Source::P1 if name.starts_with("p1_") => "p1",
-        Source::TestProgram => match name {
-            s if s.starts_with("cli_") => "cli",
-            s if s.starts_with("proc_") => "proc",
-            s if s.starts_with("cluster_") => "cluster",
-            s if s.starts_with("serve_") => "serve",
-            s if s.starts_with("os_") => "os",
-            s if s.starts_with("conf_") => "conf",
-            s if s.starts_with("bench_") => "bench",
+        // A test program's suite is its name's prefix, one of `SUITES`.
+        Source::TestProgram => SUITES
+            .iter()
+            .map(|(suite, _)| *suite)
+            .find(|suite| {
+                name.strip_prefix(suite)
+                    .is_some_and(|case| case.starts_with('_'))
+            })
             // If you are reading this because you hit this panic: name the
             // program after an existing suite, or add a suite to `SUITES`,
             // with a test that runs it.
-            other => panic!(
-                "don't know how to classify test name `{other}` to a suite: a test program is \
-                 named `<suite>_<case>`, with one of the suites in `SUITES` (artifacts/build.rs)"
-            ),
-        },
+            .unwrap_or_else(|| {
+                panic!(
+                    "don't know how to classify test name `{name}` to a suite: a test program is \
+                     named `<suite>_<case>`, with one of the suites in `SUITES` (artifacts/build.rs)"
+                )
+            }),
         Source::P1 => panic!(
             "don't know how to classify test name `{name}` to a suite: wasip1 programs in \
              `test-programs/p1/src/bin` are named `p1_<case>`"

@@ -2,14 +2,16 @@
 //! (`crate::sockets`): the same `--allow-net` check and, in a cluster
 //! worker, the same shared listeners as a `wasi:sockets` listen.
 
-use super::{Server, ServerState, accept_loop};
+use super::{Server, ServerState, accept_loop, status, whole_response};
 use crate::bindings::hive::process::http::{Host, ServerInfo};
 use crate::bindings::{ErrorCode, HostError};
 use crate::runtime::listen::{Key, Policy, Registry};
 use crate::sockets::SocketsView;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use wasmtime::component::Resource;
 use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi_http::p2::types::HostResponseOutparam;
 
 crate::types::types_host!(SocketsView<'_>);
 
@@ -52,13 +54,18 @@ impl Host for SocketsView<'_> {
         let id = servers.next;
         let port = membership.local().port();
         let state = ServerState::new(self.ctx.me.clone(), id);
-        let accept = tokio::spawn(accept_loop(state.clone(), membership.clone()));
+        // On the process's own task, with the connections it accepts.
+        let (accept, abort) =
+            futures_util::future::abortable(accept_loop(state.clone(), membership.clone()));
+        self.ctx.me.spawn_companion(async move {
+            let _ = accept.await;
+        });
         servers.open.insert(
             id,
             Server {
                 membership: Some(membership),
                 state,
-                accept: accept.abort_handle(),
+                accept: abort,
             },
         );
         Ok(ServerInfo { id, port })
@@ -85,5 +92,25 @@ impl Host for SocketsView<'_> {
             .open
             .get(&id)
             .is_some_and(|s| s.state.active()))
+    }
+
+    fn respond(
+        &mut self,
+        response: Resource<HostResponseOutparam>,
+        code: u16,
+        headers: Vec<(String, Vec<u8>)>,
+        body: Vec<u8>,
+    ) -> Result<(), HostError> {
+        let outparam = self.table.delete(response)?;
+        match whole_response(code, headers, body) {
+            Some(response) => {
+                (outparam.send)(Ok(response));
+                Ok(())
+            }
+            None => {
+                (outparam.send)(Ok(status(500)));
+                Err(ErrorCode::InvalidArgument.into())
+            }
+        }
     }
 }

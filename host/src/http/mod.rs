@@ -112,13 +112,41 @@ pub fn open_request(
 
 /// A bodiless response with `code`.
 fn status(code: u16) -> hyper::Response<HyperOutgoingBody> {
-    let mut response = hyper::Response::new(
-        Full::new(Bytes::new())
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
+    let mut response = hyper::Response::new(full(Bytes::new()));
     *response.status_mut() = hyper::StatusCode::from_u16(code).expect("a valid status");
     response
+}
+
+/// `body` as a response body, all of it at once.
+fn full(body: Bytes) -> HyperOutgoingBody {
+    Full::new(body)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// A whole response from a guest's parts (`http.respond`), or `None` if
+/// one is not valid HTTP or is a header a guest may not set.
+fn whole_response(
+    code: u16,
+    headers: Vec<(String, Vec<u8>)>,
+    body: Vec<u8>,
+) -> Option<hyper::Response<HyperOutgoingBody>> {
+    use hyper::header::{CONTENT_LENGTH, HeaderName, HeaderValue};
+    let mut map = hyper::HeaderMap::with_capacity(headers.len() + 1);
+    for (name, value) in headers {
+        let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
+        if wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS.contains(&name) {
+            return None;
+        }
+        if name != CONTENT_LENGTH {
+            map.append(name, HeaderValue::from_bytes(&value).ok()?);
+        }
+    }
+    map.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    let mut response = hyper::Response::new(full(Bytes::from(body)));
+    *response.status_mut() = hyper::StatusCode::from_u16(code).ok()?;
+    *response.headers_mut() = map;
+    Some(response)
 }
 
 /// A server of a process: while it accepts, and after (draining) until its
@@ -128,7 +156,7 @@ pub struct Server {
     /// closes with the last membership, as Node's `server.close()`).
     membership: Option<Arc<Membership>>,
     state: Arc<ServerState>,
-    accept: tokio::task::AbortHandle,
+    accept: futures_util::future::AbortHandle,
 }
 
 /// The servers a process listens with.
@@ -196,7 +224,8 @@ impl ServerState {
 }
 
 /// Accepts the server's connections for as long as it listens and the
-/// process runs, serving each with hyper on its own task.
+/// process runs, serving each with hyper on the process's own task (a
+/// companion: see `runtime::preempt`).
 pub(crate) async fn accept_loop(state: Arc<ServerState>, membership: Arc<Membership>) {
     loop {
         let conn = tokio::select! {
@@ -208,7 +237,7 @@ pub(crate) async fn accept_loop(state: Arc<ServerState>, membership: Arc<Members
             _ = state.proc.wait() => break,
         };
         state.connections.fetch_add(1, Ordering::AcqRel);
-        tokio::spawn(serve(state.clone(), conn));
+        state.proc.spawn_companion(serve(state.clone(), conn));
     }
     state.stop_accepting();
 }
@@ -243,6 +272,8 @@ async fn serve(state: Arc<ServerState>, conn: Conn) {
             let mut response = tokio::select! {
                 r = response => match r {
                     Ok(Ok(response)) => response,
+                    // Its store went with the process: not the guest's doing.
+                    Err(_) if state.proc.status().is_some() => status(503),
                     _ => status(500),
                 },
                 _ = state.proc.wait() => status(503),

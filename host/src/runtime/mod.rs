@@ -118,6 +118,7 @@ impl Runtime {
     ) {
         let rt = self.clone();
         let proc_cpu = proc.cpu_ns.clone();
+        let me = proc.clone();
         let task = async move {
             let mut fatal = proc.fatal.subscribe();
             let status = tokio::select! {
@@ -131,8 +132,9 @@ impl Runtime {
             lifecycle::ended(&rt, &proc, status);
         };
         tracing::trace!(bytes = size_of_val(&task), "process task size");
-        let cpu = proc_cpu;
-        tokio::spawn(self.0.preempt.task(task, cpu));
+        let task = self.0.preempt.task(task, proc_cpu);
+        let _ = me.task.set(task.handle());
+        tokio::spawn(task);
     }
 
     /// Has the sentinel end OS process group `pgid` if the host dies.

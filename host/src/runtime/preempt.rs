@@ -18,12 +18,20 @@
 //! through tokio's `yield_now` (see `table.rs`), which parks them behind
 //! the other runnable tasks rather than in the worker's LIFO slot, so a
 //! yielded spinner never runs ahead of the task it made room for.
+//!
+//! A process task also polls its *companions*: futures that work for the
+//! process alone (its HTTP connections), run on its own task so a request
+//! and its response never cross tasks: a connection that reads a request
+//! queues it, the guest answers in the same poll, and the connection
+//! writes the answer before the poll ends — no wake-up of another task, no
+//! trip through the scheduler, on either side.
 
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 use wasmtime::Engine;
 
@@ -91,12 +99,55 @@ impl Preempt {
         let waker = Arc::new(ProcessWaker {
             preempt: self.clone(),
             task: futures_util::task::AtomicWaker::new(),
+            // The first poll runs the body.
+            state: AtomicU8::new(NOTIFIED),
+            incoming: OnceLock::new(),
         });
         Preemptible {
             task: Box::pin(task),
             waker: Waker::from(waker.clone()),
+            companion_waker: Waker::from(Arc::new(CompanionWaker(waker.clone()))),
+            companions: FuturesUnordered::new(),
             handle: waker,
             cpu,
+        }
+    }
+}
+
+/// A future that runs on a process's task, beside its body.
+type Companion = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// How often one poll goes round companions and body while the body keeps
+/// waking companions (a pipelined burst) before it reschedules instead.
+const ROUNDS: usize = 4;
+
+/// `ProcessWaker::state`: the task is being polled (a wake-up only marks).
+const POLLING: u8 = 1;
+/// Woken while polled: poll again.
+const NOTIFIED: u8 = 2;
+/// A companion was woken (or added) while polled: go round again.
+const COMPANION: u8 = 4;
+
+/// Where a process's companions are spawned: its task, while it runs.
+#[derive(Clone)]
+pub struct TaskHandle(Arc<ProcessWaker>);
+
+impl TaskHandle {
+    /// Runs `future` on the process's task; once the task has ended (or if
+    /// it never polls again), on a task of its own.
+    pub fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
+        let incoming = self.0.incoming.get_or_init(|| Mutex::new(Some(Vec::new())));
+        let mut incoming = incoming.lock().unwrap_or_else(|e| e.into_inner());
+        match incoming.as_mut() {
+            Some(queue) => {
+                queue.push(Box::pin(future));
+                drop(incoming);
+                self.0.wake_with(COMPANION);
+            }
+            None => {
+                drop(incoming);
+                tokio::spawn(future);
+            }
         }
     }
 }
@@ -108,6 +159,10 @@ pub struct Preemptible<F> {
     handle: Arc<ProcessWaker>,
     /// `handle` as a `Waker`, made once.
     waker: Waker,
+    /// `handle` as the companions' `Waker`.
+    companion_waker: Waker,
+    /// The companions it runs.
+    companions: FuturesUnordered<Companion>,
     /// Where the time of its polls goes.
     cpu: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -116,6 +171,38 @@ struct ProcessWaker {
     preempt: Arc<Preempt>,
     /// The runtime's waker for the task.
     task: futures_util::task::AtomicWaker,
+    /// `POLLING`, `NOTIFIED`, `COMPANION`.
+    state: AtomicU8,
+    /// Companions spawned since the last poll (made on the first spawn;
+    /// `None` once the task has ended).
+    incoming: OnceLock<Mutex<Option<Vec<Companion>>>>,
+}
+
+impl ProcessWaker {
+    /// Marks `bit`; unless the task is being polled (the poll sees the
+    /// mark), schedules it.
+    fn wake_with(&self, bit: u8) {
+        if self.state.fetch_or(bit, Ordering::AcqRel) & POLLING != 0 {
+            return;
+        }
+        // Scheduled first: a guest that yields on the bump must find the
+        // woken task queued, or it would resume before it.
+        self.task.wake();
+        self.preempt.woken();
+    }
+
+    /// Takes the companions spawned since the last call.
+    fn take_incoming(&self) -> Vec<Companion> {
+        match self.incoming.get() {
+            Some(incoming) => incoming
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_mut()
+                .map(std::mem::take)
+                .unwrap_or_default(),
+            None => Vec::new(),
+        }
+    }
 }
 
 impl Wake for ProcessWaker {
@@ -124,10 +211,52 @@ impl Wake for ProcessWaker {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        // Scheduled first: a guest that yields on the bump must find the
-        // woken task queued, or it would resume before it.
-        self.task.wake();
-        self.preempt.woken();
+        self.wake_with(NOTIFIED);
+    }
+}
+
+/// Wakes a process task for one of its companions.
+struct CompanionWaker(Arc<ProcessWaker>);
+
+impl Wake for CompanionWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.wake_with(COMPANION);
+    }
+}
+
+impl<F> Preemptible<F> {
+    /// Where companions of this task are spawned.
+    pub fn handle(&self) -> TaskHandle {
+        TaskHandle(self.handle.clone())
+    }
+
+    /// Polls the companions (the new ones too) until none is ready.
+    fn poll_companions(&mut self) {
+        self.handle.state.fetch_and(!COMPANION, Ordering::AcqRel);
+        self.companions.extend(self.handle.take_incoming());
+        let mut cx = Context::from_waker(&self.companion_waker);
+        while let Poll::Ready(Some(())) = self.companions.poll_next_unpin(&mut cx) {}
+    }
+
+    /// The task has ended: its companions go on, on a task of their own
+    /// (a connection still answers its request, with a 503).
+    fn release_companions(&mut self) {
+        let mut left = std::mem::take(&mut self.companions);
+        let incoming = self.handle.incoming.get_or_init(|| Mutex::new(None));
+        left.extend(
+            incoming
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .unwrap_or_default(),
+        );
+        if !left.is_empty() {
+            tokio::spawn(async move { while left.next().await.is_some() {} });
+        }
     }
 }
 
@@ -140,10 +269,35 @@ impl<F: Future> Future for Preemptible<F> {
         let flag = flag();
         let was = flag.map(|f| f.swap(true, Ordering::Relaxed));
         let start = std::time::Instant::now();
-        let ready = this
-            .task
-            .as_mut()
-            .poll(&mut Context::from_waker(&this.waker));
+        this.handle.state.fetch_or(POLLING, Ordering::AcqRel);
+        let mut ready = Poll::Pending;
+        for _ in 0..ROUNDS {
+            if this.handle.state.load(Ordering::Acquire) & COMPANION != 0 {
+                this.poll_companions();
+            }
+            // Polled only when woken: a companion's wake-up (a socket)
+            // does not resume the guest for nothing. Whatever woke it so
+            // far, this poll sees.
+            if this.handle.state.fetch_and(!NOTIFIED, Ordering::AcqRel) & NOTIFIED == 0 {
+                break;
+            }
+            ready = this
+                .task
+                .as_mut()
+                .poll(&mut Context::from_waker(&this.waker));
+            if ready.is_ready() || this.handle.state.load(Ordering::Acquire) & COMPANION == 0 {
+                break;
+            }
+        }
+        // A wake-up it did not get to (a yield, a busy burst) reschedules
+        // it; the marks stay for the next poll.
+        let missed =
+            this.handle.state.fetch_and(!POLLING, Ordering::AcqRel) & (NOTIFIED | COMPANION) != 0;
+        if ready.is_ready() {
+            this.release_companions();
+        } else if missed {
+            cx.waker().wake_by_ref();
+        }
         let ns = start.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
         this.cpu.fetch_add(ns, Ordering::Relaxed);
         if let (Some(f), Some(was)) = (flag, was) {
@@ -156,6 +310,7 @@ impl<F: Future> Future for Preemptible<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::sync::oneshot;
 
     /// Busy flags are set only while a process task is polled.
     #[test]
@@ -185,5 +340,85 @@ mod tests {
         let known = KNOWN.load(Ordering::Acquire).min(FLAGS.len());
         assert!(known > 0);
         assert!(FLAGS[..known].iter().all(|f| !f.load(Ordering::Relaxed)));
+    }
+
+    /// Companions run on their process's task — spawned before its first
+    /// poll, from inside it, or by another companion — and a request and
+    /// its answer go back and forth within it; those still running when
+    /// the body ends go on elsewhere, and one spawned after runs too.
+    #[test]
+    fn companions_share_the_task_and_outlive_it() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let preempt = Preempt::new(Engine::default(), 2);
+        rt.block_on(async {
+            let (ids, mut seen) = tokio::sync::mpsc::unbounded_channel();
+            let (ask, mut asked) = tokio::sync::mpsc::unbounded_channel::<oneshot::Sender<u32>>();
+            let (finish, finished) = oneshot::channel::<()>();
+            let (done, all_done) = oneshot::channel::<()>();
+            let slot = Arc::new(OnceLock::<TaskHandle>::new());
+            let body = {
+                let (ids, slot) = (ids.clone(), slot.clone());
+                async move {
+                    ids.send(("body", tokio::task::id())).unwrap();
+                    // A companion spawned from inside the task, and one
+                    // that it spawns in turn.
+                    let handle = slot.get().unwrap().clone();
+                    let inner = handle.clone();
+                    let ids2 = ids.clone();
+                    handle.spawn(async move {
+                        ids2.send(("inner", tokio::task::id())).unwrap();
+                        let ids3 = ids2.clone();
+                        inner.spawn(async move {
+                            ids3.send(("nested", tokio::task::id())).unwrap();
+                        });
+                    });
+                    // Requests the companion answers.
+                    for i in 0..100 {
+                        let (reply, answer) = oneshot::channel();
+                        ask.send(reply).unwrap();
+                        assert_eq!(answer.await.unwrap(), i * 2);
+                    }
+                }
+            };
+            let task = preempt.task(body, Arc::default());
+            let handle = task.handle();
+            let _ = slot.set(handle.clone());
+            handle.spawn({
+                let ids = ids.clone();
+                async move {
+                    ids.send(("answerer", tokio::task::id())).unwrap();
+                    drop(ids);
+                    let mut i = 0;
+                    while let Some(reply) = asked.recv().await {
+                        reply.send(i * 2).unwrap();
+                        i += 1;
+                    }
+                    // Outlives the body: finishes once told, after it ended.
+                    finished.await.unwrap();
+                    done.send(()).unwrap();
+                }
+            });
+            tokio::spawn(task).await.unwrap();
+            drop(ids);
+            let mut names = Vec::new();
+            let mut task_ids = std::collections::HashSet::new();
+            while let Some((name, id)) = seen.recv().await {
+                names.push(name);
+                task_ids.insert(id);
+            }
+            names.sort();
+            assert_eq!(names, ["answerer", "body", "inner", "nested"]);
+            assert_eq!(task_ids.len(), 1, "all on one task");
+            finish.send(()).unwrap();
+            all_done.await.unwrap();
+            // The task is over: a late companion runs on its own.
+            let (late, ran) = oneshot::channel();
+            handle.spawn(async move { late.send(()).unwrap() });
+            ran.await.unwrap();
+        });
     }
 }

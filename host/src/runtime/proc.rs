@@ -72,6 +72,8 @@ pub struct Proc {
     pub cpu_ns: Arc<std::sync::atomic::AtomicU64>,
     /// The budget this process and its descendants are charged to.
     pub budget: Arc<Budget>,
+    /// Its task, once running: where its companions run.
+    pub(super) task: std::sync::OnceLock<super::preempt::TaskHandle>,
 }
 
 impl Proc {
@@ -108,6 +110,19 @@ impl Proc {
             servers: Default::default(),
             memory: Arc::default(),
             cpu_ns: Arc::default(),
+            task: Default::default(),
+        }
+    }
+
+    /// Runs `future` for this process on its own task (see
+    /// `preempt`: its HTTP connections), or on a task of its own if the
+    /// process has none.
+    pub fn spawn_companion(&self, future: impl Future<Output = ()> + Send + 'static) {
+        match self.task.get() {
+            Some(task) => task.spawn(future),
+            None => {
+                tokio::spawn(future);
+            }
         }
     }
 

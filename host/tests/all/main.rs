@@ -5,6 +5,7 @@ mod bridge;
 mod cli;
 mod cluster;
 mod fork;
+mod http;
 mod net;
 mod node;
 mod os;
