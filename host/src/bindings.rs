@@ -103,6 +103,18 @@ impl From<wasmtime::component::ResourceTableError> for HostError {
     }
 }
 
+impl From<&hive::process::child_process::Limits> for crate::runtime::caps::Requested {
+    fn from(l: &hive::process::child_process::Limits) -> Self {
+        crate::runtime::caps::Requested {
+            max_memory: l.max_memory,
+            max_cpu_ms: l.max_cpu_ms,
+            max_resources: l.max_resources,
+            max_address_space: l.max_address_space,
+            max_open_files: l.max_open_files,
+        }
+    }
+}
+
 impl From<Message> for Payload {
     fn from(msg: Message) -> Payload {
         match msg {

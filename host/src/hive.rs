@@ -8,7 +8,7 @@ use crate::loader::{LoadedModule, Loader};
 use crate::node::Serialization;
 use crate::node::peer::{self, NodeReader, NodeWire};
 use crate::runtime::caps::{
-    AllowedDir, Capabilities, ForkPolicy, Preopen, SpawnPolicy, TotalMemory,
+    AllowedDir, Capabilities, ForkPolicy, Limits, Preopen, SpawnPolicy, TotalMemory,
 };
 use crate::runtime::exit::ExitStatus;
 use crate::runtime::lifecycle::{End, Link};
@@ -112,6 +112,9 @@ pub struct RunOptions {
     /// The guest's memory limit; default (and at most): the host's
     /// [`HiveConfig::max_memory`].
     pub max_memory: Option<u64>,
+    /// The tree's other limits (`--max-cpu-ms`, `--max-resources`): the
+    /// root's, and at most every descendant's.
+    pub limits: Limits,
     /// The guest's initial working directory, a guest path
     /// (`wasi:cli/environment.initial-cwd`).
     pub cwd: Option<String>,
@@ -165,6 +168,7 @@ impl RunOptions {
             allow_net: NetPolicy::Deny,
             allow_fork: ForkPolicy::Below(Vec::new()),
             max_memory: None,
+            limits: Limits::default(),
             cwd: None,
             node_parent: None,
         }
@@ -343,6 +347,7 @@ impl Hive {
                 net: Arc::new(options.allow_net),
                 max_memory,
                 fork,
+                limits: options.limits,
             }),
             cwd: options.cwd,
             budget: self.runtime().processes().budget.clone(),
@@ -422,6 +427,7 @@ impl Hive {
                     net: Arc::new(NetPolicy::Deny),
                     max_memory: self.inner.max_memory,
                     fork: ForkPolicy::Below(Vec::new()),
+                    limits: Limits::default(),
                 }),
                 cwd: None,
                 budget: self.runtime().processes().budget.clone(),

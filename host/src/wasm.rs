@@ -13,7 +13,7 @@ use crate::loader::{LoadedModule, Program};
 use crate::process::ProcessCtx;
 use crate::runtime::budget::{Budget, TooManyProcesses};
 use crate::runtime::caps::Preopen;
-use crate::runtime::caps::{Capabilities, MemoryLimiter};
+use crate::runtime::caps::{Capabilities, Limit, LimitReached, MemoryLimiter};
 use crate::runtime::cluster::WorkerLink;
 use crate::runtime::exit::ExitStatus;
 use crate::runtime::lifecycle::{self, Link, NewProc};
@@ -113,9 +113,11 @@ struct Start {
 impl Start {
     /// A component's host state (a core module has its own, `CoreState`).
     fn host_state(mut self) -> HostState {
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(self.child_process.caps.limits.max_resources as usize);
         HostState {
             wasi: self.wasi.build(),
-            table: ResourceTable::new(),
+            table,
             process: self.process,
             child_process: self.child_process,
             limiter: self.limiter,
@@ -153,7 +155,7 @@ fn prepare(hive: &Hive, proc: &Arc<Proc>, spec: WasmSpec) -> anyhow::Result<(Sta
         who,
         hive.runtime().total_memory().clone(),
     );
-    let limiter = limiter.with_meter(proc.memory.clone());
+    let limiter = limiter.for_process(proc.clone());
     let cluster = crate::cluster::ClusterCtx::new(spec.cluster.clone(), &spec.argv, &spec.env);
     let start = Start {
         wasi,
@@ -184,19 +186,30 @@ fn prepare(hive: &Hive, proc: &Arc<Proc>, spec: WasmSpec) -> anyhow::Result<(Sta
     Ok((start, spec.module))
 }
 
-/// A fresh store for `state`, limited and preemptible.
+/// A fresh store for `state`, limited and preemptible; `cpu` is the
+/// process and its CPU time limit, if it has one.
 fn new_store<T: 'static>(
     hive: &Hive,
     state: T,
     limiter: fn(&mut T) -> &mut MemoryLimiter,
+    cpu: Option<(Arc<Proc>, u64)>,
 ) -> Store<T> {
     let mut store = Store::new(hive.loader().engine(), state);
     store.limiter(move |state| limiter(state) as &mut dyn wasmtime::ResourceLimiter);
+    let cpu = cpu.map(|(proc, ms)| (proc, ms.saturating_mul(1_000_000)));
     // Yield to other tasks at every epoch tick, so a busy guest neither
     // starves the others nor escapes `kill`. Through tokio's `yield_now`:
     // a plain self-wake would land in the worker's LIFO slot and run the
     // busy guest again at once, ahead of the tasks it was to make room for.
-    store.epoch_deadline_callback(|_| {
+    // The CPU limit is checked here too: a guest that computes reaches a
+    // tick within one (1 ms), whatever it runs.
+    store.epoch_deadline_callback(move |_| {
+        if let Some((proc, max_ns)) = &cpu
+            && proc.cpu_ns.load(std::sync::atomic::Ordering::Relaxed) > *max_ns
+        {
+            proc.reached(Limit::Cpu);
+            return Err(LimitReached(Limit::Cpu).into());
+        }
         Ok(wasmtime::UpdateDeadline::YieldCustom(
             1,
             Box::pin(tokio::task::yield_now()),
@@ -213,10 +226,16 @@ async fn run_program(
     program: Program,
     mut start: Start,
 ) -> wasmtime::Result<Result<(), ()>> {
+    let cpu = start
+        .child_process
+        .caps
+        .limits
+        .max_cpu_ms
+        .map(|ms| (start.process.me.clone(), ms));
     match program {
         Program::Component(pre) => {
             let state = start.host_state();
-            let mut store = new_store(hive, state, |s| &mut s.limiter);
+            let mut store = new_store(hive, state, |s| &mut s.limiter, cpu);
             let guest = pre.instantiate_async(&mut store).await?;
             if let Some(worker) = &store.data().sockets.cluster {
                 worker.online();
@@ -226,7 +245,7 @@ async fn run_program(
         Program::Proxy(pre) => {
             let serve = start.serve.take();
             let state = start.host_state();
-            let mut store = new_store(hive, state, |s| &mut s.limiter);
+            let mut store = new_store(hive, state, |s| &mut s.limiter, cpu);
             let proxy = pre.instantiate_async(&mut store).await?;
             let Some(membership) = serve else {
                 wasmtime::bail!("a wasi:http proxy component is served by `host serve`");
@@ -238,7 +257,7 @@ async fn run_program(
                 wasi: start.wasi.build_p1(),
                 limiter: start.limiter,
             };
-            let mut store = new_store(hive, state, |s| &mut s.limiter);
+            let mut store = new_store(hive, state, |s| &mut s.limiter, cpu);
             let instance = pre.instantiate_async(&mut store).await?;
             let main = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
             main.call_async(&mut store, ()).await.map(Ok)
@@ -257,7 +276,8 @@ async fn serve_proxy(
 ) -> wasmtime::Result<Result<(), ()>> {
     let me = store.data().process.me.clone();
     let server = crate::http::ServerState::new(me.clone(), 1);
-    me.spawn_companion(crate::http::accept_loop(server, membership));
+    // Runs as long as the process: nothing stops it early.
+    let _ = crate::http::start_accepting(server, membership);
     loop {
         me.inbox.wait_until(|| me.inbox.has_any()).await;
         while let Some(event) = me.inbox.try_pop() {
@@ -304,17 +324,54 @@ async fn run(
             }
         },
     };
+    let start_caps = start.child_process.caps.limits;
     match run_program(&hive, program, start).await {
         Ok(Ok(())) => ExitStatus::Code(0),
         Ok(Err(())) => ExitStatus::Code(1),
         Err(e) => match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
             Some(exit) => ExitStatus::Code(exit.0),
             None => {
-                write_report(&*stderr, &trap_report(&proc, &e)).await;
-                ExitStatus::Signal(Signal::ABRT)
+                let limit = e.downcast_ref::<LimitReached>().map(|l| l.0).or_else(|| {
+                    e.chain()
+                        .filter_map(|c| c.downcast_ref::<wasmtime::component::ResourceTableError>())
+                        .any(|t| matches!(t, wasmtime::component::ResourceTableError::Full))
+                        .then_some(Limit::Resources)
+                });
+                match limit {
+                    // A limit ended it: one line naming it, no backtrace.
+                    Some(limit) => {
+                        proc.reached(limit);
+                        let report = limit_report(&proc, limit, &start_caps);
+                        write_report(&*stderr, &report).await;
+                        match limit {
+                            Limit::Cpu => ExitStatus::Signal(Signal::XCPU),
+                            _ => ExitStatus::Signal(Signal::ABRT),
+                        }
+                    }
+                    None => {
+                        write_report(&*stderr, &trap_report(&proc, &e)).await;
+                        ExitStatus::Signal(Signal::ABRT)
+                    }
+                }
             }
         },
     }
+}
+
+/// One line: the limit that ended `proc`, and what raises it.
+fn limit_report(proc: &Proc, limit: Limit, limits: &crate::runtime::caps::Limits) -> String {
+    let (amount, unit) = match limit {
+        Limit::Cpu => (limits.max_cpu_ms.unwrap_or_default(), " ms of CPU time"),
+        Limit::Resources => (u64::from(limits.max_resources), " host resources at once"),
+        Limit::Memory => (0, ""),
+    };
+    format!(
+        "error: guest `{}` (pid {}) reached its {} ({amount}{unit}) and was ended; raise it with {}\n",
+        proc.name,
+        proc.pid,
+        limit.what(),
+        limit.option(),
+    )
 }
 
 /// One paragraph: what trapped, why, and where (the wasm backtrace).

@@ -21,7 +21,8 @@ pub struct ForkOptions {
     pub silent: bool,
     /// Give the child this process's preopened directories (default true).
     pub inherit_dirs: bool,
-    /// Kill the child with `kill_signal` after this many milliseconds.
+    /// Kill the child with `kill_signal` after this many milliseconds
+    /// (`0`: no timeout, as in Node).
     pub timeout_ms: Option<u64>,
     /// The signal for `timeout_ms` (default `SIGTERM`).
     pub kill_signal: Option<String>,
@@ -33,6 +34,39 @@ pub struct ForkOptions {
     pub exec_path: Option<String>,
     /// How messages travel to an OS child (Node's `serialization`).
     pub serialization: Serialization,
+    /// The child's limits (beyond Node): each at most this process's own.
+    pub limits: Limits,
+}
+
+/// A child's limits (the WIT's `child-process.limits`, which documents
+/// each): `None` is this process's own; more than it fails the fork or
+/// spawn with `invalid-argument`. A child that reaches one ends (only it),
+/// and emits `error` with the limit's code (`ERR_WORKER_OUT_OF_MEMORY`,
+/// `ERR_CPU_LIMIT`, `ERR_RESOURCE_LIMIT`) before `exit`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of linear memory (a wasm child).
+    pub max_memory: Option<u64>,
+    /// Milliseconds of CPU time (wasm or OS; an OS child's in whole seconds).
+    pub max_cpu_ms: Option<u64>,
+    /// Host resources a wasm child may hold at once.
+    pub max_resources: Option<u32>,
+    /// An OS child's address space in bytes (`RLIMIT_AS`).
+    pub max_address_space: Option<u64>,
+    /// An OS child's open file descriptors (`RLIMIT_NOFILE`).
+    pub max_open_files: Option<u64>,
+}
+
+impl From<Limits> for wit::Limits {
+    fn from(l: Limits) -> wit::Limits {
+        wit::Limits {
+            max_memory: l.max_memory,
+            max_cpu_ms: l.max_cpu_ms,
+            max_resources: l.max_resources,
+            max_address_space: l.max_address_space,
+            max_open_files: l.max_open_files,
+        }
+    }
 }
 
 /// How messages travel to a Node child (Node's `serialization` option).
@@ -57,6 +91,7 @@ impl Default for ForkOptions {
             max_procs: None,
             exec_path: None,
             serialization: Serialization::Json,
+            limits: Limits::default(),
         }
     }
 }
@@ -142,6 +177,7 @@ pub fn fork(module: &str, args: &[&str], options: ForkOptions) -> Result<Child, 
             Serialization::Json => wit::Serialization::Json,
             Serialization::Advanced => wit::Serialization::Advanced,
         },
+        limits: options.limits.into(),
     };
     Ok(Child::register(
         wit::fork(module, &args, &wit_options)?,

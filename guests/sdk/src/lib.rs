@@ -41,7 +41,7 @@ mod message;
 pub mod os;
 pub mod process;
 
-pub use child::{Child, ChildEvent, ForkOptions, Serialization, fork, status_fields};
+pub use child::{Child, ChildEvent, ForkOptions, Limits, Serialization, fork, status_fields};
 pub use error::{Error, node_code};
 pub use event_loop::{TimerId, clear_timeout, run, set_interval, set_timeout};
 pub use io::{on_data, pipe};

@@ -21,6 +21,8 @@ pub struct SpawnOptions {
     pub shell: Option<String>,
     pub timeout_ms: Option<u64>,
     pub kill_signal: Option<String>,
+    /// CPU time, address space and open files (see [`crate::Limits`]).
+    pub limits: crate::Limits,
 }
 
 impl Default for SpawnOptions {
@@ -34,6 +36,7 @@ impl Default for SpawnOptions {
             shell: None,
             timeout_ms: None,
             kill_signal: None,
+            limits: crate::Limits::default(),
         }
     }
 }
@@ -138,6 +141,7 @@ pub fn spawn(command: &str, args: &[&str], options: SpawnOptions) -> Result<Chil
             shell: options.shell,
             timeout_ms: options.timeout_ms,
             kill_signal: options.kill_signal,
+            limits: options.limits.into(),
         },
     )?;
     Ok(Child::register(handle, false))

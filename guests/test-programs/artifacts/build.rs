@@ -82,6 +82,8 @@ const SUITES: &[(&str, Run)] = &[
     // `cluster_cases`: a primary forking itself as workers
     // (host/tests/all/cluster.rs).
     ("cluster", Run::ByName(&["host/tests/all"])),
+    // `limits_cases`: children past their limits (host/tests/all/limits.rs).
+    ("limits", Run::ByName(&["host/tests/all"])),
     // `http_cases`: responses a guest gets wrong, streamed and whole
     // (host/tests/all/http.rs).
     ("http", Run::ByName(&["host/tests/all"])),

@@ -11,7 +11,7 @@ use crate::node::{self, Serialization};
 use crate::os::Request;
 use crate::runtime::argv::{has_nul, invalid_env};
 use crate::runtime::budget::Budget;
-use crate::runtime::caps::ForkPolicy;
+use crate::runtime::caps::{Capabilities, ForkPolicy};
 use crate::runtime::cluster::{Cluster, WorkerLink, WorkerRecord};
 use crate::runtime::event::StartError;
 use crate::runtime::lifecycle::{self, Link};
@@ -60,8 +60,9 @@ impl ChildProcessView<'_> {
             return Err(ErrorCode::InvalidArgument.into());
         }
         let kill_signal = kill_signal(options.kill_signal.as_deref())?;
+        let caps = self.child_caps(&options.limits)?;
         if options.exec_path.is_some() || !module.ends_with(".wasm") {
-            let child = self.fork_os(module, args, options, kill_signal, worker)?;
+            let child = self.fork_os(module, args, options, kill_signal, worker, &caps)?;
             let record = self.table.get(&child)?.worker.clone();
             return Ok((child, record));
         }
@@ -147,7 +148,7 @@ impl ChildProcessView<'_> {
                 .iter()
                 .flat_map(|(out, err)| [out.clone(), err.clone()])
                 .collect(),
-            caps: self.ctx.caps.clone(),
+            caps: Arc::new(caps),
             cwd: self.ctx.cwd.clone(),
             budget,
             cluster: link,
@@ -173,6 +174,7 @@ impl ChildProcessView<'_> {
         options: ForkOptions,
         kill_signal: Signal,
         worker: Option<AsWorker>,
+        caps: &Capabilities,
     ) -> Result<Resource<Child>, HostError> {
         let exec_path = options.exec_path.unwrap_or_else(|| "node".into());
         let argv: Vec<String> = options
@@ -188,6 +190,7 @@ impl ChildProcessView<'_> {
         };
         let env = options.env.unwrap_or_else(|| self.ctx.env.clone());
         let mut request = Request::new(&exec_path, &argv, None, None, None, env, stdio, false)?;
+        request.limits = caps.limits.into();
         // A child never sees a channel that is not its own.
         request.env.retain(|(name, _)| !node::is_channel_var(name));
         self.may_spawn(&mut request)?;

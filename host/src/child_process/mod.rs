@@ -144,6 +144,25 @@ impl Child {
 }
 
 /// `kill-signal` as given, default SIGTERM.
+impl ChildProcessView<'_> {
+    /// A child's capabilities: ours, with the `limits` it asks for. More
+    /// than we have is `invalid-argument`, logged with the option and the
+    /// most it may be.
+    fn child_caps(
+        &self,
+        limits: &crate::bindings::hive::process::child_process::Limits,
+    ) -> Result<Capabilities, HostError> {
+        self.ctx.caps.narrowed(&limits.into()).map_err(|why| {
+            tracing::warn!(
+                "guest `{}` (pid {}) may not start that child: {why}",
+                self.ctx.me.name,
+                self.ctx.me.pid
+            );
+            ErrorCode::InvalidArgument.into()
+        })
+    }
+}
+
 fn kill_signal(name: Option<&str>) -> Result<Signal, HostError> {
     match name {
         None => Ok(Signal::TERM),

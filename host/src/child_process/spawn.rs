@@ -55,7 +55,9 @@ impl ChildProcessView<'_> {
             [options.stdin, options.stdout, options.stderr],
             options.detached,
         )?;
+        let limits = self.child_caps(&options.limits)?.limits;
         self.may_spawn(&mut request)?;
+        request.limits = limits.into();
         let child = self.start_os(
             &request,
             options.timeout_ms,
@@ -158,6 +160,8 @@ impl ChildProcessView<'_> {
             .program(&request.file, request.path_env())
         {
             request.program = program;
+            // Its limits are ours unless the caller narrows them.
+            request.limits = self.ctx.caps.limits.into();
             return Ok(());
         }
         tracing::warn!(
@@ -299,6 +303,7 @@ impl ChildProcessView<'_> {
         );
         let mut child = Child::started(proc.clone(), &request.file, argv);
         child.worker = record;
+        let limits = request.limits;
         match output {
             Output::Streams => {
                 lifecycle::kill_after(&proc, timeout_ms, kill_signal);
@@ -319,6 +324,9 @@ impl ChildProcessView<'_> {
                     let raw = started.child.wait().await;
                     tracing::debug!(?raw, "os child reaped");
                     let status = raw.map(os::exit_status);
+                    if let Ok(status) = status {
+                        os::note_limit(&proc, &limits, status);
+                    }
                     if let Some(reading) = reading {
                         // Its end is closed now, unless a program it
                         // started holds it: then do not wait forever.
@@ -331,7 +339,7 @@ impl ChildProcessView<'_> {
                 let (tx, rx) = watch::channel(None);
                 child.output = Some(rx);
                 let file = request.file.clone();
-                let timeout = timeout_ms.map(Duration::from_millis);
+                let timeout = timeout_ms.filter(|&ms| ms > 0).map(Duration::from_millis);
                 tokio::spawn(async move {
                     let done = exec::complete(
                         started,
@@ -343,6 +351,7 @@ impl ChildProcessView<'_> {
                     )
                     .await;
                     let status = done.status.unwrap_or(ExitStatus::Code(1));
+                    os::note_limit(&proc, &limits, status);
                     let _ = tx.send(Some(done.exec_output(
                         &cmd,
                         &file,
@@ -389,7 +398,10 @@ impl ChildProcessView<'_> {
                 if group {
                     rt.watch_group(pid);
                 }
-                let timeout = options.timeout_ms.map(Duration::from_millis);
+                let timeout = options
+                    .timeout_ms
+                    .filter(|&ms| ms > 0)
+                    .map(Duration::from_millis);
                 let max_buffer = exec::max_buffer(options.max_buffer);
                 let done = exec::complete(
                     started,

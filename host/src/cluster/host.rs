@@ -2,7 +2,7 @@
 //! and `fork` here, the rest delegated to the worker's `Child`.
 
 use super::Worker;
-use crate::bindings::hive::process::child_process::{ForkOptions, HostChild};
+use crate::bindings::hive::process::child_process::{ForkOptions, HostChild, Limits};
 use crate::bindings::hive::process::cluster::{
     Host, HostWorker, ListenerInfo, PrimarySettings, SchedulingPolicy, SetupOptions, WorkerLoad,
     WorkerState,
@@ -121,6 +121,14 @@ impl Host for ChildProcessView<'_> {
             max_procs: None,
             exec_path: s.exec_path,
             serialization: s.serialization,
+            // A worker has the primary's limits.
+            limits: Limits {
+                max_memory: None,
+                max_cpu_ms: None,
+                max_resources: None,
+                max_address_space: None,
+                max_open_files: None,
+            },
         };
         let (child, record) =
             self.fork_child(s.exec, s.args, options, Some(AsWorker { cluster, id }))?;

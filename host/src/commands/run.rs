@@ -90,6 +90,19 @@ pub struct RunCommand {
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     max_total_memory: Option<u64>,
 
+    /// The most CPU time, in milliseconds, the guest and each process it
+    /// starts may use (its code and its host calls; an OS child's
+    /// `RLIMIT_CPU`, in whole seconds). Past it the process ends with
+    /// SIGXCPU and one line naming this flag [default: no limit].
+    #[arg(long, value_name = "MS")]
+    max_cpu_ms: Option<u64>,
+
+    /// The most host resources (handles: children, streams, pollables, HTTP
+    /// requests, ...) the guest and each process it forks may hold at
+    /// once; one more ends the process with one line naming this flag.
+    #[arg(long, value_name = "N", default_value_t = crate::runtime::caps::DEFAULT_MAX_RESOURCES)]
+    max_resources: u32,
+
     /// Let the guest start OS programs (`spawn`, `exec`, ...): any program,
     /// or only those listed, by name (`ls`) or path (`/bin/ls`). Children
     /// never get more than their parent. `exec` runs `/bin/sh`, so it needs
@@ -398,6 +411,11 @@ impl RunCommand {
                 Some(dirs) => ForkPolicy::Below(dirs),
             },
             max_memory: None,
+            limits: crate::runtime::caps::Limits {
+                max_cpu_ms: self.max_cpu_ms,
+                max_resources: self.max_resources,
+                ..Default::default()
+            },
             cwd: self.cwd,
             node_parent: node_parent.clone(),
         };

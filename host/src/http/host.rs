@@ -2,7 +2,7 @@
 //! (`crate::sockets`): the same `--allow-net` check and, in a cluster
 //! worker, the same shared listeners as a `wasi:sockets` listen.
 
-use super::{Server, ServerState, accept_loop, status, whole_response};
+use super::{Server, ServerState, start_accepting, status, whole_response};
 use crate::bindings::hive::process::http::{Host, ServerInfo};
 use crate::bindings::{ErrorCode, HostError};
 use crate::runtime::listen::{Key, Policy, Registry};
@@ -55,17 +55,13 @@ impl Host for SocketsView<'_> {
         let port = membership.local().port();
         let state = ServerState::new(self.ctx.me.clone(), id);
         // On the process's own task, with the connections it accepts.
-        let (accept, abort) =
-            futures_util::future::abortable(accept_loop(state.clone(), membership.clone()));
-        self.ctx.me.spawn_companion(async move {
-            let _ = accept.await;
-        });
+        let accept = start_accepting(state.clone(), membership.clone());
         servers.open.insert(
             id,
             Server {
                 membership: Some(membership),
                 state,
-                accept: abort,
+                accept,
             },
         );
         Ok(ServerInfo { id, port })

@@ -226,7 +226,24 @@ impl ServerState {
 /// Accepts the server's connections for as long as it listens and the
 /// process runs, serving each with hyper on the process's own task (a
 /// companion: see `runtime::preempt`).
-pub(crate) async fn accept_loop(state: Arc<ServerState>, membership: Arc<Membership>) {
+/// Starts accepting `membership`'s connections for `state`'s process, on
+/// its own task; the returned handle stops it. The host accepts, not the
+/// guest, so the listener hands this worker its turns at once, before its
+/// task has even run (`Membership::accept_eagerly`).
+pub(crate) fn start_accepting(
+    state: Arc<ServerState>,
+    membership: Arc<Membership>,
+) -> futures_util::future::AbortHandle {
+    membership.accept_eagerly();
+    let proc = state.proc.clone();
+    let (accepting, abort) = futures_util::future::abortable(accept_loop(state, membership));
+    proc.spawn_companion(async move {
+        let _ = accepting.await;
+    });
+    abort
+}
+
+async fn accept_loop(state: Arc<ServerState>, membership: Arc<Membership>) {
     loop {
         let conn = tokio::select! {
             conn = std::future::poll_fn(|cx| membership.poll_accept(cx)) => match conn {
@@ -238,11 +255,6 @@ pub(crate) async fn accept_loop(state: Arc<ServerState>, membership: Arc<Members
         };
         state.connections.fetch_add(1, Ordering::AcqRel);
         state.proc.spawn_companion(serve(state.clone(), conn));
-        // One connection per poll of the process: taking its hand-off frees
-        // it for the next, and a sibling handed one a moment ago may not
-        // have run yet. Without this, the worker that runs first drains a
-        // burst of connections (keep-alive shares of 2:1 were measured).
-        tokio::task::yield_now().await;
     }
     state.stop_accepting();
 }

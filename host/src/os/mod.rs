@@ -50,6 +50,49 @@ pub struct Request {
     /// The file to execute, as the spawn policy decided
     /// ([`SpawnPolicy::program`]); `None` when it found none (ENOENT).
     pub program: Option<PathBuf>,
+    /// Its resource limits.
+    pub limits: OsLimits,
+}
+
+/// An OS child's resource limits (`setrlimit`), set in the child between
+/// fork and exec, so it never runs without them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OsLimits {
+    /// `RLIMIT_CPU`, in milliseconds (the kernel counts whole seconds:
+    /// rounded up; SIGXCPU at the limit, SIGKILL a second later).
+    pub cpu_ms: Option<u64>,
+    /// `RLIMIT_AS`, bytes.
+    pub address_space: Option<u64>,
+    /// `RLIMIT_NOFILE`.
+    pub open_files: Option<u64>,
+}
+
+impl From<crate::runtime::caps::Limits> for OsLimits {
+    fn from(l: crate::runtime::caps::Limits) -> OsLimits {
+        OsLimits {
+            cpu_ms: l.max_cpu_ms,
+            address_space: l.max_address_space,
+            open_files: l.max_open_files,
+        }
+    }
+}
+
+impl OsLimits {
+    /// The limits as `(resource, soft, hard)` for `setrlimit`.
+    fn rlimits(&self) -> Vec<(libc::__rlimit_resource_t, u64, u64)> {
+        let mut out = Vec::new();
+        if let Some(ms) = self.cpu_ms {
+            let secs = ms.div_ceil(1000).max(1);
+            out.push((libc::RLIMIT_CPU, secs, secs + 1));
+        }
+        if let Some(bytes) = self.address_space {
+            out.push((libc::RLIMIT_AS, bytes, bytes));
+        }
+        if let Some(n) = self.open_files {
+            out.push((libc::RLIMIT_NOFILE, n, n));
+        }
+        out
+    }
 }
 
 impl Request {
@@ -105,6 +148,7 @@ impl Request {
             stdio,
             detached,
             program: None,
+            limits: OsLimits::default(),
         })
     }
 
@@ -174,6 +218,9 @@ pub fn start(
     } else if group {
         command.process_group(0);
     }
+    // Costs the posix_spawn fast path (a fork of the host instead, slower
+    // with many guests mapped): only children with limits pay it.
+    unix::set_rlimits(&mut command, request.limits.rlimits());
     let [stdin, stdout, stderr] = request.stdio;
     let forward = |kind: StdioKind| match kind {
         StdioKind::Pipe => OsStdio::piped(),
@@ -267,6 +314,22 @@ fn errno_name(errno: i32) -> &'static str {
         libc::EPERM => "EPERM",
         libc::ENOEXEC => "ENOEXEC",
         _ => "EIO",
+    }
+}
+
+/// Marks `proc` as ended by its CPU limit when the kernel's SIGXCPU ended
+/// it, and says so on stderr.
+pub fn note_limit(proc: &crate::runtime::proc::Proc, limits: &OsLimits, status: ExitStatus) {
+    use crate::runtime::caps::Limit;
+    if let (Some(ms), ExitStatus::Signal(Signal::XCPU)) = (limits.cpu_ms, status) {
+        proc.reached(Limit::Cpu);
+        tracing::warn!(
+            "`{}` (pid {}) reached its CPU time limit ({ms} ms, counted in whole seconds) and \
+             was ended (SIGXCPU); raise it with {}",
+            proc.name,
+            proc.pid,
+            Limit::Cpu.option()
+        );
     }
 }
 

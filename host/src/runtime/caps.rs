@@ -21,6 +21,164 @@ pub struct Capabilities {
     pub max_memory: u64,
     /// Which modules it may fork (`--allow-fork`).
     pub fork: ForkPolicy,
+    /// Its other limits (`--max-cpu-ms`, `--max-resources`, and what its OS
+    /// children get).
+    pub limits: Limits,
+}
+
+/// The most host resources (handles in its table) a process holds at
+/// once, by default: about 10 MB of host memory at worst, where wasmtime's
+/// own default (1,000,000) would let each guest take 100 MB.
+pub const DEFAULT_MAX_RESOURCES: u32 = 100_000;
+
+/// A process's limits besides linear memory (the WIT's `limits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// CPU time in milliseconds (`--max-cpu-ms`).
+    pub max_cpu_ms: Option<u64>,
+    /// Entries in its resource table (`--max-resources`).
+    pub max_resources: u32,
+    /// `RLIMIT_AS` of its OS children.
+    pub max_address_space: Option<u64>,
+    /// `RLIMIT_NOFILE` of its OS children.
+    pub max_open_files: Option<u64>,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_cpu_ms: None,
+            max_resources: DEFAULT_MAX_RESOURCES,
+            max_address_space: None,
+            max_open_files: None,
+        }
+    }
+}
+
+/// The limits a fork or spawn asks for (`none`: the parent's own).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Requested {
+    /// Bytes of linear memory.
+    pub max_memory: Option<u64>,
+    /// Milliseconds of CPU time.
+    pub max_cpu_ms: Option<u64>,
+    /// Entries in its resource table.
+    pub max_resources: Option<u32>,
+    /// `RLIMIT_AS` of an OS child.
+    pub max_address_space: Option<u64>,
+    /// `RLIMIT_NOFILE` of an OS child.
+    pub max_open_files: Option<u64>,
+}
+
+impl Capabilities {
+    /// A child's capabilities: ours, with the limits it asks for, none of
+    /// them more than ours. `Err` says which option asked for too much and
+    /// the most it may be.
+    pub fn narrowed(&self, asked: &Requested) -> Result<Capabilities, String> {
+        /// `asked` if it is within `ours` (`None`: unlimited).
+        fn within<T: Copy + PartialOrd + std::fmt::Display>(
+            option: &str,
+            asked: Option<T>,
+            ours: Option<T>,
+        ) -> Result<Option<T>, String> {
+            match (asked, ours) {
+                (Some(a), Some(o)) if a > o => Err(format!(
+                    "`limits.{option}` asks for {}, more than this process's own {}",
+                    show(option, a),
+                    show(option, o)
+                )),
+                (Some(a), _) => Ok(Some(a)),
+                (None, o) => Ok(o),
+            }
+        }
+        /// Sizes as `--max-memory` takes them (`16M`).
+        fn show<T: std::fmt::Display>(option: &str, value: T) -> String {
+            let text = value.to_string();
+            match (option, text.parse::<u64>()) {
+                ("max-memory" | "max-address-space", Ok(bytes)) => format_size(bytes),
+                _ => text,
+            }
+        }
+        let mut caps = self.clone();
+        let memory = asked.max_memory.map(|m| m.next_multiple_of(WASM_PAGE));
+        caps.max_memory =
+            within("max-memory", memory, Some(self.max_memory))?.expect("ours is set");
+        let l = &self.limits;
+        caps.limits = Limits {
+            max_cpu_ms: within("max-cpu-ms", asked.max_cpu_ms, l.max_cpu_ms)?,
+            max_resources: within("max-resources", asked.max_resources, Some(l.max_resources))?
+                .expect("ours is set"),
+            max_address_space: within(
+                "max-address-space",
+                asked.max_address_space,
+                l.max_address_space,
+            )?,
+            max_open_files: within("max-open-files", asked.max_open_files, l.max_open_files)?,
+        };
+        Ok(caps)
+    }
+}
+
+/// The error a host check returns to end a process on `Limit` (a trap
+/// that `wasm::run` turns into the limit's exit).
+#[derive(Debug)]
+pub struct LimitReached(pub Limit);
+
+impl std::fmt::Display for LimitReached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "reached its {}", self.0.what())
+    }
+}
+
+impl std::error::Error for LimitReached {}
+
+/// A limit a process reached, which ended it (its parent's `error` event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Limit {
+    /// `max-memory`: a grow was refused, and the guest then aborted.
+    Memory = 1,
+    /// `max-cpu-ms`.
+    Cpu = 2,
+    /// `max-resources`.
+    Resources = 3,
+}
+
+impl Limit {
+    /// The limit stored as a byte (`Proc::limit_reached`), if any.
+    pub fn from_u8(byte: u8) -> Option<Limit> {
+        [Limit::Memory, Limit::Cpu, Limit::Resources]
+            .into_iter()
+            .find(|l| *l as u8 == byte)
+    }
+
+    /// The error code the parent sees (Node's Worker names a memory limit
+    /// `ERR_WORKER_OUT_OF_MEMORY`).
+    pub fn code(self) -> &'static str {
+        match self {
+            Limit::Memory => "ERR_WORKER_OUT_OF_MEMORY",
+            Limit::Cpu => "ERR_CPU_LIMIT",
+            Limit::Resources => "ERR_RESOURCE_LIMIT",
+        }
+    }
+
+    /// The option and flag that raise it.
+    pub fn option(self) -> &'static str {
+        match self {
+            Limit::Memory => "`limits.max-memory` (at the top `--max-memory`)",
+            Limit::Cpu => "`limits.max-cpu-ms` (at the top `--max-cpu-ms`)",
+            Limit::Resources => "`limits.max-resources` (at the top `--max-resources`)",
+        }
+    }
+
+    /// What it limits, for messages.
+    pub fn what(self) -> &'static str {
+        match self {
+            Limit::Memory => "memory limit",
+            Limit::Cpu => "CPU time limit",
+            Limit::Resources => "resource limit",
+        }
+    }
 }
 
 /// A directory made visible to a guest (`--dir HOST::GUEST`, or
@@ -226,14 +384,16 @@ pub struct MemoryLimiter {
     who: String,
     /// The host's budget for all guests, which `used` is charged to too.
     total: Arc<TotalMemory>,
-    /// `used`, where others can read it (the process's metrics).
-    meter: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// The process it limits: `used` is published in its metrics, and a
+    /// refusal marked as the limit it reached.
+    proc: Option<Arc<super::proc::Proc>>,
 }
 
 impl MemoryLimiter {
-    /// Publishes the bytes in use to `meter` as they grow.
-    pub fn with_meter(mut self, meter: Arc<std::sync::atomic::AtomicU64>) -> MemoryLimiter {
-        self.meter = Some(meter);
+    /// Publishes the bytes in use in `proc`'s metrics as they grow, and
+    /// marks it when a grow is refused.
+    pub fn for_process(mut self, proc: Arc<super::proc::Proc>) -> MemoryLimiter {
+        self.proc = Some(proc);
         self
     }
 
@@ -245,11 +405,14 @@ impl MemoryLimiter {
             warned: false,
             who,
             total,
-            meter: None,
+            proc: None,
         }
     }
 
     fn refuse(&mut self, what: std::fmt::Arguments<'_>) -> wasmtime::Result<bool> {
+        if let Some(proc) = &self.proc {
+            proc.reached(Limit::Memory);
+        }
         if !self.warned {
             self.warned = true;
             tracing::warn!("{} was refused memory: {what}", self.who);
@@ -282,9 +445,13 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
             let (total, max) = (total.next_multiple_of(WASM_PAGE), self.max);
             return self.refuse(format_args!(
                 "growing to {} of linear memory would pass its limit of {}; \
-                 raise it with `--max-memory SIZE`",
+                 raise it with {}",
                 format_size(total),
                 format_size(max),
+                match self.proc.as_ref().is_some_and(|p| p.parent.is_some()) {
+                    true => "its fork option `limits.max-memory` (at most its parent's)",
+                    false => "`--max-memory SIZE`",
+                },
             ));
         }
         if !self.total.take(delta) {
@@ -298,8 +465,9 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         // A grow we allowed that then fails (the OS is out of memory) stays
         // counted: conservative, and it only happens once memory is short.
         self.used = total;
-        if let Some(meter) = &self.meter {
-            meter.store(total, std::sync::atomic::Ordering::Relaxed);
+        if let Some(proc) = &self.proc {
+            proc.memory
+                .store(total, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(true)
     }

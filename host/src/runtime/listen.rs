@@ -11,7 +11,8 @@
 //! - **round-robin** (Node's `SCHED_RR`, the default): the host accepts,
 //!   sets `TCP_NODELAY` and hands each connection to the next *free*
 //!   worker, one that has taken its previous hand-off (at most one hand-off
-//!   in flight per worker, as Node's `RoundRobinHandle`);
+//!   in flight per worker, as Node's `RoundRobinHandle`; a worker the host
+//!   accepts for, an HTTP server, takes them as they come: a strict turn);
 //! - **least-connections**: the free worker with the fewest open
 //!   connections it was handed;
 //! - **source-ip-hash**: the worker the client's IP hashes to (sticky
@@ -136,9 +137,26 @@ pub struct Counters {
 struct Member {
     worker: u32,
     queue: VecDeque<Conn>,
+    /// Hand-offs it may have untaken: 1 for a worker that accepts itself,
+    /// [`EAGER_QUEUE`] for one the host accepts for.
+    capacity: usize,
     waker: Option<Waker>,
     counters: Arc<Counters>,
 }
+
+impl Member {
+    /// Whether it may be handed one more connection now.
+    fn is_free(&self) -> bool {
+        self.queue.len() < self.capacity
+    }
+}
+
+/// How many hand-offs a member the host accepts for may have waiting.
+/// Its accept loop runs on its own task, whenever that task is next
+/// polled; with one, a worker whose task had not run yet lost its turn to
+/// one that had, and a burst of keep-alive connections went 14:1 under
+/// load. With room for many, round-robin is a strict turn.
+const EAGER_QUEUE: usize = 64;
 
 #[derive(Default)]
 struct State {
@@ -188,6 +206,7 @@ impl Registry {
             state.members.push(Member {
                 worker,
                 queue: VecDeque::new(),
+                capacity: 1,
                 waker: None,
                 counters: counters.clone(),
             });
@@ -379,7 +398,7 @@ impl Shared {
                 let start = state.cursor % n;
                 let index = (0..n)
                     .map(|i| (start + i) % n)
-                    .find(|&i| state.members[i].queue.is_empty())?;
+                    .find(|&i| state.members[i].is_free())?;
                 state.cursor = index + 1;
                 Some(index)
             }
@@ -390,7 +409,7 @@ impl Shared {
                 let start = state.cursor % n;
                 let index = (0..n)
                     .map(|i| (start + i) % n)
-                    .filter(|&i| state.members[i].queue.is_empty())
+                    .filter(|&i| state.members[i].is_free())
                     .min_by_key(|&i| state.members[i].counters.open.load(Ordering::Relaxed))?;
                 state.cursor = index + 1;
                 Some(index)
@@ -520,6 +539,22 @@ impl Membership {
     /// listener across an instance's replacement, so the port stays).
     pub fn hold(&self) -> Hold {
         Hold(self.shared.clone())
+    }
+
+    /// The host accepts for this worker (its HTTP server): it takes its
+    /// hand-offs as they come, [`EAGER_QUEUE`] at most waiting, so its turn
+    /// never depends on when its task runs. A worker that accepts itself
+    /// (`std::net`, a Node worker) keeps one: it is free once it took it.
+    pub fn accept_eagerly(&self) {
+        let mut state = self.shared.state.lock().unwrap();
+        if let Some(member) = state
+            .members
+            .iter_mut()
+            .find(|m| Arc::ptr_eq(&m.counters, &self.counters))
+        {
+            member.capacity = EAGER_QUEUE;
+        }
+        self.shared.dispatch(&mut state);
     }
 
     /// The worker this membership is for.

@@ -72,6 +72,8 @@ pub struct Proc {
     pub cpu_ns: Arc<std::sync::atomic::AtomicU64>,
     /// The budget this process and its descendants are charged to.
     pub budget: Arc<Budget>,
+    /// The limit that ended it, if one did (a `caps::Limit` as a byte).
+    limit: std::sync::atomic::AtomicU8,
     /// Its task, once running: where its companions run.
     pub(super) task: std::sync::OnceLock<super::preempt::TaskHandle>,
 }
@@ -111,7 +113,20 @@ impl Proc {
             memory: Arc::default(),
             cpu_ns: Arc::default(),
             task: Default::default(),
+            limit: Default::default(),
         }
+    }
+
+    /// It reached `limit` (the first one counts).
+    pub fn reached(&self, limit: super::caps::Limit) {
+        let _ = self
+            .limit
+            .compare_exchange(0, limit as u8, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// The limit it reached, if any.
+    pub fn limit_reached(&self) -> Option<super::caps::Limit> {
+        super::caps::Limit::from_u8(self.limit.load(Ordering::Acquire))
     }
 
     /// Runs `future` for this process on its own task (see

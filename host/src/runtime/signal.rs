@@ -73,6 +73,9 @@ impl Signal {
     pub const TERM: Signal = Signal(15);
     /// SIGSTOP (19).
     pub const STOP: Signal = Signal(19);
+    /// SIGXCPU (24): a process past its CPU time limit (`RLIMIT_CPU` for an
+    /// OS child, `max-cpu-ms` for a wasm one).
+    pub const XCPU: Signal = Signal(24);
 
     /// Parses a signal as Node's `kill()` accepts it: a name such as
     /// `SIGTERM`, or a number. `0` is the existence probe.

@@ -61,6 +61,31 @@ pub fn detach(command: &mut Command) {
     }
 }
 
+/// Makes the child set `limits` (`(resource, soft, hard)`) before exec;
+/// nothing for none. A limit the kernel refuses (above the host's own
+/// hard limit) fails the spawn with that errno (`EPERM`).
+pub fn set_rlimits(command: &mut Command, limits: Vec<(libc::__rlimit_resource_t, u64, u64)>) {
+    if limits.is_empty() {
+        return;
+    }
+    // SAFETY: the closure runs in the forked child before exec and calls
+    // only setrlimit(2), which is async-signal-safe, on memory it owns.
+    unsafe {
+        command.pre_exec(move || {
+            for &(resource, soft, hard) in &limits {
+                let limit = libc::rlimit {
+                    rlim_cur: soft,
+                    rlim_max: hard,
+                };
+                if libc::setrlimit(resource, &limit) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Grows a pipe's kernel buffer to `bytes` (`F_SETPIPE_SZ`); best effort.
 /// With the default 64 KiB, streaming through a child costs a context
 /// switch per 64 KiB on each side.

@@ -59,11 +59,14 @@ enum State {
 }
 
 struct Open {
+    /// Counts the connection as its worker's while it is open. First, so
+    /// it drops first: the count is down before the socket can close, and
+    /// a client that saw the close and reconnects finds the worker idle
+    /// (least-connections).
+    _open: OpenGuard,
     stream: Arc<TcpStream>,
     reader: Reader,
     writer: Writer,
-    /// Counts the connection as its worker's while it is open.
-    _open: OpenGuard,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -273,10 +273,10 @@ fn seed_cluster_demo() {
 }
 
 /// A burst of keep-alive connections, all opened at once, is shared by
-/// the round-robin workers: the one that runs first does not take them
-/// all (before each worker took one connection per poll, shares of 14:1
-/// were measured under wrk). Each connection then serves its requests
-/// from its own worker.
+/// the round-robin workers in strict turn, even on a loaded machine: the
+/// worker whose task runs first does not take them all (with one hand-off
+/// in flight per HTTP worker, 14:1 was measured under wrk, 13:3 here).
+/// Each connection then serves its requests from its own worker.
 #[test]
 fn a_burst_of_keepalive_connections_is_shared() {
     use std::io::{BufRead, Read, Write};
@@ -306,7 +306,7 @@ fn a_burst_of_keepalive_connections_is_shared() {
     }
     let counts: Vec<usize> = per_worker.values().copied().collect();
     assert_eq!(counts.len(), 2, "{per_worker:?}");
-    assert!(counts.iter().all(|&n| n >= 5), "{per_worker:?}");
+    assert!(counts.iter().all(|&n| n == 8), "{per_worker:?}");
 }
 
 /// Malformed HTTP never reaches a worker: a bad request line and 1 MiB of

@@ -6,6 +6,7 @@ mod cli;
 mod cluster;
 mod fork;
 mod http;
+mod limits;
 mod net;
 mod node;
 mod os;

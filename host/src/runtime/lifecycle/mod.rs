@@ -136,6 +136,31 @@ pub fn ended(rt: &Runtime, proc: &Arc<Proc>, status: ExitStatus) {
 /// Tells `parent` that `proc` exited, then — once its output pipes are
 /// finished with (read to the end, dropped, or drained) — that it closed.
 fn report_end(proc: Arc<Proc>, parent: Arc<Proc>, status: ExitStatus) {
+    if let Some(limit) = proc.limit_reached().filter(
+        |_| matches!(status, ExitStatus::Signal(s) if s == Signal::ABRT || s == Signal::XCPU),
+    ) {
+        // A limit ended it (a guest that survives a refused grow does not
+        // count): `error` naming the limit, then `exit`, as Node's Worker
+        // emits ERR_WORKER_OUT_OF_MEMORY.
+        let error = StartError {
+            code: limit.code().to_owned(),
+            errno: None,
+            syscall: None,
+            path: Some(proc.name.clone()),
+            message: format!(
+                "`{}` (pid {}) was ended by its {}: raise it with {}",
+                proc.name,
+                proc.pid,
+                limit.what(),
+                limit.option()
+            ),
+            spawnargs: Vec::new(),
+        };
+        parent.inbox.push(
+            child_event(proc.pid, ChildEvent::Error(Box::new(error))),
+            None,
+        );
+    }
     let exit = child_event(proc.pid, ChildEvent::Exit(status, proc.exit_taken.clone()));
     if proc.pipes().is_empty() {
         parent.inbox.push(exit, None);
@@ -247,9 +272,9 @@ pub fn terminate(proc: Arc<Proc>, grace: Duration) {
 }
 
 /// Kills `proc` with `signal` after `ms` milliseconds unless it ended
-/// (the `timeout` option).
+/// (the `timeout` option; `0` is no timeout, as in Node).
 pub fn kill_after(proc: &Arc<Proc>, ms: Option<u64>, signal: Signal) {
-    if let Some(ms) = ms {
+    if let Some(ms) = ms.filter(|&ms| ms > 0) {
         let proc = proc.clone();
         tokio::spawn(async move {
             tokio::select! {

@@ -1,0 +1,206 @@
+//! Per-process limits for `host/tests/all/limits.rs`: `limits_cases
+//! <scenario>`. The primary forks this same module (`limits_cases child
+//! <role>`) or spawns `sh`, with limits, and prints what it sees, in order:
+//! `error <code>`, `exit <code> <signal>`, and a sibling's round trips done
+//! while a child hits its limit (`sibling <n>`). Children are hostile on
+//! purpose: they grab memory, spin, leak handles, or ask for more than
+//! their parent has.
+
+use hive::{ForkOptions, Limits, process};
+use std::cell::Cell;
+use std::rc::Rc;
+
+const ROUND_TRIPS: u32 = 200;
+
+fn main() {
+    let argv = process::argv();
+    let arg = |i: usize| argv.get(i).cloned().unwrap_or_default();
+    if arg(1) == "child" {
+        return child(&arg(2), &arg(3));
+    }
+    let me = arg(0);
+    let limits = |f: fn(&mut Limits)| {
+        let mut l = Limits::default();
+        f(&mut l);
+        l
+    };
+    match arg(1).as_str() {
+        // A child that allocates past its memory limit, beside a sibling
+        // exchanging messages.
+        "memory" => {
+            sibling(&me);
+            watch(fork(&me, "hog", limits(|l| l.max_memory = Some(4 << 20))));
+        }
+        // A child in `loop {}` past its CPU time.
+        "cpu" => {
+            sibling(&me);
+            watch(fork(&me, "spin", limits(|l| l.max_cpu_ms = Some(100))));
+        }
+        // A child that leaks host resources (pollables) past its limit.
+        "resources" => {
+            sibling(&me);
+            watch(fork(&me, "leak", limits(|l| l.max_resources = Some(500))));
+        }
+        // Asking for more than this process has fails the fork; a child
+        // without the option gets its parent's limit, and its own children
+        // never more.
+        "more" => {
+            match hive::fork(
+                &me,
+                &["child", "nothing"],
+                options(limits(|l| l.max_memory = Some(1 << 40))),
+            ) {
+                Ok(_) => println!("fork with 1T: started"),
+                Err(e) => println!("fork with 1T: {e}"),
+            }
+            watch(fork(
+                &me,
+                "narrow",
+                limits(|l| l.max_memory = Some(8 << 20)),
+            ));
+        }
+        // `timeout-ms: 0` is no timeout (Node's), not an immediate kill.
+        "timeout-zero" => {
+            let o = ForkOptions {
+                timeout_ms: Some(0),
+                ..Default::default()
+            };
+            watch(hive::fork(&me, &["child", "nap"], o).expect("fork"));
+        }
+        // OS children: RLIMIT_CPU, RLIMIT_NOFILE, RLIMIT_AS.
+        "os-cpu" => watch(spawn(
+            "while :; do :; done",
+            limits(|l| l.max_cpu_ms = Some(1000)),
+        )),
+        "os-files" => watch(spawn("ulimit -n", limits(|l| l.max_open_files = Some(20)))),
+        "os-memory" => watch(spawn(
+            "ulimit -v",
+            limits(|l| l.max_address_space = Some(256 << 20)),
+        )),
+        other => panic!("unknown scenario {other:?}"),
+    }
+    hive::run();
+}
+
+fn options(limits: Limits) -> ForkOptions {
+    ForkOptions {
+        limits,
+        ..Default::default()
+    }
+}
+
+fn fork(me: &str, role: &str, limits: Limits) -> hive::Child {
+    hive::fork(me, &["child", role], options(limits)).expect("fork")
+}
+
+fn spawn(script: &str, limits: Limits) -> hive::Child {
+    let child = hive::os::spawn(
+        "sh",
+        &["-c", script],
+        hive::os::SpawnOptions {
+            limits,
+            ..Default::default()
+        },
+    )
+    .expect("spawn");
+    child.on_stdout(|out| print!("stdout {}", String::from_utf8_lossy(out)));
+    child
+}
+
+/// Prints the child's messages, `error`s and how it ended, at `close`
+/// (an OS child's output may come after its `exit`).
+fn watch(child: hive::Child) {
+    child.on_message(|m| println!("{}", m.text()));
+    child.on_error(|e| println!("error {}", e.code));
+    child.on_close(|code, signal| {
+        let show = |v: Option<String>| v.unwrap_or_else(|| "null".into());
+        println!(
+            "exit {} {}",
+            show(code.map(|c| c.to_string())),
+            show(signal)
+        );
+    });
+}
+
+/// A sibling that answers `ROUND_TRIPS` messages one after another while
+/// the other child misbehaves; prints `sibling <n>` when done.
+fn sibling(me: &str) {
+    let echo = Rc::new(hive::fork(me, &["child", "echo"], ForkOptions::default()).expect("fork"));
+    let done = Rc::new(Cell::new(0));
+    let (e, d) = (echo.clone(), done.clone());
+    echo.on_message(move |m| {
+        d.set(d.get() + 1);
+        if d.get() == ROUND_TRIPS {
+            println!("sibling {}", d.get());
+            e.kill("SIGTERM").ok();
+        } else {
+            e.send(m).unwrap();
+        }
+    });
+    echo.send("ping").unwrap();
+}
+
+fn child(role: &str, arg: &str) {
+    let _ = arg;
+    match role {
+        "echo" => {
+            process::on_message(|m| {
+                process::send(m).unwrap();
+            });
+            hive::run();
+        }
+        "hog" => {
+            // Touch every page, so the grow is real.
+            let mut chunks = Vec::new();
+            for _ in 0..64 {
+                chunks.push(std::hint::black_box(vec![1u8; 1 << 20]));
+            }
+            println!("hog: got {} MiB", chunks.len());
+        }
+        "spin" => {
+            let mut n = 0u64;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
+        "leak" => {
+            for _ in 0..100_000 {
+                std::mem::forget(wasip2::clocks::monotonic_clock::subscribe_duration(1));
+            }
+            println!("leak: held 100000");
+        }
+        "narrow" => {
+            // Its own limit is 8M: more for a grandchild fails, none gives
+            // the grandchild 8M, in which 16M does not fit.
+            let me = process::argv()[0].clone();
+            let o = options(Limits {
+                max_memory: Some(16 << 20),
+                ..Default::default()
+            });
+            let tried = match hive::fork(&me, &["child", "nothing"], o) {
+                Ok(_) => "started".to_owned(),
+                Err(e) => e.to_string(),
+            };
+            process::send(&format!("grandchild with 16M: {tried}")).unwrap();
+            let grandchild =
+                hive::fork(&me, &["child", "grow16"], ForkOptions::default()).expect("fork");
+            grandchild.on_error(|e| {
+                process::send(&format!("grandchild error {}", e.code)).unwrap();
+            });
+            grandchild.on_exit(|_, signal| {
+                process::send(&format!("grandchild exit {}", signal.unwrap_or_default())).unwrap();
+            });
+            hive::run();
+        }
+        "grow16" => {
+            // black_box: unused, the allocation would be optimized away.
+            let v = std::hint::black_box(vec![1u8; 16 << 20]);
+            println!("grow16: got {}", v.len());
+        }
+        "nap" => {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        "nothing" => {}
+        other => panic!("unknown role {other:?}"),
+    }
+}
