@@ -30,6 +30,7 @@ use crate::bindings::hive::process::cluster as wit;
 use crate::bindings::hive::process::types::{ChildEventKind, Event};
 use crate::emitter::Listeners;
 use crate::event_loop::{self, Handle, HandleId};
+use crate::supervisor::Intensity;
 use crate::{Error, ErrorInfo, ExitStatus, IntoMessage, Message};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
@@ -93,8 +94,9 @@ struct Primary {
     workers: RefCell<BTreeMap<u32, Worker>>,
     /// `disconnect(cb)` callbacks, run when `workers` becomes empty.
     on_empty: RefCell<Vec<Box<dyn FnOnce()>>>,
-    /// The restart policy, and when its restarts happened (ns).
-    restart: RefCell<Option<(RestartPolicy, VecDeque<u64>)>>,
+    /// The restart policy and the restarts it allowed (a supervisor's
+    /// intensity: `hive::supervisor`).
+    restart: RefCell<Option<Intensity>>,
     /// Workers the restart policy forked again.
     restarted: Cell<u32>,
 }
@@ -112,36 +114,21 @@ impl Primary {
     fn restart(&self, worker: &Worker) {
         let delay = {
             let mut restart = self.restart.borrow_mut();
-            let Some((policy, times)) = restart.as_mut() else {
+            let Some(intensity) = restart.as_mut() else {
                 return;
             };
-            let now = crate::bindings::wasi::clocks::monotonic_clock::now();
-            let window = policy.window.as_nanos() as u64;
-            while times
-                .front()
-                .is_some_and(|t| now.saturating_sub(*t) > window)
-            {
-                times.pop_front();
+            match intensity.next_delay() {
+                Some(delay) => delay,
+                None => {
+                    eprintln!(
+                        "cluster: worker {} crashed {} times within {:?}: not restarting it (RestartPolicy.max_restarts)",
+                        worker.id(),
+                        intensity.recent() + 1,
+                        intensity.policy.window
+                    );
+                    return;
+                }
             }
-            if times.len() as u32 >= policy.max_restarts {
-                eprintln!(
-                    "cluster: worker {} crashed {} times within {:?}: not restarting it (RestartPolicy.max_restarts)",
-                    worker.id(),
-                    times.len() + 1,
-                    policy.window
-                );
-                return;
-            }
-            // Exponential backoff over the restarts in the window, with up
-            // to 25% jitter so that workers that crashed together do not
-            // come back together.
-            let base = policy
-                .initial_delay
-                .saturating_mul(1u32 << times.len().min(16))
-                .min(policy.max_delay);
-            let jitter = base.as_nanos() as u64 / 4 * (now % 1000) / 1000;
-            times.push_back(now);
-            base + Duration::from_nanos(jitter)
         };
         self.restarted.set(self.restarted.get() + 1);
         let env = worker.0.env.clone();
@@ -271,34 +258,13 @@ pub fn disconnect(cb: impl FnOnce() + 'static) {
 }
 
 /// When a crashed worker is forked again (beyond Node, as PM2's and OTP's
-/// supervisors): a worker that exits non-zero or by a signal, not after a
-/// graceful disconnect, is replaced after `initial_delay`, doubling with
-/// each restart within `window` up to `max_delay` (plus up to 25%
-/// jitter); past `max_restarts` within `window` it stays dead and a line on
-/// stderr says so. The replacement is a new worker (new id), with the same
-/// environment, and emits `fork`, `online`, `listening` as any.
-#[derive(Debug, Clone, Copy)]
-pub struct RestartPolicy {
-    /// Restarts allowed within `window`.
-    pub max_restarts: u32,
-    /// The window restarts are counted in.
-    pub window: Duration,
-    /// The delay before the first restart in the window (zero: at once).
-    pub initial_delay: Duration,
-    /// The longest delay.
-    pub max_delay: Duration,
-}
-
-impl Default for RestartPolicy {
-    fn default() -> Self {
-        RestartPolicy {
-            max_restarts: 10,
-            window: Duration::from_secs(60),
-            initial_delay: Duration::ZERO,
-            max_delay: Duration::from_secs(15),
-        }
-    }
-}
+/// supervisors; the policy is a supervisor's, `hive::supervisor`): a
+/// worker that exits non-zero or by a signal, not after a graceful
+/// disconnect, is replaced after the policy's backoff; past `max_restarts`
+/// within `window` it stays dead and a line on stderr says so. The
+/// replacement is a new worker (new id), with the same environment, and
+/// emits `fork`, `online`, `listening` as any.
+pub use crate::supervisor::RestartPolicy;
 
 /// How many workers the restart policy has forked again so far.
 pub fn restarts() -> u32 {
@@ -308,7 +274,7 @@ pub fn restarts() -> u32 {
 /// Sets (or with `None` removes) the restart policy: the setup-primary
 /// option Node lacks.
 pub fn set_restart_policy(policy: Option<RestartPolicy>) {
-    *primary().restart.borrow_mut() = policy.map(|p| (p, VecDeque::new()));
+    *primary().restart.borrow_mut() = policy.map(Intensity::new);
 }
 
 /// How [`reload`] replaces each worker.

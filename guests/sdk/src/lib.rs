@@ -40,6 +40,7 @@ pub mod io;
 mod message;
 pub mod os;
 pub mod process;
+pub mod supervisor;
 
 pub use child::{Child, ChildEvent, ForkOptions, Limits, Serialization, fork, status_fields};
 pub use error::{Error, node_code};

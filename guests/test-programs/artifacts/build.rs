@@ -82,6 +82,11 @@ const SUITES: &[(&str, Run)] = &[
     // `cluster_cases`: a primary forking itself as workers
     // (host/tests/all/cluster.rs).
     ("cluster", Run::ByName(&["host/tests/all"])),
+    // `fault_cases`: a child's fault beside a working sibling
+    // (host/tests/all/faults.rs).
+    ("fault", Run::ByName(&["host/tests/all"])),
+    // `supervisor_cases`: hive::supervisor (host/tests/all/supervisor.rs).
+    ("supervisor", Run::ByName(&["host/tests/all"])),
     // `limits_cases`: children past their limits (host/tests/all/limits.rs).
     ("limits", Run::ByName(&["host/tests/all"])),
     // `http_cases`: responses a guest gets wrong, streamed and whole

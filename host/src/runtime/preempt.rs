@@ -312,15 +312,20 @@ mod tests {
     use super::*;
     use tokio::sync::oneshot;
 
-    /// Busy flags are set only while a process task is polled.
-    #[test]
-    fn flags_follow_polls() {
+    /// A runtime of two workers and its preemption.
+    fn runtime() -> (tokio::runtime::Runtime, Arc<Preempt>) {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        let preempt = Preempt::new(Engine::default(), 2);
+        (rt, Preempt::new(Engine::default(), 2))
+    }
+
+    /// Busy flags are set only while a process task is polled.
+    #[test]
+    fn flags_follow_polls() {
+        let (rt, preempt) = runtime();
         rt.block_on(async {
             let mut tasks = Vec::new();
             for i in 0..20u64 {
@@ -348,12 +353,7 @@ mod tests {
     /// the body ends go on elsewhere, and one spawned after runs too.
     #[test]
     fn companions_share_the_task_and_outlive_it() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let preempt = Preempt::new(Engine::default(), 2);
+        let (rt, preempt) = runtime();
         rt.block_on(async {
             let (ids, mut seen) = tokio::sync::mpsc::unbounded_channel();
             let (ask, mut asked) = tokio::sync::mpsc::unbounded_channel::<oneshot::Sender<u32>>();

@@ -181,52 +181,35 @@ fn disconnect_all_calls_back() {
 
 /// `host run --allow-net FLAGS seed-cluster.wasm GUEST_ARGS` with
 /// `workers` workers on a free port: the host, the port, and its stdout.
-/// A host that is killed when the test ends, even by a failed assertion.
-struct Host(std::process::Child);
-
-impl std::ops::Deref for Host {
-    type Target = std::process::Child;
-    fn deref(&self) -> &std::process::Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Host {
-    fn deref_mut(&mut self) -> &mut std::process::Child {
-        &mut self.0
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn seed_cluster(
     workers: u32,
     flags: &[&str],
     guest_args: &[&str],
-) -> (Host, u16, std::io::BufReader<std::process::ChildStdout>) {
-    use std::process::{Command, Stdio};
+) -> (
+    crate::util::Host,
+    u16,
+    std::io::BufReader<std::process::ChildStdout>,
+) {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let mut host = Command::new(env!("CARGO_BIN_EXE_host"))
-        .args(["run", "--allow-net", "--env", &format!("PORT={port}")])
-        .args(["--env", &format!("WORKERS={workers}")])
-        .args(flags.iter().copied())
-        .arg(SEED_CLUSTER)
-        .args(guest_args.iter().copied())
-        .env("HOST_CACHE_DIR", crate::util::shared_cache())
-        .env_remove("HOST_LOG")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = std::io::BufReader::new(host.stdout.take().unwrap());
-    (Host(host), port, out)
+    let port_env = format!("PORT={port}");
+    let workers_env = format!("WORKERS={workers}");
+    let args = [
+        "run",
+        "--allow-net",
+        "--env",
+        &port_env,
+        "--env",
+        &workers_env,
+    ]
+    .into_iter()
+    .chain(flags.iter().copied())
+    .chain([SEED_CLUSTER])
+    .chain(guest_args.iter().copied());
+    let (host, out) = crate::util::spawn_host(args);
+    (host, port, out)
 }
 
 /// The seed's cluster demo: `[master]` and `[worker]` lines, each worker
@@ -519,25 +502,16 @@ fn load(
 #[test]
 fn rolling_reload_loses_no_request() {
     use std::io::BufRead;
-    use std::process::{Command, Stdio};
+
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
-    let mut host = Host(
-        Command::new(env!("CARGO_BIN_EXE_host"))
-            .args([
-                "run",
-                "--allow-net=127.0.0.1:*",
-                CLUSTER_CASES,
-                "reload",
-                "10",
-            ])
-            .env("HOST_CACHE_DIR", crate::util::shared_cache())
-            .env_remove("HOST_LOG")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut out = std::io::BufReader::new(host.stdout.take().unwrap());
+    let (_host, mut out) = crate::util::spawn_host([
+        "run",
+        "--allow-net=127.0.0.1:*",
+        CLUSTER_CASES,
+        "reload",
+        "10",
+    ]);
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     let port: u16 = line.trim().strip_prefix("port ").unwrap().parse().unwrap();
@@ -626,7 +600,7 @@ fn exclusive_listen_is_private() {
 #[test]
 fn mixed_wasm_and_node_workers_share_a_port() {
     use std::io::BufRead;
-    use std::process::{Command, Stdio};
+
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../guests/examples/seed-cluster/node/cluster.js"
@@ -635,23 +609,16 @@ fn mixed_wasm_and_node_workers_share_a_port() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let mut host = Host(
-        Command::new(env!("CARGO_BIN_EXE_host"))
-            .args([
-                "run",
-                "--allow-net",
-                "--allow-spawn",
-                CLUSTER_CASES,
-                "mixed",
-            ])
-            .args([&port.to_string(), script])
-            .env("HOST_CACHE_DIR", crate::util::shared_cache())
-            .env_remove("HOST_LOG")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut out = std::io::BufReader::new(host.stdout.take().unwrap());
+    let port_arg = port.to_string();
+    let (_host, mut out) = crate::util::spawn_host([
+        "run",
+        "--allow-net",
+        "--allow-spawn",
+        CLUSTER_CASES,
+        "mixed",
+        &port_arg,
+        script,
+    ]);
     let mut listening = Vec::new();
     while listening.len() < 2 {
         let mut line = String::new();
@@ -707,7 +674,7 @@ fn seed_cluster_matches_node() {
         lines
     };
     let node_port = port();
-    let mut node = Host(
+    let mut node = crate::util::Host(
         Command::new("node")
             .arg(concat!(
                 env!("CARGO_MANIFEST_DIR"),

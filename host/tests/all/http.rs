@@ -5,34 +5,23 @@
 //! in flight.
 
 use std::io::{BufRead, Read, Write};
-use std::process::{Command, Stdio};
 use test_programs_artifacts::HTTP_CASES;
 
 /// The host running `http_cases`, killed when the test ends.
 struct Server {
-    host: std::process::Child,
+    _host: crate::util::Host,
     out: std::io::BufReader<std::process::ChildStdout>,
     port: u16,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.host.kill();
-        let _ = self.host.wait();
-    }
-}
-
 impl Server {
     fn start() -> Server {
-        let mut host = Command::new(env!("CARGO_BIN_EXE_host"))
-            .args(["run", "--allow-net=127.0.0.1:*", HTTP_CASES])
-            .env("HOST_CACHE_DIR", crate::util::shared_cache())
-            .env_remove("HOST_LOG")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let out = std::io::BufReader::new(host.stdout.take().unwrap());
-        let mut server = Server { host, out, port: 0 };
+        let (host, out) = crate::util::spawn_host(["run", "--allow-net=127.0.0.1:*", HTTP_CASES]);
+        let mut server = Server {
+            _host: host,
+            out,
+            port: 0,
+        };
         let line = server.line();
         server.port = line
             .strip_prefix("port ")

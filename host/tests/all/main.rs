@@ -4,6 +4,7 @@
 mod bridge;
 mod cli;
 mod cluster;
+mod faults;
 mod fork;
 mod http;
 mod limits;
@@ -12,4 +13,5 @@ mod node;
 mod os;
 mod serve;
 mod signals;
+mod supervisor;
 mod util;

@@ -4,6 +4,46 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+/// A `host` running in the background, killed when the test ends, even by
+/// a failed assertion.
+pub struct Host(pub std::process::Child);
+
+impl std::ops::Deref for Host {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Host {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `host ARGS` in the background (shared cache, no `HOST_LOG`):
+/// the host and its stdout.
+pub fn spawn_host<'a>(
+    args: impl IntoIterator<Item = &'a str>,
+) -> (Host, std::io::BufReader<std::process::ChildStdout>) {
+    let mut host = Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(args)
+        .env("HOST_CACHE_DIR", shared_cache())
+        .env_remove("HOST_LOG")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = std::io::BufReader::new(host.stdout.take().unwrap());
+    (Host(host), out)
+}
+
 /// The compiled-component cache shared by tests (each guest compiles once).
 pub fn shared_cache() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("hive-cache")

@@ -6,11 +6,10 @@
 //! purpose: they grab memory, spin, leak handles, or ask for more than
 //! their parent has.
 
-use hive::{ForkOptions, Limits, process};
-use std::cell::Cell;
-use std::rc::Rc;
+#[path = "../sibling.rs"]
+mod sibling;
 
-const ROUND_TRIPS: u32 = 200;
+use hive::{ForkOptions, Limits, process};
 
 fn main() {
     let argv = process::argv();
@@ -28,17 +27,17 @@ fn main() {
         // A child that allocates past its memory limit, beside a sibling
         // exchanging messages.
         "memory" => {
-            sibling(&me);
+            sibling::start(&me);
             watch(fork(&me, "hog", limits(|l| l.max_memory = Some(4 << 20))));
         }
         // A child in `loop {}` past its CPU time.
         "cpu" => {
-            sibling(&me);
+            sibling::start(&me);
             watch(fork(&me, "spin", limits(|l| l.max_cpu_ms = Some(100))));
         }
         // A child that leaks host resources (pollables) past its limit.
         "resources" => {
-            sibling(&me);
+            sibling::start(&me);
             watch(fork(&me, "leak", limits(|l| l.max_resources = Some(500))));
         }
         // Asking for more than this process has fails the fork; a child
@@ -111,44 +110,13 @@ fn spawn(script: &str, limits: Limits) -> hive::Child {
 /// (an OS child's output may come after its `exit`).
 fn watch(child: hive::Child) {
     child.on_message(|m| println!("{}", m.text()));
-    child.on_error(|e| println!("error {}", e.code));
-    child.on_close(|code, signal| {
-        let show = |v: Option<String>| v.unwrap_or_else(|| "null".into());
-        println!(
-            "exit {} {}",
-            show(code.map(|c| c.to_string())),
-            show(signal)
-        );
-    });
-}
-
-/// A sibling that answers `ROUND_TRIPS` messages one after another while
-/// the other child misbehaves; prints `sibling <n>` when done.
-fn sibling(me: &str) {
-    let echo = Rc::new(hive::fork(me, &["child", "echo"], ForkOptions::default()).expect("fork"));
-    let done = Rc::new(Cell::new(0));
-    let (e, d) = (echo.clone(), done.clone());
-    echo.on_message(move |m| {
-        d.set(d.get() + 1);
-        if d.get() == ROUND_TRIPS {
-            println!("sibling {}", d.get());
-            e.kill("SIGTERM").ok();
-        } else {
-            e.send(m).unwrap();
-        }
-    });
-    echo.send("ping").unwrap();
+    sibling::print_end(&child);
 }
 
 fn child(role: &str, arg: &str) {
     let _ = arg;
     match role {
-        "echo" => {
-            process::on_message(|m| {
-                process::send(m).unwrap();
-            });
-            hive::run();
-        }
+        "echo" => sibling::echo(),
         "hog" => {
             // Touch every page, so the grow is real.
             let mut chunks = Vec::new();

@@ -1,0 +1,46 @@
+//! `hive::supervisor` (the limits issue, item 2): one-for-one and
+//! one-for-all strategies, restart intensity with backoff, transient
+//! children, for wasm and OS children alike.
+
+use crate::util::Test;
+use test_programs_artifacts::SUPERVISOR_CASES;
+
+/// One-for-one: only the crasher is restarted, three times (the
+/// intensity); then the supervisor gives up and ends the rest. The steady
+/// child ran all along.
+#[test]
+fn one_for_one_restarts_only_the_crasher() {
+    Test::run(SUPERVISOR_CASES)
+        .args(["one-for-one"])
+        .stdout(
+            "restart crasher\nrestart crasher\nrestart crasher\n\
+             give up after 3 restarts; steady the same=true\n",
+        )
+        .stderr_contains("supervisor: 4 restarts within 10s: giving up")
+        .check();
+}
+
+/// One-for-all: each crash ends the steady child too and starts both
+/// again, in order.
+#[test]
+fn one_for_all_restarts_everyone() {
+    Test::run(SUPERVISOR_CASES)
+        .args(["one-for-all"])
+        .stdout(
+            "restart crasher\nrestart steady\nrestart crasher\nrestart steady\n\
+             give up after 4 restarts; steady the same=false\n",
+        )
+        .stderr_contains("supervisor: 3 restarts within 10s: giving up")
+        .check();
+}
+
+/// OS children: a transient child that exits 3 is restarted, one that
+/// exits 0 is not.
+#[test]
+fn transient_os_children() {
+    Test::new()
+        .args(["run", "--allow-spawn=sh", SUPERVISOR_CASES, "transient"])
+        .stdout("restart fails\nrestart fails\ngive up after 2 restarts; ok the same=false\n")
+        .stderr_contains("supervisor: 3 restarts within 10s: giving up")
+        .check();
+}
