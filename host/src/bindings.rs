@@ -151,6 +151,15 @@ impl From<event::Event> for Event {
                 id,
                 kind: event.into(),
             }),
+            event::Event::Down {
+                monitor,
+                pid,
+                status,
+            } => Event::Down(hive::process::types::ProcessDown {
+                monitor,
+                pid,
+                status: status.into(),
+            }),
             // Opened into resources by `process::next-event` (it needs the
             // table); never converted as a value.
             event::Event::Request { .. } => unreachable!("requests are opened, not converted"),

@@ -163,6 +163,7 @@ fn prepare(hive: &Hive, proc: &Arc<Proc>, spec: WasmSpec) -> anyhow::Result<(Sta
             me: proc.clone(),
             ppid: spec.ppid,
             argv: spec.argv,
+            watching: Default::default(),
         },
         child_process: ChildProcessCtx {
             cluster,

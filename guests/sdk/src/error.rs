@@ -46,5 +46,6 @@ pub fn node_code(code: ErrorCode) -> &'static str {
         ErrorCode::Denied => "EPERM",
         ErrorCode::NotADirectory => "ENOTDIR",
         ErrorCode::AddressInUse => "EADDRINUSE",
+        ErrorCode::NoSuchProcess => "ESRCH",
     }
 }

@@ -308,7 +308,9 @@ pub(crate) fn dispatch(event: Event) {
             HandleId::Child(child.id)
         }
         Event::Request(r) => HandleId::Server(r.server),
-        Event::Message(_) | Event::Disconnect | Event::Signal(_) => HandleId::Process,
+        Event::Message(_) | Event::Disconnect | Event::Signal(_) | Event::Down(_) => {
+            HandleId::Process
+        }
     };
     match with(|l| l.handles.get(&id).cloned()) {
         Some(handle) => handle.deliver(event),

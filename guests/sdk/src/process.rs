@@ -2,7 +2,7 @@
 //! signals and exit.
 
 use crate::bindings::hive::process::process as wit;
-use crate::bindings::hive::process::types::Event;
+use crate::bindings::hive::process::types::{Event, ProcessDown};
 use crate::emitter::Listeners;
 use crate::event_loop::{self, Handle, HandleId};
 use crate::{Error, IntoMessage, Message};
@@ -18,6 +18,8 @@ struct Process {
     disconnect: Listeners<()>,
     /// Each listener checks the signal's name (Node's `process.on('SIGTERM')`).
     signal: Listeners<str>,
+    /// `down` events of monitored processes.
+    down: Listeners<ProcessDown>,
     /// Parent messages that arrived before any listener (Node replays them).
     pending: RefCell<VecDeque<Message>>,
     /// The parent channel as this process has seen it: open until the
@@ -73,6 +75,7 @@ impl Handle for Process {
                 self.disconnect.emit(&());
             }
             Event::Signal(name) => self.signal.emit(&name),
+            Event::Down(down) => self.down.emit(&down),
             Event::Child(_) | Event::Request(_) => {
                 unreachable!("child events and requests go to their own handles")
             }
@@ -161,6 +164,37 @@ pub fn on_signal(signal: &str, mut f: impl FnMut(&str) + 'static) -> Result<(), 
         }
     });
     Ok(())
+}
+
+/// Asks for a `down` event when descendant `pid` ends (Erlang's
+/// `monitor`, beyond Node); returns the monitor's id, which [`on_down`]
+/// gets. Fails with `ESRCH` for a pid that is not a live descendant.
+pub fn monitor(pid: u32) -> Result<u32, Error> {
+    Ok(wit::monitor(pid)?)
+}
+
+/// Cancels monitor `id`: its `down` will not come.
+pub fn demonitor(id: u32) {
+    wit::demonitor(id)
+}
+
+/// Links this process to descendant `pid` (Erlang's `link`): if `pid` ends
+/// abnormally, this process gets `SIGTERM` — it ends too, unless it
+/// handles `SIGTERM` ([`on_signal`], Erlang's `trap_exit`).
+pub fn link(pid: u32) -> Result<(), Error> {
+    Ok(wit::link(pid)?)
+}
+
+/// Removes the link to `pid`.
+pub fn unlink(pid: u32) {
+    wit::unlink(pid)
+}
+
+/// `f(monitor, pid, code, signal)` when a monitored process ends.
+pub fn on_down(mut f: impl FnMut(u32, u32, Option<i32>, Option<String>) + 'static) {
+    handle()
+        .down
+        .add(move |d| f(d.monitor, d.pid, d.status.code, d.status.signal.clone()));
 }
 
 /// Blocks until the next message from the parent; `None` once disconnected.

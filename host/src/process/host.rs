@@ -75,6 +75,12 @@ impl Host for ProcessView<'_> {
 
     fn try_next_event(&mut self) -> wasmtime::Result<Option<Event>> {
         while let Some(event) = self.ctx.me.inbox.try_pop() {
+            if let RuntimeEvent::Down { monitor, .. } = &event
+                && self.ctx.watching.monitors.remove(monitor).is_none()
+            {
+                // Cancelled (`demonitor`) after it was queued.
+                continue;
+            }
             let RuntimeEvent::Request { server, request } = event else {
                 return Ok(Some(event.into()));
             };
@@ -91,9 +97,84 @@ impl Host for ProcessView<'_> {
         Ok(None)
     }
 
+    fn monitor(&mut self, pid: u32) -> Result<u32, HostError> {
+        let target = self.watchable(pid)?;
+        let watching = &mut self.ctx.watching;
+        watching.next += 1;
+        let id = watching.next;
+        watching
+            .monitors
+            .insert(id, std::sync::Arc::downgrade(&target));
+        target.watch(&self.ctx.me, Some(id));
+        Ok(id)
+    }
+
+    fn demonitor(&mut self, id: u32) -> wasmtime::Result<()> {
+        if let Some(target) = self
+            .ctx
+            .watching
+            .monitors
+            .remove(&id)
+            .and_then(|t| t.upgrade())
+        {
+            target.unwatch(&self.ctx.me, Some(id));
+        }
+        // A `down` already queued for it is dropped when taken.
+        Ok(())
+    }
+
+    fn link(&mut self, pid: u32) -> Result<(), HostError> {
+        let target = self.watchable(pid)?;
+        let watching = &mut self.ctx.watching;
+        if !watching
+            .links
+            .iter()
+            .any(|l| std::ptr::eq(l.as_ptr(), std::sync::Arc::as_ptr(&target)))
+        {
+            watching.links.push(std::sync::Arc::downgrade(&target));
+        }
+        target.watch(&self.ctx.me, None);
+        Ok(())
+    }
+
+    fn unlink(&mut self, pid: u32) -> wasmtime::Result<()> {
+        let me = self.ctx.me.clone();
+        self.ctx.watching.links.retain(|l| match l.upgrade() {
+            Some(target) if target.pid == pid => {
+                target.unwatch(&me, None);
+                false
+            }
+            Some(_) => true,
+            None => false,
+        });
+        Ok(())
+    }
+
     fn subscribe(&mut self) -> wasmtime::Result<Resource<DynPollable>> {
         let ready = InboxReady::Process(self.ctx.me.clone());
         let resource = self.table.push(ready)?;
         wasmtime_wasi::p2::subscribe(self.table, resource)
+    }
+}
+
+impl ProcessView<'_> {
+    /// Live descendant `pid`, if this process may watch one more process.
+    fn watchable(
+        &mut self,
+        pid: u32,
+    ) -> Result<std::sync::Arc<crate::runtime::proc::Proc>, HostError> {
+        if self.ctx.watching.full() {
+            tracing::warn!(
+                "guest `{}` (pid {}) holds {} monitors and links, the most a process may",
+                self.ctx.me.name,
+                self.ctx.me.pid,
+                super::MAX_WATCHING
+            );
+            return Err(ErrorCode::InvalidArgument.into());
+        }
+        self.ctx
+            .me
+            .descendant(pid)
+            .ok_or_else(|| ErrorCode::NoSuchProcess.into())
     }
 }

@@ -17,6 +17,37 @@ pub struct ProcessCtx {
     pub ppid: u32,
     /// Its arguments, `argv[0]` first.
     pub argv: Vec<String>,
+    /// What it monitors and is linked to (`process.monitor`, `link`).
+    pub watching: Watching,
+}
+
+/// The processes a process watches: its monitors by id and its links.
+#[derive(Default)]
+pub struct Watching {
+    next: u32,
+    monitors: std::collections::HashMap<u32, std::sync::Weak<Proc>>,
+    links: Vec<std::sync::Weak<Proc>>,
+}
+
+/// The most monitors and links a process holds at once: each is an entry
+/// in another process's list, which a guest must not grow without bound.
+pub const MAX_WATCHING: usize = 10_000;
+
+impl Watching {
+    /// Forgets monitors and links of processes that have ended.
+    fn prune(&mut self) {
+        let live = |p: &std::sync::Weak<Proc>| p.upgrade().is_some_and(|p| p.status().is_none());
+        self.monitors.retain(|_, p| live(p));
+        self.links.retain(live);
+    }
+
+    fn full(&mut self) -> bool {
+        if self.monitors.len() + self.links.len() < MAX_WATCHING {
+            return false;
+        }
+        self.prune();
+        self.monitors.len() + self.links.len() >= MAX_WATCHING
+    }
 }
 
 /// `hive:process/process`'s view of a store: its context and the resource

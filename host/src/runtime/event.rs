@@ -78,6 +78,15 @@ pub enum Event {
         /// The request, opened by `crate::http` when the guest takes it.
         request: Handle,
     },
+    /// A process this one monitors ended (`monitor` is the monitor's id).
+    Down {
+        /// The monitor's id.
+        monitor: u32,
+        /// The process that ended.
+        pid: u32,
+        /// How it ended.
+        status: ExitStatus,
+    },
     /// Something happened to child `id`.
     Child {
         /// The child's id (its pid, or the id of one that never started).

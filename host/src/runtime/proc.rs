@@ -31,6 +31,38 @@ pub enum ProcKind {
     },
 }
 
+/// A process that watches another end (`Proc::watch`).
+struct Watcher {
+    /// A monitor's id; `None` for a link.
+    monitor: Option<u32>,
+    by: Weak<Proc>,
+}
+
+impl Watcher {
+    fn is(&self, proc: &Arc<Proc>) -> bool {
+        std::ptr::eq(self.by.as_ptr(), Arc::as_ptr(proc))
+    }
+
+    /// Process `pid` ended with `status`.
+    fn notify(&self, pid: u32, status: ExitStatus) {
+        let Some(by) = self.by.upgrade() else { return };
+        match self.monitor {
+            Some(monitor) => by.inbox.push(
+                Event::Down {
+                    monitor,
+                    pid,
+                    status,
+                },
+                None,
+            ),
+            None if status != ExitStatus::Code(0) => {
+                by.signal(Signal::TERM);
+            }
+            None => {}
+        }
+    }
+}
+
 /// A live or ended process, as the table, its parent and its children see it.
 pub struct Proc {
     /// Virtual (wasm) or real (OS).
@@ -72,6 +104,9 @@ pub struct Proc {
     pub cpu_ns: Arc<std::sync::atomic::AtomicU64>,
     /// The budget this process and its descendants are charged to.
     pub budget: Arc<Budget>,
+    /// Who watches it end: monitors (a `down` event) and links (`SIGTERM`
+    /// on an abnormal end).
+    watchers: Mutex<Vec<Watcher>>,
     /// The limit that ended it, if one did (a `caps::Limit` as a byte).
     limit: std::sync::atomic::AtomicU8,
     /// Its task, once running: where its companions run.
@@ -114,6 +149,68 @@ impl Proc {
             cpu_ns: Arc::default(),
             task: Default::default(),
             limit: Default::default(),
+            watchers: Mutex::default(),
+        }
+    }
+
+    /// Its live descendant `pid` (a child, a grandchild, ...).
+    pub fn descendant(&self, pid: u32) -> Option<Arc<Proc>> {
+        let mut level: Vec<Arc<Proc>> = self.children.lock().unwrap().values().cloned().collect();
+        while !level.is_empty() {
+            if let Some(found) = level.iter().find(|p| p.pid == pid) {
+                return Some(found.clone()).filter(|p| p.status().is_none());
+            }
+            level = level
+                .iter()
+                .flat_map(|p| {
+                    p.children
+                        .lock()
+                        .unwrap()
+                        .values()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+        }
+        None
+    }
+
+    /// `by` watches this process end: with `monitor` set, it gets a `down`
+    /// event with that id; without, it is linked (SIGTERM on an abnormal
+    /// end). If it has ended already, `by` hears at once.
+    pub fn watch(self: &Arc<Proc>, by: &Arc<Proc>, monitor: Option<u32>) {
+        let mut watchers = self.watchers.lock().unwrap();
+        if let Some(status) = self.status() {
+            drop(watchers);
+            return Watcher {
+                monitor,
+                by: Arc::downgrade(by),
+            }
+            .notify(self.pid, status);
+        }
+        if monitor.is_none() && watchers.iter().any(|w| w.monitor.is_none() && w.is(by)) {
+            return;
+        }
+        watchers.push(Watcher {
+            monitor,
+            by: Arc::downgrade(by),
+        });
+    }
+
+    /// `by` stops watching: monitor `monitor`, or (`None`) its link.
+    pub fn unwatch(&self, by: &Arc<Proc>, monitor: Option<u32>) {
+        self.watchers
+            .lock()
+            .unwrap()
+            .retain(|w| !(w.monitor == monitor && w.is(by)));
+    }
+
+    /// Tells its watchers it ended with `status` (from `lifecycle::ended`,
+    /// after the status is set, so no watcher is missed).
+    pub(super) fn notify_watchers(&self, status: ExitStatus) {
+        let watchers = std::mem::take(&mut *self.watchers.lock().unwrap());
+        for watcher in watchers {
+            watcher.notify(self.pid, status);
         }
     }
 

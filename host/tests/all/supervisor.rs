@@ -1,6 +1,7 @@
-//! `hive::supervisor` (the limits issue, item 2): one-for-one and
-//! one-for-all strategies, restart intensity with backoff, transient
-//! children, for wasm and OS children alike.
+//! Supervision (the limits issue, item 2): `hive::supervisor` — one-for-one
+//! and one-for-all strategies, restart intensity with backoff, transient
+//! children, for wasm and OS children alike — and Erlang's monitors and
+//! links (`process.monitor`, `process.link`).
 
 use crate::util::Test;
 use test_programs_artifacts::SUPERVISOR_CASES;
@@ -42,5 +43,46 @@ fn transient_os_children() {
         .args(["run", "--allow-spawn=sh", SUPERVISOR_CASES, "transient"])
         .stdout("restart fails\nrestart fails\ngive up after 2 restarts; ok the same=false\n")
         .stderr_contains("supervisor: 3 restarts within 10s: giving up")
+        .check();
+}
+
+/// A monitor on a grandchild gets its `down` with how it ended; a
+/// cancelled monitor gets nothing.
+#[test]
+fn monitor_a_grandchild() {
+    Test::run(SUPERVISOR_CASES)
+        .args(["monitor"])
+        .stdout(
+            "down: same monitor=true same pid=true code=Some(1) signal=None\n\
+             middle closed\n",
+        )
+        .check();
+}
+
+/// A guest may watch only its own descendants: not itself, not its
+/// parent, not a pid it made up (`ESRCH`).
+#[test]
+fn only_descendants_can_be_watched() {
+    Test::run(SUPERVISOR_CASES)
+        .args(["strangers"])
+        .stdout(
+            "itself: monitor Err(\"ESRCH\"), link Err(\"ESRCH\")\n\
+             its parent: monitor Err(\"ESRCH\"), link Err(\"ESRCH\")\n\
+             nobody: monitor Err(\"ESRCH\"), link Err(\"ESRCH\")\n",
+        )
+        .check();
+}
+
+/// Linked to a child that crashes, a process ends with `SIGTERM`; one
+/// that handles `SIGTERM` gets it as an event instead (`trap_exit`).
+#[test]
+fn a_link_takes_its_process_down() {
+    Test::run(SUPERVISOR_CASES)
+        .args(["link"])
+        .stdout("linker ended: None Some(\"SIGTERM\")\n")
+        .check();
+    Test::run(SUPERVISOR_CASES)
+        .args(["link-trapped"])
+        .stdout("trapped SIGTERM\n")
         .check();
 }

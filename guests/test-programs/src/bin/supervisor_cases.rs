@@ -53,6 +53,7 @@ fn main() {
                 .start(),
             "ok",
         ),
+        "monitor" | "link" | "link-trapped" | "strangers" => return watch(&me, &arg(1)),
         other => panic!("unknown scenario {other:?}"),
     };
     let first = supervisor.child(watched).and_then(|c| c.pid());
@@ -70,8 +71,83 @@ fn main() {
     hive::run();
 }
 
+/// Monitors and links (`process.monitor`, `process.link`).
+fn watch(me: &str, scenario: &str) {
+    let fork = |role: &str| hive::fork(me, &["child", role], hive::ForkOptions::default()).unwrap();
+    match scenario {
+        // A grandchild, monitored through the pid its parent reports; a
+        // monitor cancelled before its process ends says nothing.
+        "monitor" => {
+            let middle = fork("middle");
+            let cancelled = fork("idle");
+            let id = process::monitor(cancelled.pid().unwrap()).unwrap();
+            process::demonitor(id);
+            middle.on_message(move |m| {
+                let pid: u32 = m.text().parse().unwrap();
+                let id = process::monitor(pid).unwrap();
+                process::on_down(move |monitor, down_pid, code, signal| {
+                    println!(
+                        "down: same monitor={} same pid={} code={code:?} signal={signal:?}",
+                        monitor == id,
+                        down_pid == pid
+                    );
+                });
+            });
+            let c = cancelled.clone();
+            hive::set_timeout(300, move || {
+                c.kill("SIGTERM").unwrap();
+            });
+            middle.on_close(|_, _| println!("middle closed"));
+        }
+        // Processes outside the subtree cannot be watched.
+        "strangers" => {
+            for (who, pid) in [
+                ("itself", process::pid()),
+                ("its parent", process::ppid()),
+                ("nobody", 12345),
+            ] {
+                let m = process::monitor(pid).map(|_| ()).map_err(|e| e.to_string());
+                let l = process::link(pid).map_err(|e| e.to_string());
+                println!("{who}: monitor {m:?}, link {l:?}");
+            }
+        }
+        // Linked to a child that crashes: this process gets SIGTERM and
+        // ends with it (a child of the root shows how it ended).
+        "link" => {
+            let linked = fork("linker");
+            linked.on_close(|code, signal| println!("linker ended: {code:?} {signal:?}"));
+        }
+        // The same with SIGTERM handled: Erlang's trap_exit.
+        "link-trapped" => {
+            process::on_signal("SIGTERM", |name| {
+                println!("trapped {name}");
+                process::exit(0);
+            })
+            .unwrap();
+            let crasher = fork("crash");
+            process::link(crasher.pid().unwrap()).unwrap();
+        }
+        _ => unreachable!(),
+    }
+    hive::run();
+}
+
 fn child(role: &str) {
     match role {
+        "middle" => {
+            let me = process::argv()[0].clone();
+            let grandchild =
+                hive::fork(&me, &["child", "crash"], hive::ForkOptions::default()).unwrap();
+            process::send(&grandchild.pid().unwrap().to_string()).unwrap();
+            hive::run();
+        }
+        "linker" => {
+            let me = process::argv()[0].clone();
+            let crasher =
+                hive::fork(&me, &["child", "crash"], hive::ForkOptions::default()).unwrap();
+            process::link(crasher.pid().unwrap()).unwrap();
+            hive::run();
+        }
         "crash" => {
             std::thread::sleep(Duration::from_millis(20));
             process::exit(1);

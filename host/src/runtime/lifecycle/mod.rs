@@ -130,6 +130,7 @@ pub fn ended(rt: &Runtime, proc: &Arc<Proc>, status: ExitStatus) {
     if let Some(parent) = proc.parent.as_ref().and_then(|p| p.upgrade()) {
         report_end(proc.clone(), parent, status);
     }
+    proc.notify_watchers(status);
     proc.inbox.wake();
 }
 
