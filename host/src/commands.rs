@@ -1,12 +1,14 @@
 //! The `host` command line.
 
 mod compile;
+mod ps;
 mod run;
 mod serve;
 
 use crate::runtime::exit::ExitStatus;
 use clap::{Parser, Subcommand};
 pub use compile::CompileCommand;
+pub use ps::PsCommand;
 pub use run::RunCommand;
 pub use serve::ServeCommand;
 
@@ -14,7 +16,7 @@ pub use serve::ServeCommand;
 #[derive(Debug, Parser)]
 #[command(name = "host", version, propagate_version = true)]
 #[command(
-    after_help = "Example:\n  host run target/guests/seed-fork-main.wasm\n  host run --dir ./data::/data --env GREETING=hi app.wasm arg1 arg2\n  host serve --workers 2 proxy.wasm   # a wasi:http component, long-lived instances\n  host compile app.wasm   # fill the compiled-component cache ahead of time"
+    after_help = "Example:\n  host run target/guests/seed-fork-main.wasm\n  host run --dir ./data::/data --env GREETING=hi app.wasm arg1 arg2\n  host serve --workers 2 proxy.wasm   # a wasi:http component, long-lived instances\n  host compile app.wasm   # fill the compiled-component cache ahead of time\n  host ps                 # the process trees of this user's running hosts"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -26,6 +28,7 @@ enum Command {
     Run(Box<RunCommand>),
     Serve(ServeCommand),
     Compile(CompileCommand),
+    Ps(PsCommand),
     /// The host's sentinel (see `sentinel.rs`); started by the host itself.
     #[command(name = "__sentinel", hide = true)]
     Sentinel {
@@ -41,6 +44,7 @@ impl Cli {
             Command::Run(run) => run.execute(),
             Command::Serve(serve) => serve.execute(),
             Command::Compile(compile) => compile.execute(),
+            Command::Ps(ps) => ps.execute(),
             Command::Sentinel { grace_ms } => {
                 crate::runtime::sentinel::serve(std::time::Duration::from_millis(grace_ms));
                 Ok(ExitStatus::Code(0))

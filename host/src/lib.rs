@@ -33,6 +33,7 @@ pub mod bindings;
 pub mod child_process;
 pub mod cluster;
 pub mod commands;
+mod control;
 mod ctx;
 mod error;
 mod filesystem;

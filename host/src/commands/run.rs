@@ -441,6 +441,8 @@ impl RunCommand {
             .context("failed to start the tokio runtime")?;
         let status = runtime.block_on(async {
             let hive = Hive::new(config)?;
+            // `host ps` reaches this host here, until it ends.
+            let _control = crate::control::serve(hive.runtime().clone());
             // Before the guest runs: from here on SIGTERM, SIGINT and SIGHUP
             // no longer end the host at once, leaving the tree behind.
             let signals = HostSignals::new().context("failed to handle signals")?;

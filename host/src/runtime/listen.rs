@@ -225,32 +225,50 @@ impl Registry {
     /// The live listeners of `cluster`: address, policy, and per worker
     /// (id, open, total) connections.
     pub fn stats(&self, cluster: u32) -> Vec<ListenerStats> {
-        let listeners: Vec<Arc<Shared>> = self
+        self.stats_where(|k| k.cluster == cluster)
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect()
+    }
+
+    /// Every live listener, with the cluster (its primary's pid) it
+    /// belongs to (`host ps`).
+    pub fn all_stats(&self) -> Vec<(u32, ListenerStats)> {
+        self.stats_where(|_| true)
+    }
+
+    fn stats_where(&self, keep: impl Fn(&Key) -> bool) -> Vec<(u32, ListenerStats)> {
+        let listeners: Vec<(u32, Arc<Shared>)> = self
             .listeners
             .lock()
             .unwrap()
             .iter()
-            .filter(|(k, _)| k.cluster == cluster)
-            .filter_map(|(_, w)| w.upgrade())
+            .filter(|(k, _)| keep(k))
+            .filter_map(|(k, w)| Some((k.cluster, w.upgrade()?)))
             .collect();
         listeners
             .iter()
-            .map(|s| ListenerStats {
-                local: s.local,
-                policy: s.policy,
-                workers: s
-                    .state
-                    .lock()
-                    .unwrap()
-                    .members
-                    .iter()
-                    .map(|m| WorkerLoad {
-                        worker: m.worker,
-                        open: m.counters.open.load(Ordering::Relaxed),
-                        connections: m.counters.total.load(Ordering::Relaxed),
-                        requests: m.counters.requests.load(Ordering::Relaxed),
-                    })
-                    .collect(),
+            .map(|(cluster, s)| {
+                (
+                    *cluster,
+                    ListenerStats {
+                        local: s.local,
+                        policy: s.policy,
+                        workers: s
+                            .state
+                            .lock()
+                            .unwrap()
+                            .members
+                            .iter()
+                            .map(|m| WorkerLoad {
+                                worker: m.worker,
+                                open: m.counters.open.load(Ordering::Relaxed),
+                                connections: m.counters.total.load(Ordering::Relaxed),
+                                requests: m.counters.requests.load(Ordering::Relaxed),
+                            })
+                            .collect(),
+                    },
+                )
             })
             .collect()
     }

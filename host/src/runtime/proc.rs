@@ -153,6 +153,16 @@ impl Proc {
         }
     }
 
+    /// How many live children it has.
+    pub fn child_count(&self) -> usize {
+        self.children.lock().unwrap().len()
+    }
+
+    /// Its parent's pid, while the parent lives (`None` for the root).
+    pub fn parent_pid(&self) -> Option<u32> {
+        self.parent.as_ref().and_then(Weak::upgrade).map(|p| p.pid)
+    }
+
     /// Its live descendant `pid` (a child, a grandchild, ...).
     pub fn descendant(&self, pid: u32) -> Option<Arc<Proc>> {
         let mut level: Vec<Arc<Proc>> = self.children.lock().unwrap().values().cloned().collect();

@@ -750,3 +750,103 @@ fn listening_and_closing_in_a_loop() {
         .stdout("closed 2000, last port free true\n")
         .check();
 }
+
+/// `host ps` reaches a running host through its control socket (mode 0600,
+/// in a 0700 directory): the tree (the primary and its two workers, with
+/// memory and CPU) and the listener's per-worker load; the socket goes
+/// with the host, a stale one is cleared, and a directory others can
+/// enter is refused.
+#[test]
+fn host_ps_shows_the_tree() {
+    use std::io::BufRead;
+    use std::os::unix::fs::PermissionsExt;
+    let runtime = crate::util::temp_dir("ps-runtime");
+    let xdg = runtime.to_str().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let port_env = format!("PORT={port}");
+    let (mut host, mut out) = crate::util::spawn_host_with(
+        [
+            "run",
+            "--allow-net",
+            "--env",
+            &port_env,
+            "--env",
+            "WORKERS=2",
+            SEED_CLUSTER,
+        ],
+        [("XDG_RUNTIME_DIR", xdg)],
+    );
+    for _ in 0..3 {
+        out.read_line(&mut String::new()).unwrap();
+    }
+    get_body(port);
+    let pid = host.id();
+    let socket = runtime.join("hive").join(format!("{pid}.sock"));
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&socket), 0o600);
+    assert_eq!(mode(&runtime.join("hive")), 0o700);
+    let ps = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_host"))
+            .arg("ps")
+            .args(args)
+            .env("XDG_RUNTIME_DIR", xdg)
+            .output()
+            .unwrap()
+    };
+    let json = ps(&["--host", &pid.to_string(), "--json"]);
+    let reply: serde_json::Value =
+        serde_json::from_slice(&json.stdout).unwrap_or_else(|e| panic!("{e}: {json:?}"));
+    let procs = reply["processes"].as_array().unwrap();
+    assert_eq!(procs.len(), 3, "{reply}");
+    assert_eq!(procs[0]["pid"], pid);
+    assert!(procs[0]["ppid"].is_null());
+    assert!(
+        procs[1..]
+            .iter()
+            .all(|p| p["ppid"] == pid && p["kind"] == "wasm")
+    );
+    assert!(
+        procs
+            .iter()
+            .all(|p| p["memory"].as_u64().unwrap() > 0 && p["state"] == "running")
+    );
+    let listener = &reply["listeners"][0];
+    assert_eq!(listener["policy"], "rr");
+    assert_eq!(listener["address"], format!("0.0.0.0:{port}"));
+    let workers = listener["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 2);
+    let handed: u64 = workers
+        .iter()
+        .map(|w| w["connections"].as_u64().unwrap())
+        .sum();
+    assert_eq!(handed, 1);
+    let table = String::from_utf8(ps(&[]).stdout).unwrap();
+    assert!(table.contains(&format!("host {pid}")), "{table}");
+    assert!(
+        table.contains(&format!("listener 0.0.0.0:{port} (rr")),
+        "{table}"
+    );
+    // The socket goes with the host.
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    host.wait().unwrap();
+    assert!(!socket.exists());
+    assert_eq!(ps(&["--host", &pid.to_string()]).status.code(), Some(1));
+    // One left by a killed host is cleared by the next `host ps`.
+    let stale = runtime.join("hive").join("999999.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    assert!(ps(&[]).status.success());
+    assert!(!stale.exists());
+    // A directory others can enter is not used.
+    std::fs::set_permissions(runtime.join("hive"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    Test::run(CLI_HELLO)
+        .env("XDG_RUNTIME_DIR", xdg)
+        .any_stdout()
+        .stderr_contains("no control socket (`host ps` will not see this host)")
+        .check();
+}

@@ -33,8 +33,17 @@ impl Drop for Host {
 pub fn spawn_host<'a>(
     args: impl IntoIterator<Item = &'a str>,
 ) -> (Host, std::io::BufReader<std::process::ChildStdout>) {
+    spawn_host_with(args, [])
+}
+
+/// [`spawn_host`] with `envs` set too.
+pub fn spawn_host_with<'a>(
+    args: impl IntoIterator<Item = &'a str>,
+    envs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> (Host, std::io::BufReader<std::process::ChildStdout>) {
     let mut host = Command::new(env!("CARGO_BIN_EXE_host"))
         .args(args)
+        .envs(envs)
         .env("HOST_CACHE_DIR", shared_cache())
         .env_remove("HOST_LOG")
         .stdout(Stdio::piped())
