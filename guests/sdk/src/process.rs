@@ -166,6 +166,14 @@ pub fn on_signal(signal: &str, mut f: impl FnMut(&str) + 'static) -> Result<(), 
     Ok(())
 }
 
+pub use wit::ProcessInfo;
+
+/// This process and its live descendants, parents first (what `host ps`
+/// shows, for this process's own subtree).
+pub fn subtree() -> Vec<ProcessInfo> {
+    wit::subtree()
+}
+
 /// Asks for a `down` event when descendant `pid` ends (Erlang's
 /// `monitor`, beyond Node); returns the monitor's id, which [`on_down`]
 /// gets. Fails with `ESRCH` for a pid that is not a live descendant.

@@ -1,7 +1,7 @@
 //! `impl Host` for `hive:process/process`: thin calls into the runtime.
 
 use super::{InboxReady, ProcessView};
-use crate::bindings::hive::process::process::Host;
+use crate::bindings::hive::process::process::{Host, ProcessInfo};
 use crate::bindings::hive::process::types::HttpRequest;
 use crate::bindings::{ErrorCode, Event, HostError, Message};
 use crate::runtime::event::Event as RuntimeEvent;
@@ -148,6 +148,26 @@ impl Host for ProcessView<'_> {
             None => false,
         });
         Ok(())
+    }
+
+    fn subtree(&mut self) -> wasmtime::Result<Vec<ProcessInfo>> {
+        let me = &self.ctx.me;
+        Ok(me
+            .subtree()
+            .into_iter()
+            .map(|p| {
+                let wasm = !p.is_os();
+                ProcessInfo {
+                    pid: p.pid,
+                    ppid: p.parent_pid().unwrap_or(self.ctx.ppid),
+                    os: !wasm,
+                    name: p.name.clone(),
+                    memory: wasm.then(|| p.memory.load(std::sync::atomic::Ordering::Relaxed)),
+                    cpu_us: wasm
+                        .then(|| p.cpu_ns.load(std::sync::atomic::Ordering::Relaxed) / 1000),
+                }
+            })
+            .collect())
     }
 
     fn subscribe(&mut self) -> wasmtime::Result<Resource<DynPollable>> {

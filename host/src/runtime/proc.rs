@@ -163,6 +163,19 @@ impl Proc {
         self.parent.as_ref().and_then(Weak::upgrade).map(|p| p.pid)
     }
 
+    /// It and its live descendants, parents before their children.
+    pub fn subtree(self: &Arc<Proc>) -> Vec<Arc<Proc>> {
+        let mut all = vec![self.clone()];
+        let mut at = 0;
+        while at < all.len() {
+            let children: Vec<Arc<Proc>> =
+                all[at].children.lock().unwrap().values().cloned().collect();
+            all.extend(children.into_iter().filter(|c| c.status().is_none()));
+            at += 1;
+        }
+        all
+    }
+
     /// Its live descendant `pid` (a child, a grandchild, ...).
     pub fn descendant(&self, pid: u32) -> Option<Arc<Proc>> {
         let mut level: Vec<Arc<Proc>> = self.children.lock().unwrap().values().cloned().collect();

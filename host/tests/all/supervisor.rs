@@ -86,3 +86,16 @@ fn a_link_takes_its_process_down() {
         .stdout("trapped SIGTERM\n")
         .check();
 }
+
+/// A guest sees its own subtree (`process.subtree`): itself, its child
+/// and its grandchild, parents first, with their memory.
+#[test]
+fn a_guest_sees_its_subtree() {
+    Test::run(SUPERVISOR_CASES)
+        .args(["subtree"])
+        .stdout(
+            "wasm(parent root, memory true) wasm(parent me, memory true) \
+             wasm(parent child, memory true)\n",
+        )
+        .check();
+}

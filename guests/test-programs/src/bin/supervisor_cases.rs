@@ -53,7 +53,9 @@ fn main() {
                 .start(),
             "ok",
         ),
-        "monitor" | "link" | "link-trapped" | "strangers" => return watch(&me, &arg(1)),
+        "monitor" | "link" | "link-trapped" | "strangers" | "subtree" => {
+            return watch(&me, &arg(1));
+        }
         other => panic!("unknown scenario {other:?}"),
     };
     let first = supervisor.child(watched).and_then(|c| c.pid());
@@ -98,6 +100,33 @@ fn watch(me: &str, scenario: &str) {
                 c.kill("SIGTERM").unwrap();
             });
             middle.on_close(|_, _| println!("middle closed"));
+        }
+        // What this process sees of its tree: itself, a child, a grandchild.
+        "subtree" => {
+            let middle = fork("middle");
+            middle.on_message(move |_| {
+                let tree = process::subtree();
+                let me = process::pid();
+                let shape: Vec<String> = tree
+                    .iter()
+                    .map(|p| {
+                        let parent = if p.pid == me {
+                            "root".to_owned()
+                        } else if p.ppid == me {
+                            "me".to_owned()
+                        } else {
+                            "child".to_owned()
+                        };
+                        format!(
+                            "{}(parent {parent}, memory {})",
+                            if p.os { "os" } else { "wasm" },
+                            p.memory.is_some_and(|m| m > 0)
+                        )
+                    })
+                    .collect();
+                println!("{}", shape.join(" "));
+                process::exit(0);
+            });
         }
         // Processes outside the subtree cannot be watched.
         "strangers" => {
