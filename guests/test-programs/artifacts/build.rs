@@ -103,7 +103,9 @@ const SUITES: &[(&str, Run)] = &[
         "conf",
         Run::ByName(&["tests/conformance", "guests/test-programs/src/bin"]),
     ),
-    // `just bench` (bench/run.py); `bench_parent` forks `bench_child`.
+    // `just bench` (bench/run.py); `bench_parent` forks `bench_child`;
+    // `bench_chaos` is `just chaos` (bench/chaos.py) and its short run in
+    // host/tests/all/cluster.rs.
     (
         "bench",
         Run::ByName(&["bench", "guests/test-programs/src/bin"]),

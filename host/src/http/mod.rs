@@ -295,10 +295,11 @@ async fn serve(state: Arc<ServerState>, conn: Conn) {
                 },
                 _ = state.proc.wait() => status(503),
             };
+            let gone = state.proc.status().is_some();
             if let Some(c) = &counters {
                 c.requests.fetch_add(1, Ordering::Relaxed);
             }
-            if *state.draining.borrow() {
+            if gone || *state.draining.borrow() {
                 response.headers_mut().insert(
                     hyper::header::CONNECTION,
                     hyper::header::HeaderValue::from_static("close"),
@@ -323,6 +324,14 @@ async fn serve(state: Arc<ServerState>, conn: Conn) {
             tokio::time::sleep(DRAIN_IDLE).await;
         } => {
             // Idle past the drain time (or slow): finish what is in flight.
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+        _ = state.proc.wait() => {
+            // The process is gone (killed, crashed): the request in flight
+            // gets its 503 and the connection closes, so the client
+            // reconnects to a worker that lives — not a stream of 503s on
+            // a keep-alive connection nobody serves.
             connection.as_mut().graceful_shutdown();
             let _ = connection.await;
         }

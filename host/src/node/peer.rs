@@ -346,6 +346,16 @@ async fn write_frames(
                     written.clear();
                     writer.done(frames);
                 }
+                // Waiting for an answer to a handle frame, and the reader
+                // that would bring it is gone (the peer died: a killed Node
+                // worker with a connection in hand). It never comes.
+                else => {
+                    if let Some((mut frame, _)) = unanswered.take() {
+                        frame.release();
+                        writer.done(1);
+                    }
+                    return Ok(());
+                }
             }
         }
     }
