@@ -60,6 +60,12 @@ chaos: setup
     cargo build --release -p host -p test-programs-artifacts
     python3 bench/chaos.py
 
+# The soak: 10^6 messages down a chain of 10 guests and back, the middle killed at random (a few minutes).
+[group('bench')]
+soak: setup
+    cargo build --release -p host -p test-programs-artifacts
+    python3 bench/soak.py
+
 # Only the HTTP table (Hive cluster vs hyper, Node, wasmtime serve under wrk) and worker replacement (~6 min).
 [group('bench')]
 bench-http: setup

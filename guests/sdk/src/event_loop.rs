@@ -226,13 +226,23 @@ fn poll_io() {
     }
 }
 
+/// The most events one turn of the loop dispatches before its timers.
+const EVENTS_PER_TURN: usize = 1024;
+
 /// Dispatches events and timers until nothing keeps the process alive
 /// (Node's event loop). Returns so `main` can end normally.
 pub fn run() {
     crate::process::register();
     loop {
         run_deferred();
-        while let Some(event) = wit::try_next_event() {
+        // A turn takes at most `EVENTS_PER_TURN` events, then timers run:
+        // under a stream that never pauses (a process forwarding messages)
+        // timers would otherwise never fire. Node's loop also runs its
+        // timers phase on every turn.
+        for _ in 0..EVENTS_PER_TURN {
+            let Some(event) = wit::try_next_event() else {
+                break;
+            };
             dispatch(event);
             run_deferred();
         }

@@ -103,28 +103,27 @@ fn watch(me: &str, scenario: &str) {
         }
         // What this process sees of its tree: itself, a child, a grandchild.
         "subtree" => {
-            let middle = fork("middle");
+            let middle = fork("middle-idle");
             middle.on_message(move |_| {
                 let tree = process::subtree();
                 let me = process::pid();
                 let shape: Vec<String> = tree
                     .iter()
                     .map(|p| {
-                        let parent = if p.pid == me {
-                            "root".to_owned()
-                        } else if p.ppid == me {
-                            "me".to_owned()
-                        } else {
-                            "child".to_owned()
+                        let parent = match p.ppid {
+                            _ if p.pid == me => "root",
+                            ppid if ppid == me => "me",
+                            _ => "child",
                         };
-                        format!(
-                            "{}(parent {parent}, memory {})",
-                            if p.os { "os" } else { "wasm" },
-                            p.memory.is_some_and(|m| m > 0)
-                        )
+                        format!("{}(parent {parent})", if p.os { "os" } else { "wasm" })
                     })
                     .collect();
-                println!("{}", shape.join(" "));
+                // A grandchild may not have its memory yet: only ours counts.
+                println!(
+                    "{}; my memory > 0: {}",
+                    shape.join(" "),
+                    tree[0].memory.is_some_and(|m| m > 0)
+                );
                 process::exit(0);
             });
         }
@@ -168,6 +167,13 @@ fn child(role: &str) {
             let grandchild =
                 hive::fork(&me, &["child", "crash"], hive::ForkOptions::default()).unwrap();
             process::send(&grandchild.pid().unwrap().to_string()).unwrap();
+            hive::run();
+        }
+        "middle-idle" => {
+            let me = process::argv()[0].clone();
+            let _grandchild =
+                hive::fork(&me, &["child", "idle"], hive::ForkOptions::default()).unwrap();
+            process::send("forked").unwrap();
             hive::run();
         }
         "linker" => {
