@@ -51,6 +51,39 @@ fn a_fork_bomb_in_its_subtree() {
     );
 }
 
+/// OS programs started in a loop stop at the subtree's `max-procs` (5):
+/// the fifth spawn fails with `EAGAIN`. (A shell fork bomb inside an OS
+/// program is outside Hive's table: it needs a cgroup's `pids.max`.)
+#[test]
+fn os_programs_in_a_loop_stop_at_max_procs() {
+    let out = Test::new()
+        .args(["run", "--allow-spawn=sleep", FAULT_CASES, "os-procs"])
+        .any_stdout()
+        .any_stderr()
+        .check();
+    let mut lines: Vec<&str> = out.stdout.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        ["exit 0 null", "sibling 200", "spawned 4 then EAGAIN"]
+    );
+}
+
+/// A process killed mid-conversation with its own child: it ends with
+/// SIGKILL, its child ends with it (no orphans: SIGKILL too), and the
+/// sibling goes on.
+#[test]
+fn a_parent_killed_mid_conversation() {
+    assert_eq!(
+        fault("talker"),
+        [
+            "exit null SIGKILL",
+            "grandchild down SIGKILL",
+            "sibling 200"
+        ]
+    );
+}
+
 /// A child killed while it is blocked in a host call (a sleep) ends at
 /// once with SIGKILL.
 #[test]

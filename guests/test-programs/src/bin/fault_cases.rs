@@ -24,7 +24,7 @@ fn main() {
     sibling::start(&me);
     let fault = arg(1);
     let mut options = ForkOptions::default();
-    if fault == "procs" {
+    if fault == "procs" || fault == "os-procs" {
         // The child's subtree: itself and 4 more.
         options.max_procs = Some(5);
     }
@@ -43,9 +43,34 @@ fn main() {
                     println!("flood {} in order={}", s.get(), o.get());
                 }
             }
+            // The talker's report is for its own listener.
+            Err(_) if text.starts_with("grandchild ") => {}
             Err(_) => println!("{text}"),
         }
     });
+    if fault == "talker" {
+        // Killed mid-conversation with its own child, which it reports:
+        // the grandchild ends with it (no orphans), and says so.
+        let c = child.clone();
+        child.on_message(move |m| {
+            if let Ok(pid) = m
+                .text()
+                .strip_prefix("grandchild ")
+                .unwrap_or("")
+                .parse::<u32>()
+            {
+                process::monitor(pid).unwrap();
+                process::on_down(|_, _, _, signal| {
+                    println!("grandchild down {}", signal.unwrap_or_default())
+                });
+                let c = c.clone();
+                // Let them talk a while first.
+                hive::set_timeout(50, move || {
+                    c.kill("SIGKILL").unwrap();
+                });
+            }
+        });
+    }
     if fault == "blocked" {
         // Killed while it waits in a host call.
         let c = child.clone();
@@ -94,6 +119,35 @@ fn child(fault: &str) {
             for c in &children {
                 c.kill("SIGTERM").unwrap();
             }
+        }
+        "os-procs" => {
+            // Starts OS programs until its subtree is full.
+            let mut children = Vec::new();
+            loop {
+                match hive::os::spawn("sleep", &["30"], hive::os::SpawnOptions::default()) {
+                    Ok(c) => children.push(c),
+                    Err(e) => {
+                        process::send(&format!("spawned {} then {e}", children.len())).unwrap();
+                        break;
+                    }
+                }
+            }
+            for c in &children {
+                c.kill("SIGKILL").unwrap();
+            }
+        }
+        "talker" => {
+            // Talks with its own child until it is killed.
+            let me = process::argv()[0].clone();
+            let echo =
+                Rc::new(hive::fork(&me, &["child", "echo"], ForkOptions::default()).unwrap());
+            process::send(&format!("grandchild {}", echo.pid().unwrap())).unwrap();
+            let e = echo.clone();
+            echo.on_message(move |m| {
+                e.send(m).unwrap();
+            });
+            echo.send("ping").unwrap();
+            hive::run();
         }
         "idle" => {
             // Alive until killed.
