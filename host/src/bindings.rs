@@ -178,7 +178,11 @@ impl From<ChildEvent> for ChildEventKind {
                 address_type: if addr.is_ipv4() { 4 } else { 6 },
             }),
             ChildEvent::Message(envelope) => ChildEventKind::Message(envelope.into()),
-            ChildEvent::Disconnect => ChildEventKind::Disconnect,
+            ChildEvent::Disconnect(taken) => {
+                // Taken now: from here on the parent sees it disconnected.
+                taken.mark();
+                ChildEventKind::Disconnect
+            }
             ChildEvent::Exit(status, taken) => {
                 // Taken now: from here on the parent sees how it ended.
                 taken.mark();

@@ -159,14 +159,17 @@ impl HostChild for ChildProcessView<'_> {
     fn disconnect(&mut self, child: Resource<Child>) -> Result<(), HostError> {
         let child = self.table.get(&child)?;
         match (&child.proc, &child.channel) {
-            (Some(_), Some(channel)) if channel.disconnect() => Ok(()),
+            (Some(_), Some(channel)) if channel.disconnect_by_parent() => Ok(()),
             _ => Err(ErrorCode::NotConnected.into()),
         }
     }
 
     fn connected(&mut self, child: Resource<Child>) -> wasmtime::Result<bool> {
         let child = self.table.get(&child)?;
-        Ok(child.channel.as_ref().is_some_and(|c| c.connected()))
+        Ok(child
+            .channel
+            .as_ref()
+            .is_some_and(|c| c.connected_for_parent()))
     }
 
     fn kill(&mut self, child: Resource<Child>, signal: String) -> Result<bool, HostError> {

@@ -107,8 +107,9 @@ pub enum ChildEvent {
     Listening(std::net::SocketAddr),
     /// The child sent a message.
     Message(Envelope),
-    /// The channel to the child closed.
-    Disconnect,
+    /// The channel to the child closed. Taking it marks the parent as
+    /// knowing (`Channel::connected_for_parent`).
+    Disconnect(Taken),
     /// The child ended (its stdio may still be open). Taking it marks the
     /// child's status as known to its parent ([`Taken`]).
     Exit(ExitStatus, Taken),

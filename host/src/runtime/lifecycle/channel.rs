@@ -40,6 +40,11 @@ pub enum Peer {
 /// The message channel between a parent and a child (Node's IPC channel).
 pub struct Channel {
     connected: AtomicBool,
+    /// Whether the parent knows the channel closed: it disconnected it, or
+    /// it took the child's `disconnect` event. Until then its `connected`
+    /// still says open, as Node's `subprocess.connected` does (a child
+    /// killed a moment ago is connected until its `disconnect` is emitted).
+    parent_knows: super::super::event::Taken,
     /// The child's id, as its parent's events name it.
     id: u32,
     /// Parent to child.
@@ -65,6 +70,7 @@ impl Channel {
     pub(super) fn open(id: u32, parent: Peer, child: Option<Peer>) -> Arc<Channel> {
         Arc::new(Channel {
             connected: AtomicBool::new(true),
+            parent_knows: Default::default(),
             id,
             down: Arc::default(),
             up: Arc::default(),
@@ -76,6 +82,24 @@ impl Channel {
     /// Whether the channel is open.
     pub fn connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)
+    }
+
+    /// Whether the channel is open as the parent sees it: until it closed
+    /// it itself or took the child's `disconnect`.
+    pub fn connected_for_parent(&self) -> bool {
+        !self.parent_knows.is_set()
+    }
+
+    /// The parent closed the channel itself: it knows at once.
+    pub fn disconnect_by_parent(&self) -> bool {
+        self.parent_knows.mark();
+        self.disconnect()
+    }
+
+    /// The child's `disconnect` event for its parent, which marks the
+    /// parent as knowing when it is taken.
+    pub(super) fn disconnect_event(&self) -> ChildEvent {
+        ChildEvent::Disconnect(self.parent_knows.clone())
     }
 
     /// The child's inbox, when the child is a process of this host.
@@ -161,7 +185,7 @@ impl Channel {
             return false;
         }
         match &self.parent {
-            Peer::Inbox(parent) => parent.push(child_event(self.id, ChildEvent::Disconnect), None),
+            Peer::Inbox(parent) => parent.push(child_event(self.id, self.disconnect_event()), None),
             Peer::Wire(wire) => wire.close(),
         }
         match &self.child {

@@ -225,7 +225,7 @@ pub fn failed_start(
         Box::new(move || {
             closing.close();
             inbox.push(close, None);
-            inbox.push(child_event(id, ChildEvent::Disconnect), None);
+            inbox.push(child_event(id, closing.disconnect_event()), None);
         }),
     );
     (id, Some(channel))
