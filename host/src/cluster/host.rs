@@ -246,22 +246,14 @@ impl HostWorker for ChildProcessView<'_> {
     }
 
     fn memory(&mut self, w: Resource<Worker>) -> wasmtime::Result<Option<u64>> {
-        let child = self.table.get(&w)?.child();
         Ok(self
-            .table
-            .get(&child)?
-            .proc()
-            .filter(|p| !p.is_os())
+            .wasm_proc(w)?
             .map(|p| p.memory.load(std::sync::atomic::Ordering::Relaxed)))
     }
 
     fn cpu_us(&mut self, w: Resource<Worker>) -> wasmtime::Result<Option<u64>> {
-        let child = self.table.get(&w)?.child();
         Ok(self
-            .table
-            .get(&child)?
-            .proc()
-            .filter(|p| !p.is_os())
+            .wasm_proc(w)?
             .map(|p| p.cpu_ns.load(std::sync::atomic::Ordering::Relaxed) / 1000))
     }
 
@@ -282,5 +274,22 @@ impl HostWorker for ChildProcessView<'_> {
         let worker = self.table.delete(w)?;
         self.table.delete(worker.child)?;
         Ok(())
+    }
+}
+
+impl ChildProcessView<'_> {
+    /// Worker `w`'s process, if it is a wasm one (the metrics are a wasm
+    /// process's).
+    fn wasm_proc(
+        &mut self,
+        w: Resource<Worker>,
+    ) -> wasmtime::Result<Option<Arc<crate::runtime::proc::Proc>>> {
+        let child = self.table.get(&w)?.child();
+        Ok(self
+            .table
+            .get(&child)?
+            .proc()
+            .filter(|p| !p.is_os())
+            .cloned())
     }
 }
