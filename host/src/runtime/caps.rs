@@ -91,6 +91,19 @@ impl Capabilities {
                 (None, o) => Ok(o),
             }
         }
+        /// An OS limit: no limit of ours is the host's own, so a child may
+        /// not raise an OS child's limit above what the host itself runs
+        /// under (as root, setrlimit would let it). Asking for nothing
+        /// stays nothing: the child's OS children keep posix_spawn.
+        fn within_host(
+            option: &str,
+            asked: Option<u64>,
+            ours: Option<u64>,
+            resource: libc::__rlimit_resource_t,
+        ) -> Result<Option<u64>, String> {
+            let bound = ours.or_else(|| asked.and(super::unix::soft_rlimit(resource)));
+            within(option, asked, bound)
+        }
         /// Sizes as `--max-memory` takes them (`16M`).
         fn show<T: std::fmt::Display>(option: &str, value: T) -> String {
             let text = value.to_string();
@@ -108,12 +121,18 @@ impl Capabilities {
             max_cpu_ms: within("max-cpu-ms", asked.max_cpu_ms, l.max_cpu_ms)?,
             max_resources: within("max-resources", asked.max_resources, Some(l.max_resources))?
                 .expect("ours is set"),
-            max_address_space: within(
+            max_address_space: within_host(
                 "max-address-space",
                 asked.max_address_space,
                 l.max_address_space,
+                libc::RLIMIT_AS,
             )?,
-            max_open_files: within("max-open-files", asked.max_open_files, l.max_open_files)?,
+            max_open_files: within_host(
+                "max-open-files",
+                asked.max_open_files,
+                l.max_open_files,
+                libc::RLIMIT_NOFILE,
+            )?,
         };
         Ok(caps)
     }

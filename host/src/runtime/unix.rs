@@ -61,6 +61,17 @@ pub fn detach(command: &mut Command) {
     }
 }
 
+/// The host's own soft limit on `resource`; `None` for unlimited.
+pub fn soft_rlimit(resource: libc::__rlimit_resource_t) -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) writes only the struct we pass.
+    let ok = unsafe { libc::getrlimit(resource, &mut limit) } == 0;
+    (ok && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
+}
+
 /// Makes the child set `limits` (`(resource, soft, hard)`) before exec;
 /// nothing for none. A limit the kernel refuses (above the host's own
 /// hard limit) fails the spawn with that errno (`EPERM`).

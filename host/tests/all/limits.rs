@@ -148,3 +148,16 @@ fn root_limits_are_flags() {
         .status(128 + 6)
         .check();
 }
+
+/// A guest cannot give an OS child more open files than the host itself
+/// runs under, even with no limit of its own (the host's is the bound;
+/// as root, setrlimit would raise it).
+#[test]
+fn os_limits_are_bounded_by_the_hosts_own() {
+    spawning("os-files-over-host")
+        .stdout("spawn with more files than the host: ERR_INVALID_ARG_VALUE\n")
+        .stderr_contains(
+            "`limits.max-open-files` asks for 9223372036854775807, more than this process's own",
+        )
+        .check();
+}

@@ -96,3 +96,14 @@ fn a_guest_sees_its_subtree() {
         .stdout("wasm(parent root) wasm(parent me) wasm(parent child); my memory > 0: true\n")
         .check();
 }
+
+/// A guest cannot grow another process's watcher list without bound: at
+/// most 10,000 live monitors and links, then `invalid-argument`.
+#[test]
+fn monitors_are_bounded() {
+    Test::run(SUPERVISOR_CASES)
+        .args(["monitor-flood"])
+        .stdout("monitors granted 10000, then Err(\"ERR_INVALID_ARG_VALUE\")\n")
+        .stderr_contains("holds 10000 monitors and links, the most a process may")
+        .check();
+}

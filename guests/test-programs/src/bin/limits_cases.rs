@@ -72,6 +72,19 @@ fn main() {
             limits(|l| l.max_cpu_ms = Some(1000)),
         )),
         "os-files" => watch(spawn("ulimit -n", limits(|l| l.max_open_files = Some(20)))),
+        // More open files than the host itself may have: refused, though
+        // no limit of this process's own was set (the host's is the bound).
+        "os-files-over-host" => {
+            let asked = hive::os::SpawnOptions {
+                limits: limits(|l| l.max_open_files = Some(u64::MAX / 2)),
+                ..Default::default()
+            };
+            match hive::os::spawn("sh", &["-c", "ulimit -n"], asked) {
+                Ok(_) => println!("spawn with more files than the host: started"),
+                Err(e) => println!("spawn with more files than the host: {e}"),
+            }
+            return;
+        }
         "os-memory" => watch(spawn(
             "ulimit -v",
             limits(|l| l.max_address_space = Some(256 << 20)),

@@ -53,7 +53,7 @@ fn main() {
                 .start(),
             "ok",
         ),
-        "monitor" | "link" | "link-trapped" | "strangers" | "subtree" => {
+        "monitor" | "link" | "link-trapped" | "strangers" | "subtree" | "monitor-flood" => {
             return watch(&me, &arg(1));
         }
         other => panic!("unknown scenario {other:?}"),
@@ -126,6 +126,20 @@ fn watch(me: &str, scenario: &str) {
                 );
                 process::exit(0);
             });
+        }
+        // A hostile guest monitors one child over and over: past 10,000 the
+        // host refuses (each monitor is an entry in the child's list).
+        "monitor-flood" => {
+            let child = fork("idle");
+            let pid = child.pid().unwrap();
+            let granted = (0..10_001)
+                .take_while(|_| process::monitor(pid).is_ok())
+                .count();
+            println!(
+                "monitors granted {granted}, then {:?}",
+                process::monitor(pid).map_err(|e| e.to_string())
+            );
+            child.kill("SIGTERM").unwrap();
         }
         // Processes outside the subtree cannot be watched.
         "strangers" => {
