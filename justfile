@@ -60,6 +60,12 @@ chaos: setup
     cargo build --release -p host -p test-programs-artifacts
     python3 bench/chaos.py
 
+# The sibling's round-trip rate under each fault of the fault suite, against its unloaded rate (~90 s).
+[group('bench')]
+bench-faults: setup
+    cargo build --release -p host -p test-programs-artifacts
+    python3 bench/faults.py
+
 # The soak: 10^6 messages down a chain of 10 guests and back, the middle killed at random (a few minutes).
 [group('bench')]
 soak: setup

@@ -17,7 +17,9 @@ its POLICY env picking the scheduling policy)
 with the ratios Hive/hyper, Hive/Node cluster, Hive 1/Node 1, and worker
 replacement after SIGKILL (target/guests/bench_cluster_restart.wasm next to
 bench/http/cluster-restart.js and bench/http/refork.py). HTTP_ONLY=1 (`just
-bench-http`): only those; SKIP_HTTP=1: without them.
+bench-http`): only those; SKIP_HTTP=1: without them. Before them, the
+sibling's round-trip rate under each fault of the fault suite
+(bench/faults.py, `just bench-faults` alone).
 """
 import json
 import os
@@ -236,6 +238,15 @@ RESTART_REPEATS = int(os.environ.get("RESTART_REPEATS", "3"))
 RESTART_PORT = 18470
 
 
+def fault_section():
+    """The sibling's rate under each fault (bench/faults.py)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("faults_bench", os.path.join(ROOT, "bench/faults.py"))
+    faults = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(faults)
+    return faults.section()
+
+
 def load_http_harness():
     import importlib.util
     spec = importlib.util.spec_from_file_location("http_bench", HTTP_RUN)
@@ -399,6 +410,8 @@ def main():
         "|---|---|---|---|",
     ]
     lines += [f"| {l} | {h} | {n} | {r:,.2f}× |" for l, h, n, r in start_rows]
+    if not os.environ.get("START_ONLY"):
+        lines += [""] + fault_section()
     if not os.environ.get("SKIP_HTTP") and not os.environ.get("START_ONLY"):
         lines += [""] + http_sections()
     lines += ["", f"(took {time.time() - start:.0f} s)"]

@@ -1,7 +1,10 @@
 //! The fault suite (the limits issue, item 3; the limits themselves are in
-//! `limits.rs`): for each fault a child commits, the child alone ends —
-//! with the exit its parent can read — and its sibling completes its round
-//! trips meanwhile; a flood loses and reorders nothing.
+//! `limits.rs`, the supervisor giving up in `supervisor.rs`): for each fault
+//! a child commits, the child alone ends — with the exit its parent can
+//! read — and its sibling (a pinger and its echo, `sibling.rs`) completes
+//! its numbered round trips meanwhile, each checked in order; the messages
+//! of a flood or a Node child are all there, in order. `bench/faults.py`
+//! runs the same scenarios for the sibling's rate under each fault.
 
 use crate::util::Test;
 use test_programs_artifacts::{FAULT_CASES, FAULT_SOAK};
@@ -29,6 +32,63 @@ fn a_trapping_child() {
 #[test]
 fn a_stack_overflow() {
     assert_eq!(fault("stack"), ["exit null SIGABRT", "sibling 200"]);
+}
+
+/// A guest in an infinite loop (`loop {}`, never yielding) is preempted,
+/// so its sibling goes on, and ends at its `timeout-ms` with SIGTERM, as
+/// Node's `timeout` ends a child.
+#[test]
+fn an_infinite_loop() {
+    assert_eq!(fault("spin"), ["exit null SIGTERM", "sibling 200"]);
+}
+
+/// The fault suite's Node child (`guests/test-programs/node/fault_child.js`).
+const NODE_CHILD: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../guests/test-programs/node/fault_child.js"
+);
+
+/// `fault_cases FAULT` with a Node child, `node` allowed.
+fn node_fault(name: &str) -> Vec<String> {
+    let out = Test::new()
+        .args(["run", "--allow-spawn=node", FAULT_CASES, name, NODE_CHILD])
+        .any_stdout()
+        .any_stderr()
+        .check();
+    let mut lines: Vec<String> = out.stdout.lines().map(String::from).collect();
+    lines.sort();
+    lines
+}
+
+/// Invalid JSON sent to a Node child is refused by `send`
+/// (`ERR_INVALID_JSON`) and never reaches it; the 990 valid messages
+/// around the 10 refused ones come back, every one, in order.
+#[test]
+fn invalid_json_to_a_node_child() {
+    assert_eq!(
+        node_fault("node-bad-json"),
+        [
+            "exit 0 null",
+            "node echoed 990 in order=true",
+            "refused 10: ERR_INVALID_JSON",
+            "sibling 200"
+        ]
+    );
+}
+
+/// A Node child writing lines that are not JSON on its channel: each is an
+/// `error` (`EPROTO`) on that child, where Node's parent would exit; the
+/// 1,000 messages around them arrive, every one, in order.
+#[test]
+fn a_node_child_writing_garbage() {
+    let lines = node_fault("node-garbage");
+    let errors = lines.iter().filter(|l| *l == "error EPROTO").count();
+    assert_eq!(errors, 10, "{lines:?}");
+    let rest: Vec<&String> = lines.iter().filter(|l| *l != "error EPROTO").collect();
+    assert_eq!(
+        rest,
+        ["exit 0 null", "node sent 1000 in order=true", "sibling 200"]
+    );
 }
 
 /// A guest that floods its parent with 20,000 messages as fast as it can:

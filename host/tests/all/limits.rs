@@ -60,6 +60,26 @@ fn cpu_limit_ends_a_spinning_child() {
     );
 }
 
+/// Zero is zero, not "unlimited": `max-procs: 0` cannot hold the child
+/// itself (`EAGAIN`), and a child allowed no resources ends at its first,
+/// its stdout, with `ERR_RESOURCE_LIMIT`; the sibling goes on.
+#[test]
+fn zero_limits_are_zero() {
+    let out = case("zero")
+        .stderr_contains("reached its resource limit (0 host resources at once)")
+        .any_stdout()
+        .check();
+    assert_eq!(
+        sorted(&out.stdout),
+        [
+            "error ERR_RESOURCE_LIMIT",
+            "exit null SIGABRT",
+            "fork with max-procs 0: EAGAIN",
+            "sibling 200"
+        ]
+    );
+}
+
 /// A child leaking handles past `max-resources` is ended; the host holds
 /// at most that many of its resources.
 #[test]

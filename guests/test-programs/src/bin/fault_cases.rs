@@ -1,18 +1,25 @@
-//! The fault suite's guests (`host/tests/all/faults.rs`): `fault_cases
-//! <fault>` forks a sibling that answers round trips, and a child that
-//! commits `<fault>`; it prints the child's events (`error <code>`,
-//! `exit <code> <signal>`), what the fault showed (`flood <n> in order`,
-//! `forked <n> then <error>`), and `sibling <n>` when the sibling is done,
-//! so a test sees that the fault stayed in its process.
+//! The fault suite's guests (`host/tests/all/faults.rs`, and
+//! `bench/faults.py`): `fault_cases <fault> [script.js]` forks a sibling
+//! (see `sibling.rs`) and a child that commits `<fault>` (`none`: no
+//! child); it prints the child's events (`error <code>`, `exit <code>
+//! <signal>`), what the fault showed (`flood <n> in order=<bool>`, `forked
+//! <n> then <error>`), and `sibling <n>` when the sibling is done, so a
+//! test sees that the fault stayed in its process. The `node-*` faults
+//! fork the Node program `script.js` (`guests/test-programs/node/
+//! fault_child.js`).
 
 #[path = "../sibling.rs"]
 mod sibling;
 
-use hive::{ForkOptions, process};
+use hive::{ForkOptions, Message, process};
 use std::cell::Cell;
 use std::rc::Rc;
 
 const FLOOD: u32 = 20_000;
+/// Numbered messages a Node child sends (`node-garbage`) or echoes
+/// (`node-bad-json`), one in every hundred followed (or replaced) by a
+/// line that is not a message.
+const NODE_MESSAGES: u32 = 1_000;
 
 fn main() {
     let argv = process::argv();
@@ -23,31 +30,51 @@ fn main() {
     let me = arg(0);
     sibling::start(&me);
     let fault = arg(1);
-    let mut options = ForkOptions::default();
-    if fault == "procs" || fault == "os-procs" {
-        // The child's subtree: itself and 4 more.
-        options.max_procs = Some(5);
+    // A Node child's script, for the `node-*` faults.
+    let script = arg(2);
+    if fault != "none" {
+        sibling::commit(move || start(&me, &fault, &script));
     }
-    let child = Rc::new(hive::fork(&me, &["child", &fault], options).expect("fork"));
-    let seen = Rc::new(Cell::new(0u32));
-    let in_order = Rc::new(Cell::new(true));
-    let (s, o) = (seen.clone(), in_order.clone());
-    child.on_message(move |m| {
-        let text = m.text();
-        match text.parse::<u32>() {
-            // The flood: every message, in order.
-            Ok(n) => {
-                o.set(o.get() && n == s.get());
-                s.set(s.get() + 1);
-                if s.get() == FLOOD {
-                    println!("flood {} in order={}", s.get(), o.get());
-                }
+    hive::run();
+}
+
+/// Prints `text`, unless this is a bench run (where the fault repeats).
+fn say(text: &str) {
+    if !sibling::measuring() {
+        println!("{text}");
+    }
+}
+
+/// Forks the child that commits `fault`, with what watches it.
+fn start(me: &str, fault: &str, script: &str) -> hive::Child {
+    let mut options = ForkOptions::default();
+    match fault {
+        // The child's subtree: itself and 4 more.
+        "procs" | "os-procs" => options.max_procs = Some(5),
+        // An infinite loop ends at its timeout, as Node's `timeout`.
+        "spin" => options.timeout_ms = Some(300),
+        _ => {}
+    }
+    let child = match fault {
+        "node-garbage" => hive::fork(script, &["garbage"], options),
+        "node-bad-json" => hive::fork(script, &["echo"], options),
+        _ => hive::fork(me, &["child", fault], options),
+    }
+    .expect("fork");
+    watch_numbers(&child, fault);
+    if fault == "node-bad-json" {
+        // Every hundredth message is not JSON: refused by `send`, and
+        // never delivered; the others are echoed, in order.
+        let mut refused = Vec::new();
+        for n in 0..NODE_MESSAGES {
+            if skipped(fault, n) {
+                refused.push(child.send(Message::Json("{\"n\": ".into())).unwrap_err());
+            } else {
+                child.send(&n.to_string()).unwrap();
             }
-            // The talker's report is for its own listener.
-            Err(_) if text.starts_with("grandchild ") => {}
-            Err(_) => println!("{text}"),
         }
-    });
+        say(&format!("refused {}: {}", refused.len(), refused[0]));
+    }
     if fault == "talker" {
         // Killed mid-conversation with its own child, which it reports:
         // the grandchild ends with it (no orphans), and says so.
@@ -61,7 +88,7 @@ fn main() {
             {
                 process::monitor(pid).unwrap();
                 process::on_down(|_, _, _, signal| {
-                    println!("grandchild down {}", signal.unwrap_or_default())
+                    say(&format!("grandchild down {}", signal.unwrap_or_default()))
                 });
                 let c = c.clone();
                 // Let them talk a while first.
@@ -81,7 +108,48 @@ fn main() {
         });
     }
     sibling::print_end(&child);
-    hive::run();
+    child
+}
+
+/// Whether `n` is one of the numbers `fault` never delivers.
+fn skipped(fault: &str, n: u32) -> bool {
+    fault == "node-bad-json" && n % 100 == 50
+}
+
+/// Checks the numbered messages `child` sends (a flood, a Node child's):
+/// each the one due, none lost, none twice; `<what> <n> in order=<bool>`
+/// once they are all in. Other messages are printed.
+fn watch_numbers(child: &hive::Child, fault: &str) {
+    let (what, due) = match fault {
+        "flood" => ("flood", FLOOD),
+        "node-garbage" => ("node sent", NODE_MESSAGES),
+        "node-bad-json" => ("node echoed", NODE_MESSAGES - NODE_MESSAGES / 100),
+        _ => ("", 0),
+    };
+    let fault = fault.to_owned();
+    let next = Cell::new(0u32);
+    let count = Cell::new(0u32);
+    let in_order = Cell::new(true);
+    let c = child.clone();
+    child.on_message(move |m| {
+        let text = m.text();
+        let Ok(n) = text.parse::<u32>() else {
+            // The talker's report is for its own listener.
+            if !text.starts_with("grandchild ") {
+                say(&text);
+            }
+            return;
+        };
+        in_order.set(in_order.get() && n == next.get());
+        count.set(count.get() + 1);
+        next.set((n + 1..).find(|&k| !skipped(&fault, k)).unwrap());
+        if count.get() == due {
+            say(&format!("{what} {due} in order={}", in_order.get()));
+            if fault == "node-bad-json" {
+                c.disconnect().unwrap();
+            }
+        }
+    });
 }
 
 #[allow(unconditional_recursion)]
@@ -92,6 +160,7 @@ fn recurse(depth: u64) -> u64 {
 fn child(fault: &str) {
     match fault {
         "echo" => sibling::echo(),
+        "pinger" => sibling::pinger(),
         "trap" => panic!("a guest that traps"),
         "stack" => {
             recurse(0);
@@ -148,6 +217,13 @@ fn child(fault: &str) {
             });
             echo.send("ping").unwrap();
             hive::run();
+        }
+        "spin" => {
+            // An infinite loop, never yielding.
+            let mut n = 0u64;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
         }
         "idle" => {
             // Alive until killed.

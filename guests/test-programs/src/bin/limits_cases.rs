@@ -28,17 +28,23 @@ fn main() {
         // exchanging messages.
         "memory" => {
             sibling::start(&me);
-            watch(fork(&me, "hog", limits(|l| l.max_memory = Some(4 << 20))));
+            sibling::commit(move || {
+                watched(fork(&me, "hog", limits(|l| l.max_memory = Some(4 << 20))))
+            });
         }
         // A child in `loop {}` past its CPU time.
         "cpu" => {
             sibling::start(&me);
-            watch(fork(&me, "spin", limits(|l| l.max_cpu_ms = Some(100))));
+            sibling::commit(move || {
+                watched(fork(&me, "spin", limits(|l| l.max_cpu_ms = Some(100))))
+            });
         }
         // A child that leaks host resources (pollables) past its limit.
         "resources" => {
             sibling::start(&me);
-            watch(fork(&me, "leak", limits(|l| l.max_resources = Some(500))));
+            sibling::commit(move || {
+                watched(fork(&me, "leak", limits(|l| l.max_resources = Some(500))))
+            });
         }
         // Asking for more than this process has fails the fork; a child
         // without the option gets its parent's limit, and its own children
@@ -57,6 +63,21 @@ fn main() {
                 "narrow",
                 limits(|l| l.max_memory = Some(8 << 20)),
             ));
+        }
+        // Zero means zero, not "unlimited": a share of no processes cannot
+        // hold the child itself, and a child allowed no resources ends at
+        // its first (its stdout), beside a sibling.
+        "zero" => {
+            let none = ForkOptions {
+                max_procs: Some(0),
+                ..Default::default()
+            };
+            match hive::fork(&me, &["child", "nothing"], none) {
+                Ok(_) => println!("fork with max-procs 0: started"),
+                Err(e) => println!("fork with max-procs 0: {e}"),
+            }
+            sibling::start(&me);
+            watch(fork(&me, "hello", limits(|l| l.max_resources = Some(0))));
         }
         // `timeout-ms: 0` is no timeout (Node's), not an immediate kill.
         "timeout-zero" => {
@@ -122,14 +143,21 @@ fn spawn(script: &str, limits: Limits) -> hive::Child {
 /// Prints the child's messages, `error`s and how it ended, at `close`
 /// (an OS child's output may come after its `exit`).
 fn watch(child: hive::Child) {
+    watched(child);
+}
+
+/// [`watch`], handing the child back.
+fn watched(child: hive::Child) -> hive::Child {
     child.on_message(|m| println!("{}", m.text()));
     sibling::print_end(&child);
+    child
 }
 
 fn child(role: &str, arg: &str) {
     let _ = arg;
     match role {
         "echo" => sibling::echo(),
+        "pinger" => sibling::pinger(),
         "hog" => {
             // Touch every page, so the grow is real.
             let mut chunks = Vec::new();
@@ -182,6 +210,7 @@ fn child(role: &str, arg: &str) {
             std::thread::sleep(std::time::Duration::from_millis(300));
         }
         "nothing" => {}
+        "hello" => println!("hello: printed with no resources"),
         other => panic!("unknown role {other:?}"),
     }
 }
