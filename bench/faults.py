@@ -35,6 +35,7 @@ ROWS = [
     ("flood", "a child flooding its parent (20,000 messages a go)", [], FAULTS, ["flood"]),
     ("procs", "a child forking until its `max-procs` (5)", [], FAULTS, ["procs"]),
     ("os-procs", "OS programs started until `max-procs` (5)", ["--allow-spawn=sleep"], FAULTS, ["os-procs"]),
+    ("os-bomb", "a shell fork bomb held by its share's pids cgroup", ["--allow-spawn=sh"], FAULTS, ["os-bomb"]),
     ("talker", "a parent SIGKILLed mid-conversation with its child", [], FAULTS, ["talker"]),
     ("blocked", "a child SIGKILLed while blocked in a host call", [], FAULTS, ["blocked"]),
     ("node-bad-json", "invalid JSON sent to a Node child (refused)", ["--allow-spawn=node"], FAULTS,

@@ -196,8 +196,10 @@ impl ChildProcessView<'_> {
         )
         .chain(request.args.iter().cloned())
         .collect();
-        // OS children count against the same budgets as forks.
-        let slot = me.budget.charge()?;
+        // OS children count against the same budgets as forks; in a
+        // share, they run in its pids cgroup.
+        let slot = me.budget.charge_program()?;
+        let join = join_cgroup(&rt, &me.budget)?;
         let channel = match ipc.map(|_| ChildChannel::new()).transpose() {
             Ok(channel) => channel,
             Err(e) => {
@@ -216,7 +218,7 @@ impl ChildProcessView<'_> {
             _ => request,
         };
         let inherit = channel.as_ref().map(|c| &c.theirs);
-        let mut started = match os::start(request, &self.ctx.stdio, false, inherit) {
+        let mut started = match os::start(request, &self.ctx.stdio, false, inherit, join.as_ref()) {
             Ok(started) => started,
             Err(err) => {
                 let (error, errno) = os::spawn_error(request, &err, "spawn");
@@ -388,11 +390,12 @@ impl ChildProcessView<'_> {
         )?;
         self.may_spawn(&mut request)?;
         // Counted like every other child, for as long as it runs.
-        let _slot = self.ctx.me.budget.charge()?;
+        let _slot = self.ctx.me.budget.charge_program()?;
         // The guest may be killed while it waits here: then the child must
         // die with the dropped future, so these children kill on drop.
         let rt = self.ctx.hive.runtime().clone();
-        let done = match os::start(&request, &self.ctx.stdio, true, None) {
+        let join = join_cgroup(&rt, &self.ctx.me.budget)?;
+        let done = match os::start(&request, &self.ctx.stdio, true, None, join.as_ref()) {
             Ok(started) => {
                 let (pid, group) = (started.pid, started.group);
                 if group {
@@ -420,6 +423,23 @@ impl ChildProcessView<'_> {
             Err(err) => Completed::failed(os::spawn_error(&request, &err, "spawnSync")),
         };
         Ok((done, request, kill_signal))
+    }
+}
+
+/// What an OS program charged to `budget` writes to join the share's pids
+/// cgroup, if it has one (the sentinel told where they are first).
+fn join_cgroup(
+    rt: &crate::runtime::Runtime,
+    budget: &crate::runtime::budget::Budget,
+) -> Result<Option<std::os::fd::OwnedFd>, HostError> {
+    match budget.with_cgroup(|c| c.joiner()) {
+        Some(fd) => {
+            rt.watch_cgroups();
+            Ok(Some(fd.map_err(|e| {
+                wasmtime::Error::from(e).context("no descriptor to join a pids cgroup")
+            })?))
+        }
+        None => Ok(None),
     }
 }
 

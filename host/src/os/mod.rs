@@ -22,7 +22,7 @@ use crate::runtime::pipe::KERNEL_PIPE_BUFFER;
 use crate::runtime::signal::Signal;
 use crate::runtime::unix;
 use crate::stdio::Stdio;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio as OsStdio;
 use std::sync::Arc;
@@ -176,12 +176,15 @@ pub struct Started {
 /// `inherit`: the host's own file descriptors when the guest has them,
 /// otherwise a copy task into the guest's streams. `inherit` is a
 /// descriptor the program gets at the same number (a Node child's IPC
-/// socket), and no other program started meanwhile does.
+/// socket), and no other program started meanwhile does. `join`: a pids
+/// cgroup's `cgroup.procs` (`runtime::cgroup`), which the program joins
+/// before exec.
 pub fn start(
     request: &Request,
     parent: &Stdio,
     kill_on_drop: bool,
     inherit: Option<&OwnedFd>,
+    join: Option<&OwnedFd>,
 ) -> std::io::Result<Started> {
     // The policy resolved the program (`SpawnPolicy::program`): given a
     // bare name and a replaced environment, std would fork+exec to search
@@ -221,6 +224,9 @@ pub fn start(
     // Costs the posix_spawn fast path (a fork of the host instead, slower
     // with many guests mapped): only children with limits pay it.
     unix::set_rlimits(&mut command, request.limits.rlimits());
+    if let Some(procs) = join {
+        unix::join_cgroup(&mut command, procs.as_raw_fd());
+    }
     let [stdin, stdout, stderr] = request.stdio;
     let forward = |kind: StdioKind| match kind {
         StdioKind::Pipe => OsStdio::piped(),

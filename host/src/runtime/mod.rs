@@ -11,6 +11,7 @@
 pub mod argv;
 pub mod budget;
 pub mod caps;
+pub mod cgroup;
 pub mod cluster;
 pub mod event;
 pub mod exit;
@@ -149,6 +150,17 @@ impl Runtime {
         if let Some(sentinel) = self.sentinel() {
             sentinel.reaped(pgid);
         }
+    }
+
+    /// Has the sentinel end and remove this host's pids cgroups if the
+    /// host dies (once, before the first OS program joins one).
+    pub fn watch_cgroups(&self) {
+        static TOLD: std::sync::Once = std::sync::Once::new();
+        TOLD.call_once(|| {
+            if let (Some(sentinel), Some(prefix)) = (self.sentinel(), cgroup::prefix()) {
+                sentinel.watch_cgroups(&prefix);
+            }
+        });
     }
 
     fn sentinel(&self) -> Option<&sentinel::Sentinel> {

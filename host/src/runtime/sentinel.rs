@@ -83,6 +83,12 @@ impl Sentinel {
         }
     }
 
+    /// Tells the sentinel where this host's pids cgroups are (`prefix`).
+    pub fn watch_cgroups(&self, prefix: &std::path::Path) {
+        let mut state = self.state.lock().unwrap();
+        let _ = writeln!(state.pipe, "c{}", prefix.display());
+    }
+
     /// Group `pgid`'s leader was reaped: forget the group if it is empty,
     /// else keep it (its descendants still die with the host).
     pub fn reaped(&self, pgid: u32) {
@@ -95,12 +101,19 @@ impl Sentinel {
     }
 }
 
-/// `host __sentinel`: reads `+PGID`/`-PGID` lines until EOF, then ends every
-/// group still listed: SIGTERM, up to `grace`, SIGKILL.
+/// `host __sentinel`: reads `+PGID`/`-PGID` lines (and `cPREFIX`, where
+/// the host's pids cgroups are) until EOF, then ends every group still
+/// listed: SIGTERM, up to `grace`, SIGKILL; then what is left in the
+/// cgroups, which it removes.
 pub fn serve(grace: Duration) {
     let mut groups = BTreeSet::new();
+    let mut cgroups = None;
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
+        if let Some(prefix) = line.strip_prefix('c') {
+            cgroups = Some(std::path::PathBuf::from(prefix));
+            continue;
+        }
         let (add, pgid) = line.split_at(1.min(line.len()));
         let Ok(pgid) = pgid.parse::<u32>() else {
             continue;
@@ -126,5 +139,11 @@ pub fn serve(grace: Duration) {
     }
     for g in live(&groups) {
         let _ = unix::signal_group(g, Signal::KILL.number());
+    }
+    // What left its group but not its share's cgroup ends too.
+    if let Some(prefix) = cgroups {
+        super::cgroup::end_all(&prefix, |pid| {
+            let _ = unix::signal_pid(pid, Signal::KILL.number());
+        });
     }
 }

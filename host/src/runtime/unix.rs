@@ -1,7 +1,7 @@
 //! The few things Hive needs from the OS that safe Rust does not offer:
 //! sending a signal to a pid or a process group, starting a child in its
-//! own session, sizing pipe buffers, and handing a socket to exactly one
-//! child (or taking one from our parent).
+//! own session, sizing pipe buffers, joining a cgroup before exec, and
+//! handing a socket to exactly one child (or taking one from our parent).
 #![expect(unsafe_code, reason = "thin wrappers over a few libc calls")]
 
 use std::io;
@@ -95,6 +95,31 @@ pub fn set_rlimits(command: &mut Command, limits: Vec<(libc::__rlimit_resource_t
             Ok(())
         });
     }
+}
+
+/// Makes the child join the cgroup whose `cgroup.procs` is open as `procs`
+/// before exec (writing `0` moves the writer), so it never runs outside.
+pub fn join_cgroup(command: &mut Command, procs: i32) {
+    // SAFETY: the closure runs in the forked child before exec and calls
+    // only write(2), async-signal-safe, on a descriptor the parent keeps
+    // open until the spawn returns.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::write(procs, b"0".as_ptr().cast(), 1) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Whether this process may write in `dir` (`access(2)`, `W_OK`).
+pub fn writable(dir: &std::path::Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: a valid C string; access(2) only reads it.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
 }
 
 /// Grows a pipe's kernel buffer to `bytes` (`F_SETPIPE_SZ`); best effort.

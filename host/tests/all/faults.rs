@@ -112,8 +112,7 @@ fn a_fork_bomb_in_its_subtree() {
 }
 
 /// OS programs started in a loop stop at the subtree's `max-procs` (5):
-/// the fifth spawn fails with `EAGAIN`. (A shell fork bomb inside an OS
-/// program is outside Hive's table: it needs a cgroup's `pids.max`.)
+/// the fifth spawn fails with `EAGAIN`.
 #[test]
 fn os_programs_in_a_loop_stop_at_max_procs() {
     let out = Test::new()
@@ -127,6 +126,58 @@ fn os_programs_in_a_loop_stop_at_max_procs() {
         lines,
         ["exit 0 null", "sibling 200", "spawned 4 then EAGAIN"]
     );
+}
+
+/// A shell fork bomb in a child whose share is 5 (`max-procs`): the shell
+/// forks until the kernel refuses (its share's pids cgroup), with exactly
+/// the 3 the share had left (the child and the shell hold 2); the shell
+/// exits 2 ("Cannot fork"); what it left behind still counts, so the child
+/// can fork one wasm child more, then `EAGAIN`. When the host exits, the
+/// cgroup is gone.
+#[test]
+fn an_os_fork_bomb_is_held_to_its_share() {
+    let out = Test::new()
+        .args(["run", "--allow-spawn=sh", FAULT_CASES, "os-bomb"])
+        .any_stdout()
+        .any_stderr()
+        .check();
+    if out.stderr.contains("no writable pids cgroup") {
+        eprintln!("skipped: this machine has no writable pids cgroup");
+        return;
+    }
+    let mut lines: Vec<&str> = out.stdout.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "bomb forked 3 (refused=true), sh exit 2; then forked 1 then EAGAIN",
+            "exit 0 null",
+            "sibling 200"
+        ],
+        "{}",
+        out.stderr
+    );
+    let left = format!("hive-{}-", out.pid);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while cgroups_named(&left) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!cgroups_named(&left), "cgroups {left}* left behind");
+}
+
+/// Whether a pids cgroup whose name starts with `prefix` exists (v1's
+/// hierarchy, or v2's).
+fn cgroups_named(prefix: &str) -> bool {
+    [
+        "/sys/fs/cgroup/pids",
+        "/sys/fs/cgroup",
+        "/sys/fs/cgroup/unified",
+    ]
+    .iter()
+    .filter_map(|dir| std::fs::read_dir(dir).ok())
+    .flatten()
+    .flatten()
+    .any(|e| e.file_name().to_string_lossy().starts_with(prefix))
 }
 
 /// A process killed mid-conversation with its own child: it ends with

@@ -83,6 +83,8 @@ pub struct Test {
 pub struct Output {
     pub stdout: String,
     pub stderr: String,
+    /// The host's pid (gone by now).
+    pub pid: u32,
 }
 
 impl Test {
@@ -179,6 +181,7 @@ impl Test {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("failed to start host");
+        let pid = child.id();
         let input = self.stdin.clone().unwrap_or_default();
         let mut stdin = child.stdin.take().unwrap();
         let writer = std::thread::spawn(move || {
@@ -221,6 +224,10 @@ impl Test {
                 problems.join("\n"),
             );
         }
-        Output { stdout, stderr }
+        Output {
+            stdout,
+            stderr,
+            pid,
+        }
     }
 }

@@ -50,7 +50,7 @@ fn start(me: &str, fault: &str, script: &str) -> hive::Child {
     let mut options = ForkOptions::default();
     match fault {
         // The child's subtree: itself and 4 more.
-        "procs" | "os-procs" => options.max_procs = Some(5),
+        "procs" | "os-procs" | "os-bomb" => options.max_procs = Some(5),
         // An infinite loop ends at its timeout, as Node's `timeout`.
         "spin" => options.timeout_ms = Some(300),
         _ => {}
@@ -204,6 +204,48 @@ fn child(fault: &str) {
             for c in &children {
                 c.kill("SIGKILL").unwrap();
             }
+        }
+        "os-bomb" => {
+            // A shell forking until the kernel refuses (its share's pids
+            // cgroup): how many it got; then wasm forks, until what the
+            // shell left behind and they fill the share.
+            let bomb = hive::os::spawn(
+                "sh",
+                &[
+                    "-c",
+                    "n=0; while :; do sleep 30 >/dev/null 2>&1 & n=$((n+1)); echo $n; done",
+                ],
+                hive::os::SpawnOptions::default(),
+            )
+            .expect("spawn");
+            let out = Rc::new(std::cell::RefCell::new(String::new()));
+            let err = Rc::new(std::cell::RefCell::new(String::new()));
+            let (o, e) = (out.clone(), err.clone());
+            bomb.on_stdout(move |b| o.borrow_mut().push_str(&String::from_utf8_lossy(b)));
+            bomb.on_stderr(move |b| e.borrow_mut().push_str(&String::from_utf8_lossy(b)));
+            bomb.on_close(move |code, _| {
+                let out = out.borrow();
+                let forked = out.lines().last().unwrap_or("0");
+                let refused = err.borrow().contains("fork");
+                let me = process::argv()[0].clone();
+                let mut children = Vec::new();
+                let stop = loop {
+                    match hive::fork(&me, &["child", "idle"], ForkOptions::default()) {
+                        Ok(c) => children.push(c),
+                        Err(e) => break e,
+                    }
+                };
+                process::send(&format!(
+                    "bomb forked {forked} (refused={refused}), sh exit {}; then forked {} then {stop}",
+                    code.unwrap_or(-1),
+                    children.len()
+                ))
+                .unwrap();
+                for c in &children {
+                    c.kill("SIGKILL").unwrap();
+                }
+            });
+            hive::run();
         }
         "talker" => {
             // Talks with its own child until it is killed.
