@@ -138,6 +138,7 @@ fn ps(rt: &Runtime) -> serde_json::Value {
                 "memory": wasm.then(|| p.memory.load(std::sync::atomic::Ordering::Relaxed)),
                 "cpu_ms": wasm.then(|| p.cpu_ns.load(std::sync::atomic::Ordering::Relaxed) / 1_000_000),
                 "children": p.child_count(),
+                "restarts": p.restarts,
             })
         })
         .collect();

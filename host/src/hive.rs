@@ -353,6 +353,7 @@ impl Hive {
             budget: self.runtime().processes().budget.clone(),
             cluster: None,
             serve: None,
+            restarts: 0,
         };
         let root = crate::wasm::start(self, spec)?;
         if let (Some(reader), Some(channel)) = (reader, &root.channel) {
@@ -433,6 +434,7 @@ impl Hive {
                 budget: self.runtime().processes().budget.clone(),
                 cluster: None,
                 serve: Some(membership),
+                restarts: 0,
             };
             crate::wasm::start(self, spec).map_err(anyhow::Error::from)
         };

@@ -65,6 +65,8 @@ pub struct WasmSpec {
     /// For a `wasi:http` proxy instance of `host serve`: the listener it
     /// serves requests from.
     pub serve: Option<Arc<Membership>>,
+    /// How many times it replaces one that ended (`fork-options.restarts`).
+    pub restarts: u32,
 }
 
 /// Starts a wasm process: in the table and its parent's `spawn` queued
@@ -82,6 +84,7 @@ pub fn start(hive: &Hive, mut spec: WasmSpec) -> Result<Arc<Proc>, TooManyProces
             channel: std::mem::replace(&mut spec.link, Link::None),
             pipes: spec.pipes.clone(),
             slot,
+            restarts: spec.restarts,
         },
     );
     let stderr = spec.stdio.stderr.clone();

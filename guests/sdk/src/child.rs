@@ -36,6 +36,9 @@ pub struct ForkOptions {
     pub serialization: Serialization,
     /// The child's limits (beyond Node): each at most this process's own.
     pub limits: Limits,
+    /// How many times it replaces one that ended (a supervisor's count,
+    /// shown by `host ps`; beyond Node).
+    pub restarts: u32,
 }
 
 /// A child's limits (the WIT's `child-process.limits`, which documents
@@ -92,6 +95,7 @@ impl Default for ForkOptions {
             exec_path: None,
             serialization: Serialization::Json,
             limits: Limits::default(),
+            restarts: 0,
         }
     }
 }
@@ -178,6 +182,7 @@ pub fn fork(module: &str, args: &[&str], options: ForkOptions) -> Result<Child, 
             Serialization::Advanced => wit::Serialization::Advanced,
         },
         limits: options.limits.into(),
+        restarts: options.restarts,
     };
     Ok(Child::register(
         wit::fork(module, &args, &wit_options)?,

@@ -64,6 +64,8 @@ struct WorkerInner {
     handle: wit::Worker,
     /// What it was forked with (a restart or reload forks the same).
     env: Option<Vec<(String, String)>>,
+    /// How many crashed workers it replaces in turn (the restart policy's).
+    restarts: u32,
     id: u32,
     child_id: u32,
     events: WorkerEvents,
@@ -132,8 +134,9 @@ impl Primary {
         };
         self.restarted.set(self.restarted.get() + 1);
         let env = worker.0.env.clone();
+        let restarts = worker.0.restarts + 1;
         let fork = move || {
-            if let Err(e) = fork_with_env(env.clone()) {
+            if let Err(e) = fork_worker(env.clone(), restarts) {
                 eprintln!("cluster: restarting a worker failed: {e}");
             }
         };
@@ -202,9 +205,15 @@ pub fn fork() -> Result<Worker, Error> {
 /// Forks a worker with `env` added to this process's environment (Node's
 /// `cluster.fork(env)`); `fork` is emitted on the next turn of the loop.
 pub fn fork_with_env(env: Option<Vec<(String, String)>>) -> Result<Worker, Error> {
-    let handle = wit::fork(env.as_deref())?;
+    fork_worker(env, 0)
+}
+
+/// [`fork_with_env`], as the `restarts`-th replacement of a crashed worker.
+fn fork_worker(env: Option<Vec<(String, String)>>, restarts: u32) -> Result<Worker, Error> {
+    let handle = wit::fork(env.as_deref(), restarts)?;
     let inner = Rc::new(WorkerInner {
         env,
+        restarts,
         id: handle.id(),
         child_id: handle.child_id(),
         handle,

@@ -23,6 +23,9 @@ pub struct SpawnOptions {
     pub kill_signal: Option<String>,
     /// CPU time, address space and open files (see [`crate::Limits`]).
     pub limits: crate::Limits,
+    /// How many times it replaces one that ended (a supervisor's count,
+    /// shown by `host ps`; beyond Node).
+    pub restarts: u32,
 }
 
 impl Default for SpawnOptions {
@@ -37,6 +40,7 @@ impl Default for SpawnOptions {
             timeout_ms: None,
             kill_signal: None,
             limits: crate::Limits::default(),
+            restarts: 0,
         }
     }
 }
@@ -142,6 +146,7 @@ pub fn spawn(command: &str, args: &[&str], options: SpawnOptions) -> Result<Chil
             timeout_ms: options.timeout_ms,
             kill_signal: options.kill_signal,
             limits: options.limits.into(),
+            restarts: options.restarts,
         },
     )?;
     Ok(Child::register(handle, false))

@@ -187,7 +187,8 @@ impl ChildSpec {
         self
     }
 
-    fn start(&self) -> Result<Child, crate::Error> {
+    /// Starts it, as the `restarts`-th restart (`host ps` shows it).
+    fn start(&self, restarts: u32) -> Result<Child, crate::Error> {
         match &self.start {
             Start::Fork {
                 module,
@@ -195,7 +196,11 @@ impl ChildSpec {
                 options,
             } => {
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                crate::fork(module, &args, options.clone())
+                let options = ForkOptions {
+                    restarts,
+                    ..options.clone()
+                };
+                crate::fork(module, &args, options)
             }
             Start::Spawn {
                 command,
@@ -203,7 +208,11 @@ impl ChildSpec {
                 options,
             } => {
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                crate::os::spawn(command, &args, options.clone())
+                let options = SpawnOptions {
+                    restarts,
+                    ..options.clone()
+                };
+                crate::os::spawn(command, &args, options)
             }
         }
     }
@@ -303,7 +312,7 @@ impl Inner {
         let slot = &me.slots[index];
         let generation = slot.generation.get() + 1;
         slot.generation.set(generation);
-        match slot.spec.start() {
+        match slot.spec.start(generation - 1) {
             Ok(child) => {
                 let weak = Rc::downgrade(me);
                 child.on_exit(move |code, signal| {

@@ -153,6 +153,7 @@ impl ChildProcessView<'_> {
             budget,
             cluster: link,
             serve: None,
+            restarts: options.restarts,
         };
         let proc = crate::wasm::start(&hive, spec)?;
         lifecycle::kill_after(&proc, options.timeout_ms, kill_signal);
@@ -191,6 +192,7 @@ impl ChildProcessView<'_> {
         let env = options.env.unwrap_or_else(|| self.ctx.env.clone());
         let mut request = Request::new(&exec_path, &argv, None, None, None, env, stdio, false)?;
         request.limits = caps.limits.into();
+        request.restarts = options.restarts;
         // A child never sees a channel that is not its own.
         request.env.retain(|(name, _)| !node::is_channel_var(name));
         self.may_spawn(&mut request)?;

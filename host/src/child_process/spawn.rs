@@ -58,6 +58,7 @@ impl ChildProcessView<'_> {
         let limits = self.child_caps(&options.limits)?.limits;
         self.may_spawn(&mut request)?;
         request.limits = limits.into();
+        request.restarts = options.restarts;
         let child = self.start_os(
             &request,
             options.timeout_ms,
@@ -301,6 +302,7 @@ impl ChildProcessView<'_> {
                 channel: link,
                 pipes: stdout.iter().chain(&stderr).cloned().collect(),
                 slot,
+                restarts: request.restarts,
             },
         );
         let mut child = Child::started(proc.clone(), &request.file, argv);

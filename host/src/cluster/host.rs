@@ -94,7 +94,11 @@ impl Host for ChildProcessView<'_> {
         Ok(self.ctx.cluster.settings.clone())
     }
 
-    fn fork(&mut self, env: Option<Vec<(String, String)>>) -> Result<Resource<Worker>, HostError> {
+    fn fork(
+        &mut self,
+        env: Option<Vec<(String, String)>>,
+        restarts: u32,
+    ) -> Result<Resource<Worker>, HostError> {
         let cluster = self.cluster()?;
         let id = cluster.next_id();
         let s = self.ctx.cluster.settings.clone();
@@ -129,6 +133,7 @@ impl Host for ChildProcessView<'_> {
                 max_address_space: None,
                 max_open_files: None,
             },
+            restarts,
         };
         let (child, record) =
             self.fork_child(s.exec, s.args, options, Some(AsWorker { cluster, id }))?;

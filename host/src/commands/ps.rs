@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// Shows the processes of this user's running hosts: for each, the tree of
-/// its processes (pid, kind, state, memory, CPU time, name) and each
+/// its processes (pid, kind, state, memory, CPU time, restarts, name) and each
 /// cluster listener's load per worker.
 ///
 /// A host is reached through its control socket, which only the user who
@@ -78,8 +78,8 @@ impl PsCommand {
 fn table(reply: &Value) -> String {
     let mut out = format!("host {}\n", reply["host"]);
     out += &format!(
-        "  {:<10} {:<5} {:<8} {:>8} {:>8}  NAME\n",
-        "PID", "KIND", "STATE", "MEMORY", "CPU"
+        "  {:<10} {:<5} {:<8} {:>8} {:>8} {:>8}  NAME\n",
+        "PID", "KIND", "STATE", "MEMORY", "CPU", "RESTARTS"
     );
     let procs = reply["processes"].as_array().cloned().unwrap_or_default();
     let pids: std::collections::HashSet<u64> =
@@ -102,12 +102,13 @@ fn table(reply: &Value) -> String {
                 .as_u64()
                 .map_or("-".into(), |ms| format!("{ms}ms"));
             out.push_str(&format!(
-                "  {:<10} {:<5} {:<8} {:>8} {:>8}  {}{}\n",
+                "  {:<10} {:<5} {:<8} {:>8} {:>8} {:>8}  {}{}\n",
                 p["pid"].as_u64().unwrap_or_default(),
                 p["kind"].as_str().unwrap_or("?"),
                 p["state"].as_str().unwrap_or("?"),
                 memory,
                 cpu,
+                p["restarts"].as_u64().unwrap_or_default(),
                 "  ".repeat(depth),
                 p["name"].as_str().unwrap_or("?"),
             ));

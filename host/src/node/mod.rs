@@ -158,6 +158,7 @@ mod tests {
                 channel: Link::None,
                 pipes: Vec::new(),
                 slot: budget.charge().unwrap(),
+                restarts: 0,
             },
         );
         (rt, budget, parent)
@@ -187,6 +188,7 @@ mod tests {
                 channel: Link::Parent(Some(wire)),
                 pipes: Vec::new(),
                 slot: budget.charge().unwrap(),
+                restarts: 0,
             },
         );
         tokio::spawn(reader.run(child.channel.clone().unwrap(), End::Child));

@@ -52,6 +52,8 @@ pub struct Request {
     pub program: Option<PathBuf>,
     /// Its resource limits.
     pub limits: OsLimits,
+    /// How many times it replaces one that ended (`spawn-options.restarts`).
+    pub restarts: u32,
 }
 
 /// An OS child's resource limits (`setrlimit`), set in the child between
@@ -149,6 +151,7 @@ impl Request {
             detached,
             program: None,
             limits: OsLimits::default(),
+            restarts: 0,
         })
     }
 

@@ -165,6 +165,7 @@ impl Host for ProcessView<'_> {
                     memory: wasm.then(|| p.memory.load(std::sync::atomic::Ordering::Relaxed)),
                     cpu_us: wasm
                         .then(|| p.cpu_ns.load(std::sync::atomic::Ordering::Relaxed) / 1000),
+                    restarts: p.restarts,
                 }
             })
             .collect())

@@ -111,6 +111,8 @@ pub struct Proc {
     limit: std::sync::atomic::AtomicU8,
     /// Its task, once running: where its companions run.
     pub(super) task: std::sync::OnceLock<super::preempt::TaskHandle>,
+    /// How many times it replaces one that ended, as its parent said.
+    pub restarts: u32,
 }
 
 impl Proc {
@@ -150,6 +152,7 @@ impl Proc {
             task: Default::default(),
             limit: Default::default(),
             watchers: Mutex::default(),
+            restarts: 0,
         }
     }
 

@@ -418,13 +418,15 @@ fn seed_cluster_with_node_workers() {
     let _ = host.wait();
 }
 
-/// The restart policy: a crashed worker is forked again (a new id), until
-/// `max_restarts` within the window; then a line on stderr says so.
+/// The restart policy: a crashed worker is forked again (a new id, and the
+/// restart count `host ps` shows), until `max_restarts` within the window;
+/// then a line on stderr says so.
 #[test]
 fn restart_policy_reforks_crashed_workers() {
     cluster(&["restart"])
         .stdout(
-            "fork 1\nexit 1 Some(3) None\nfork 2\nexit 2 Some(3) None\nfork 3\nexit 3 Some(3) None\nrestarts 2\n",
+            "fork 1\nworker 1 restarts 0\nexit 1 Some(3) None\nfork 2\nworker 2 restarts 1\nexit 2 Some(3) None\n\
+             fork 3\nworker 3 restarts 2\nexit 3 Some(3) None\nrestarts 2\n",
         )
         .stderr(
             "cluster: worker 3 crashed 3 times within 60s: not restarting it (RestartPolicy.max_restarts)\n",
@@ -827,11 +829,9 @@ fn host_ps_shows_the_tree() {
             .iter()
             .all(|p| p["ppid"] == pid && p["kind"] == "wasm")
     );
-    assert!(
-        procs
-            .iter()
-            .all(|p| p["memory"].as_u64().unwrap() > 0 && p["state"] == "running")
-    );
+    assert!(procs.iter().all(|p| {
+        p["memory"].as_u64().unwrap() > 0 && p["state"] == "running" && p["restarts"] == 0
+    }));
     let listener = &reply["listeners"][0];
     assert_eq!(listener["policy"], "rr");
     assert_eq!(listener["address"], format!("0.0.0.0:{port}"));
@@ -844,6 +844,7 @@ fn host_ps_shows_the_tree() {
     assert_eq!(handed, 1);
     let table = String::from_utf8(ps(&[]).stdout).unwrap();
     assert!(table.contains(&format!("host {pid}")), "{table}");
+    assert!(table.contains("RESTARTS"), "{table}");
     assert!(
         table.contains(&format!("listener 0.0.0.0:{port} (rr")),
         "{table}"

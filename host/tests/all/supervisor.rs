@@ -14,7 +14,7 @@ fn one_for_one_restarts_only_the_crasher() {
     Test::run(SUPERVISOR_CASES)
         .args(["one-for-one"])
         .stdout(
-            "restart crasher\nrestart crasher\nrestart crasher\n\
+            "restart crasher (1)\nrestart crasher (2)\nrestart crasher (3)\n\
              give up after 3 restarts; steady the same=true\n",
         )
         .stderr_contains("supervisor: 4 restarts within 10s: giving up")
@@ -28,7 +28,7 @@ fn one_for_all_restarts_everyone() {
     Test::run(SUPERVISOR_CASES)
         .args(["one-for-all"])
         .stdout(
-            "restart crasher\nrestart steady\nrestart crasher\nrestart steady\n\
+            "restart crasher (1)\nrestart steady (1)\nrestart crasher (2)\nrestart steady (2)\n\
              give up after 4 restarts; steady the same=false\n",
         )
         .stderr_contains("supervisor: 3 restarts within 10s: giving up")
@@ -41,7 +41,9 @@ fn one_for_all_restarts_everyone() {
 fn transient_os_children() {
     Test::new()
         .args(["run", "--allow-spawn=sh", SUPERVISOR_CASES, "transient"])
-        .stdout("restart fails\nrestart fails\ngive up after 2 restarts; ok the same=false\n")
+        .stdout(
+            "restart fails (1)\nrestart fails (2)\ngive up after 2 restarts; ok the same=false\n",
+        )
         .stderr_contains("supervisor: 3 restarts within 10s: giving up")
         .check();
 }

@@ -353,8 +353,11 @@ fn restart() {
         ..Default::default()
     }));
     cluster::on_fork(|w| println!("fork {}", w.id()));
+    // Each worker says the restarts the host counts for it (what `host ps`
+    // shows) before it exits.
+    cluster::on_message(|w, m| println!("worker {} {}", w.id(), m.text()));
     cluster::on_exit(|w, code, signal| println!("exit {} {code:?} {signal:?}", w.id()));
-    fork("exit", "3");
+    fork("restarts-then-exit", "3");
     hive::run();
     println!("restarts {}", cluster::restarts());
 }
@@ -389,6 +392,11 @@ fn worker() {
             }
         }
         "exit" => process::exit(var("WORKER_ARGS").parse().unwrap()),
+        "restarts-then-exit" => {
+            let me = process::subtree().remove(0);
+            process::send(&format!("restarts {}", me.restarts)).unwrap();
+            process::exit(var("WORKER_ARGS").parse().unwrap())
+        }
         "http-on" => {
             let pid = process::pid();
             let port = var("PORT").parse().unwrap();

@@ -275,7 +275,7 @@ fn main() {
                     shell: shell(opts),
                     timeout_ms: opts["timeout"].as_u64(),
                     kill_signal: opts["killSignal"].as_str().map(String::from),
-                    limits: Default::default(),
+                    ..Default::default()
                 };
                 let args = strings(&step[2]);
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();

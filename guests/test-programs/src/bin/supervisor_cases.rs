@@ -1,7 +1,8 @@
 //! `hive::supervisor` for `host/tests/all/supervisor.rs`:
 //! `supervisor_cases <scenario>` supervises forks of this same module
 //! (`supervisor_cases child <role>`) or `sh`, and prints each restart
-//! (`restart <id>`) and the end (`give up ...`).
+//! (`restart <id> (<restarts>)`, the count `process.subtree` reports) and
+//! the end (`give up ...`).
 
 use hive::process;
 use hive::supervisor::{ChildSpec, Restart, RestartPolicy, Supervisor};
@@ -59,7 +60,16 @@ fn main() {
         other => panic!("unknown scenario {other:?}"),
     };
     let first = supervisor.child(watched).and_then(|c| c.pid());
-    supervisor.on_restart(|id| println!("restart {id}"));
+    // Each restart, with the count the host keeps (what `host ps` shows).
+    let s = supervisor.clone();
+    supervisor.on_restart(move |id| {
+        let pid = s.child(id).and_then(|c| c.pid());
+        let restarts = process::subtree()
+            .into_iter()
+            .find(|p| Some(p.pid) == pid)
+            .map_or("?".to_owned(), |p| p.restarts.to_string());
+        println!("restart {id} ({restarts})");
+    });
     let s = supervisor.clone();
     let name = watched.to_owned();
     supervisor.on_give_up(move || {

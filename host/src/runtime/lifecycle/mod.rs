@@ -41,6 +41,8 @@ pub struct NewProc<'a> {
     pub pipes: Vec<Arc<Pipe>>,
     /// Its place in its budgets.
     pub slot: Slot,
+    /// How many times it replaces one that ended (`fork-options.restarts`).
+    pub restarts: u32,
 }
 
 /// What a new process's message channel connects.
@@ -78,9 +80,11 @@ pub fn register(rt: &Runtime, new: NewProc<'_>) -> Arc<Proc> {
         (Link::Parent(_), None) => unreachable!("a channel to a parent needs the parent"),
         (Link::Remote(wire), _) => Some(Channel::open(new.pid, Peer::Wire(wire), Some(local()))),
     };
-    let proc = Arc::new(Proc::new(
+    let mut proc = Proc::new(
         new.pid, new.name, new.kind, new.parent, channel, new.pipes, new.slot,
-    ));
+    );
+    proc.restarts = new.restarts;
+    let proc = Arc::new(proc);
     rt.processes().insert(proc.clone());
     if let Some(parent) = new.parent {
         parent.add_child(proc.clone());
