@@ -12,8 +12,16 @@ use test_programs_artifacts::{FAULT_CASES, FAULT_SOAK};
 /// `fault_cases FAULT`'s stdout lines, sorted (the sibling and the faulty
 /// child run side by side).
 fn fault(name: &str) -> Vec<String> {
-    let out = Test::run(FAULT_CASES)
-        .args([name])
+    fault_with(&[], &[name])
+}
+
+/// `host run FLAGS fault_cases ARGS`'s stdout lines, sorted.
+fn fault_with(flags: &[&str], args: &[&str]) -> Vec<String> {
+    let out = Test::new()
+        .args(["run"])
+        .args(flags.iter().copied())
+        .args([FAULT_CASES])
+        .args(args.iter().copied())
         .any_stdout()
         .any_stderr()
         .check();
@@ -50,14 +58,7 @@ const NODE_CHILD: &str = concat!(
 
 /// `fault_cases FAULT` with a Node child, `node` allowed.
 fn node_fault(name: &str) -> Vec<String> {
-    let out = Test::new()
-        .args(["run", "--allow-spawn=node", FAULT_CASES, name, NODE_CHILD])
-        .any_stdout()
-        .any_stderr()
-        .check();
-    let mut lines: Vec<String> = out.stdout.lines().map(String::from).collect();
-    lines.sort();
-    lines
+    fault_with(&["--allow-spawn=node"], &[name, NODE_CHILD])
 }
 
 /// Invalid JSON sent to a Node child is refused by `send`
@@ -115,15 +116,8 @@ fn a_fork_bomb_in_its_subtree() {
 /// the fifth spawn fails with `EAGAIN`.
 #[test]
 fn os_programs_in_a_loop_stop_at_max_procs() {
-    let out = Test::new()
-        .args(["run", "--allow-spawn=sleep", FAULT_CASES, "os-procs"])
-        .any_stdout()
-        .any_stderr()
-        .check();
-    let mut lines: Vec<&str> = out.stdout.lines().collect();
-    lines.sort();
     assert_eq!(
-        lines,
+        fault_with(&["--allow-spawn=sleep"], &["os-procs"]),
         ["exit 0 null", "sibling 200", "spawned 4 then EAGAIN"]
     );
 }
