@@ -65,6 +65,8 @@ pub struct ExecOptions {
     pub kill_signal: Option<String>,
     /// Bytes kept of stdout and of stderr (default 1 MiB).
     pub max_buffer: Option<u64>,
+    /// CPU time, address space and open files (see [`crate::Limits`]).
+    pub limits: crate::Limits,
 }
 
 /// Options for the sync forms.
@@ -80,6 +82,8 @@ pub struct SyncOptions {
     pub input: Option<Vec<u8>>,
     /// `Stdio::Inherit` passes stderr through instead of capturing it.
     pub stderr: Stdio,
+    /// CPU time, address space and open files (see [`crate::Limits`]).
+    pub limits: crate::Limits,
 }
 
 impl Default for SyncOptions {
@@ -94,6 +98,7 @@ impl Default for SyncOptions {
             max_buffer: None,
             input: None,
             stderr: Stdio::Pipe,
+            limits: crate::Limits::default(),
         }
     }
 }
@@ -110,6 +115,7 @@ fn wit_exec(o: ExecOptions) -> wit::ExecOptions {
         timeout_ms: o.timeout_ms,
         kill_signal: o.kill_signal,
         max_buffer: o.max_buffer,
+        limits: o.limits.into(),
     }
 }
 
@@ -124,6 +130,7 @@ fn wit_sync(o: SyncOptions) -> wit::SyncOptions {
         max_buffer: o.max_buffer,
         input: o.input,
         stderr: o.stderr,
+        limits: o.limits.into(),
     }
 }
 

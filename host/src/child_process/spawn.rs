@@ -90,7 +90,9 @@ impl ChildProcessView<'_> {
             [StdioKind::Pipe; 3],
             false,
         )?;
+        let limits = self.child_caps(&options.limits)?.limits;
         self.may_spawn(&mut request)?;
+        request.limits = limits.into();
         let output = Output::Buffered {
             max_buffer: exec::max_buffer(options.max_buffer),
             cmd: exec_cmd(file, args),
@@ -390,7 +392,9 @@ impl ChildProcessView<'_> {
             [StdioKind::Pipe, StdioKind::Pipe, options.stderr],
             false,
         )?;
+        let limits = self.child_caps(&options.limits)?.limits;
         self.may_spawn(&mut request)?;
+        request.limits = limits.into();
         // Counted like every other child, for as long as it runs.
         let _slot = self.ctx.me.budget.charge_program()?;
         // The guest may be killed while it waits here: then the child must

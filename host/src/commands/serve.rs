@@ -93,6 +93,8 @@ impl ServeCommand {
             let mut term = signal(SignalKind::terminate())?;
             let mut int = signal(SignalKind::interrupt())?;
             let hive = Hive::new(config)?;
+            // `host ps` reaches this host here, until it ends.
+            let _control = crate::control::serve(hive.runtime().clone());
             let options = ServeOptions {
                 module: self.module,
                 addr: self.addr,

@@ -142,6 +142,9 @@ fn os_child_rlimits() {
     spawning("os-memory")
         .stdout("stdout 262144\nexit 0 null\n")
         .check();
+    spawning("os-files-exec")
+        .stdout("exec-sync 30\nexec 20\nerror None\n")
+        .check();
 }
 
 /// The root's limits are flags: `--max-cpu-ms` ends a spinning root with

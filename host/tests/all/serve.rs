@@ -16,6 +16,11 @@ impl Drop for Served {
 }
 
 fn serve(workers: u32) -> Served {
+    serve_with(workers, &[])
+}
+
+/// [`serve`] with `envs` set for the host.
+fn serve_with(workers: u32, envs: &[(&str, &str)]) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_host"))
         .args([
             "serve",
@@ -26,6 +31,7 @@ fn serve(workers: u32) -> Served {
             SERVE_HELLO,
         ])
         .env("HOST_CACHE_DIR", crate::util::shared_cache())
+        .envs(envs.iter().copied())
         .env_remove("HOST_LOG")
         .stdout(Stdio::piped())
         .spawn()
@@ -78,6 +84,27 @@ fn instances_are_reused() {
     }
     let counts: Vec<Vec<u64>> = seen.into_values().collect();
     assert_eq!(counts, vec![vec![1, 2, 3], vec![1, 2, 3]]);
+}
+
+/// `host ps` sees a `host serve` too: its instances and its listener.
+#[test]
+fn host_ps_sees_a_served_host() {
+    let runtime = crate::util::temp_dir("ps-serve-runtime");
+    let xdg = runtime.to_str().unwrap();
+    let served = serve_with(2, &[("XDG_RUNTIME_DIR", xdg)]);
+    assert_eq!(get(served.1, "/").0, "HTTP/1.1 200 OK");
+    let out = Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(["ps", "--json", "--host", &served.0.id().to_string()])
+        .env("XDG_RUNTIME_DIR", xdg)
+        .output()
+        .unwrap();
+    let reply: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    let procs = reply["processes"].as_array().unwrap();
+    assert_eq!(procs.len(), 2, "{reply}");
+    assert!(procs.iter().all(|p| p["kind"] == "wasm"), "{reply}");
+    let listener = &reply["listeners"][0];
+    assert_eq!(listener["address"], format!("127.0.0.1:{}", served.1), "{reply}");
 }
 
 /// A request that traps its instance gets 500; the instance is replaced

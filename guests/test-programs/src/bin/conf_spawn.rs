@@ -131,6 +131,7 @@ fn exec_options(opts: &Value) -> ExecOptions {
         timeout_ms: opts["timeout"].as_u64(),
         kill_signal: opts["killSignal"].as_str().map(String::from),
         max_buffer: opts["maxBuffer"].as_u64(),
+        ..Default::default()
     }
 }
 
@@ -145,6 +146,7 @@ fn sync_options(opts: &Value) -> SyncOptions {
         max_buffer: opts["maxBuffer"].as_u64(),
         input: opts["input"].as_str().map(|s| s.as_bytes().to_vec()),
         stderr: Stdio::Pipe,
+        ..Default::default()
     }
 }
 

@@ -93,6 +93,26 @@ fn main() {
             limits(|l| l.max_cpu_ms = Some(1000)),
         )),
         "os-files" => watch(spawn("ulimit -n", limits(|l| l.max_open_files = Some(20)))),
+        // The same limits through `exec` and `exec-sync`.
+        "os-files-exec" => {
+            let sync = hive::os::SyncOptions {
+                limits: limits(|l| l.max_open_files = Some(30)),
+                ..Default::default()
+            };
+            match hive::os::exec_sync("ulimit -n", sync).expect("exec-sync") {
+                Ok(out) => print!("exec-sync {}", String::from_utf8_lossy(&out)),
+                Err(e) => println!("exec-sync failed: {e:?}"),
+            }
+            let options = hive::os::ExecOptions {
+                limits: limits(|l| l.max_open_files = Some(20)),
+                ..Default::default()
+            };
+            let child = hive::os::exec("ulimit -n", options).expect("exec");
+            child.on_output(|error, stdout, _| {
+                print!("exec {}", String::from_utf8_lossy(&stdout));
+                println!("error {:?}", error.map(|e| e.code));
+            });
+        }
         // More open files than the host itself may have: refused, though
         // no limit of this process's own was set (the host's is the bound).
         "os-files-over-host" => {
