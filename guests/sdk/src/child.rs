@@ -82,6 +82,15 @@ pub enum Serialization {
     Advanced,
 }
 
+impl From<Serialization> for wit::Serialization {
+    fn from(s: Serialization) -> Self {
+        match s {
+            Serialization::Json => wit::Serialization::Json,
+            Serialization::Advanced => wit::Serialization::Advanced,
+        }
+    }
+}
+
 impl Default for ForkOptions {
     fn default() -> Self {
         ForkOptions {
@@ -177,10 +186,7 @@ pub fn fork(module: &str, args: &[&str], options: ForkOptions) -> Result<Child, 
         kill_signal: options.kill_signal,
         max_procs: options.max_procs,
         exec_path: options.exec_path,
-        serialization: match options.serialization {
-            Serialization::Json => wit::Serialization::Json,
-            Serialization::Advanced => wit::Serialization::Advanced,
-        },
+        serialization: options.serialization.into(),
         limits: options.limits.into(),
         restarts: options.restarts,
     };

@@ -37,7 +37,45 @@ use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::time::Duration;
 
-pub use wit::{PrimarySettings as Settings, SchedulingPolicy, SetupOptions, WorkerState};
+pub use wit::{PrimarySettings as Settings, SchedulingPolicy, WorkerState};
+
+/// What [`setup_primary`] changes (Node's `cluster.setupPrimary`
+/// settings); `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+pub struct SetupOptions {
+    /// The module workers run (default: this process's own); a path not
+    /// ending in `.wasm` runs under Node.
+    pub exec: Option<String>,
+    /// The workers' arguments.
+    pub args: Option<Vec<String>>,
+    /// Arguments before the module (Node's `execArgv`).
+    pub exec_argv: Option<Vec<String>>,
+    /// The program that runs a Node worker.
+    pub exec_path: Option<String>,
+    /// The channel's wire format to Node workers.
+    pub serialization: Option<crate::Serialization>,
+    /// Workers' stdio are pipes nobody reads (Node's `silent`).
+    pub silent: Option<bool>,
+    /// The policy of listeners created from now on.
+    pub scheduling_policy: Option<SchedulingPolicy>,
+    /// Each worker's limits (beyond Node), at most this process's own.
+    pub limits: Option<crate::Limits>,
+}
+
+impl From<SetupOptions> for wit::SetupOptions {
+    fn from(o: SetupOptions) -> Self {
+        wit::SetupOptions {
+            exec: o.exec,
+            args: o.args,
+            exec_argv: o.exec_argv,
+            exec_path: o.exec_path,
+            serialization: o.serialization.map(Into::into),
+            silent: o.silent,
+            scheduling_policy: o.scheduling_policy,
+            limits: o.limits.map(Into::into),
+        }
+    }
+}
 
 /// Where a worker listens (Node's `address` of `listening`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,7 +219,7 @@ pub fn worker_id() -> Option<u32> {
 /// Changes the settings for workers forked from now on (Node's
 /// `cluster.setupPrimary`); `setup` is emitted on the next turn of the loop.
 pub fn setup_primary(options: SetupOptions) -> Result<Settings, Error> {
-    let settings = wit::setup_primary(&options)?;
+    let settings = wit::setup_primary(&options.into())?;
     let emitted = settings.clone();
     let mut once = Some(emitted);
     event_loop::defer(move || {

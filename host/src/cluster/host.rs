@@ -2,7 +2,7 @@
 //! and `fork` here, the rest delegated to the worker's `Child`.
 
 use super::Worker;
-use crate::bindings::hive::process::child_process::{ForkOptions, HostChild, Limits};
+use crate::bindings::hive::process::child_process::{ForkOptions, HostChild};
 use crate::bindings::hive::process::cluster::{
     Host, HostWorker, ListenerInfo, PrimarySettings, SchedulingPolicy, SetupOptions, WorkerLoad,
     WorkerState,
@@ -64,6 +64,18 @@ impl Host for ChildProcessView<'_> {
         {
             return Err(ErrorCode::InvalidArgument.into());
         }
+        // Workers never get more than this process has: refused here
+        // rather than at each fork.
+        if let Some(limits) = &options.limits
+            && let Err(why) = self.ctx.caps.narrowed(&limits.into())
+        {
+            tracing::warn!(
+                "guest `{}` (pid {}) may not give its workers those limits: {why}",
+                self.ctx.me.name,
+                self.ctx.me.pid
+            );
+            return Err(ErrorCode::InvalidArgument.into());
+        }
         let s = &mut self.ctx.cluster.settings;
         if let Some(exec) = options.exec {
             s.exec = exec;
@@ -86,6 +98,9 @@ impl Host for ChildProcessView<'_> {
         if let Some(policy) = options.scheduling_policy {
             s.scheduling_policy = policy;
             cluster.set_default_policy(policy.into());
+        }
+        if let Some(limits) = options.limits {
+            s.limits = limits;
         }
         Ok(s.clone())
     }
@@ -125,14 +140,8 @@ impl Host for ChildProcessView<'_> {
             max_procs: None,
             exec_path: s.exec_path,
             serialization: s.serialization,
-            // A worker has the primary's limits.
-            limits: Limits {
-                max_memory: None,
-                max_cpu_ms: None,
-                max_resources: None,
-                max_address_space: None,
-                max_open_files: None,
-            },
+            // The primary's, unless `setup-primary` narrowed them.
+            limits: s.limits,
             restarts,
         };
         let (child, record) =

@@ -9,7 +9,7 @@
 
 mod host;
 
-use crate::bindings::hive::process::child_process::Serialization;
+use crate::bindings::hive::process::child_process::{Limits, Serialization};
 use crate::bindings::hive::process::cluster::{PrimarySettings, SchedulingPolicy};
 use crate::child_process::Child;
 use crate::runtime::cluster::{Cluster, WorkerLink, WorkerRecord};
@@ -52,6 +52,13 @@ impl ClusterCtx {
                 serialization: Serialization::Json,
                 silent: false,
                 scheduling_policy: policy,
+                limits: Limits {
+                    max_memory: None,
+                    max_cpu_ms: None,
+                    max_resources: None,
+                    max_address_space: None,
+                    max_open_files: None,
+                },
             },
         }
     }

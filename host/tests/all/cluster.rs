@@ -418,6 +418,20 @@ fn seed_cluster_with_node_workers() {
     let _ = host.wait();
 }
 
+/// `setup_primary`'s `limits`: more than the primary has is refused; a
+/// worker past its `max-memory` ends with `ERR_WORKER_OUT_OF_MEMORY`.
+#[test]
+fn setup_primary_limits_narrow_the_workers() {
+    cluster(&["limits"])
+        .stdout(
+            "setup with 1T: ERR_INVALID_ARG_VALUE\nsettings max-memory Some(4194304)\n\
+             error ERR_WORKER_OUT_OF_MEMORY\nexit 1 None Some(\"SIGABRT\")\n",
+        )
+        .stderr_contains("may not give its workers those limits")
+        .stderr_contains("raise it with its fork option `limits.max-memory`")
+        .check();
+}
+
 /// The restart policy: a crashed worker is forked again (a new id, and the
 /// restart count `host ps` shows), until `max_restarts` within the window;
 /// then a line on stderr says so.

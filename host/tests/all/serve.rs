@@ -104,7 +104,11 @@ fn host_ps_sees_a_served_host() {
     assert_eq!(procs.len(), 2, "{reply}");
     assert!(procs.iter().all(|p| p["kind"] == "wasm"), "{reply}");
     let listener = &reply["listeners"][0];
-    assert_eq!(listener["address"], format!("127.0.0.1:{}", served.1), "{reply}");
+    assert_eq!(
+        listener["address"],
+        format!("127.0.0.1:{}", served.1),
+        "{reply}"
+    );
 }
 
 /// A request that traps its instance gets 500; the instance is replaced

@@ -43,11 +43,8 @@ fn main() {
         cluster::setup_primary(cluster::SetupOptions {
             args: script.as_ref().map(|_| Vec::new()),
             exec: script,
-            exec_argv: None,
-            exec_path: None,
-            serialization: None,
-            silent: None,
             scheduling_policy: Some(policy()),
+            ..Default::default()
         })
         .unwrap();
         let workers = std::env::var("WORKERS")

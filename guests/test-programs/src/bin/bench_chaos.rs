@@ -39,11 +39,7 @@ fn main() {
     cluster::setup_primary(cluster::SetupOptions {
         args: script.as_ref().map(|_| Vec::new()),
         exec: script,
-        exec_argv: None,
-        exec_path: None,
-        serialization: None,
-        silent: None,
-        scheduling_policy: None,
+        ..Default::default()
     })
     .unwrap();
     cluster::set_restart_policy(Some(cluster::RestartPolicy {

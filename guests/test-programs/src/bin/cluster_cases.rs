@@ -28,6 +28,7 @@ fn main() {
         "disconnect-all" => disconnect_all(),
         "reload" => reload(arg(2).parse().unwrap_or(10)),
         "restart" => restart(),
+        "limits" => limits(),
         "mixed" => mixed(&arg(2), &arg(3)),
         "exclusive" => exclusive(),
         "listen-close" => listen_close(arg(2).parse().unwrap_or(1000)),
@@ -38,13 +39,8 @@ fn main() {
 
 fn setup(policy: SchedulingPolicy) {
     cluster::setup_primary(SetupOptions {
-        exec: None,
-        args: None,
-        exec_argv: None,
-        exec_path: None,
-        serialization: None,
-        silent: None,
         scheduling_policy: Some(policy),
+        ..Default::default()
     })
     .unwrap();
 }
@@ -295,11 +291,7 @@ fn mixed(port: &str, script: &str) {
     cluster::setup_primary(SetupOptions {
         exec: Some(script.into()),
         args: Some(Vec::new()),
-        exec_argv: None,
-        exec_path: None,
-        serialization: None,
-        silent: None,
-        scheduling_policy: None,
+        ..Default::default()
     })
     .unwrap();
     cluster::fork_with_env(Some(vec![("PORT".into(), port.into())])).unwrap();
@@ -362,6 +354,31 @@ fn restart() {
     println!("restarts {}", cluster::restarts());
 }
 
+/// `setup_primary`'s `limits` narrow every worker's (more than the
+/// primary has is refused): a worker past its 4 MiB ends, as a fork would.
+fn limits() {
+    let asking = |max_memory| SetupOptions {
+        limits: Some(hive::Limits {
+            max_memory: Some(max_memory),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    match cluster::setup_primary(asking(1 << 40)) {
+        Ok(_) => println!("setup with 1T: accepted"),
+        Err(e) => println!("setup with 1T: {e}"),
+    }
+    cluster::setup_primary(asking(4 << 20)).unwrap();
+    println!(
+        "settings max-memory {:?}",
+        cluster::settings().limits.max_memory
+    );
+    cluster::on_exit(|w, code, signal| println!("exit {} {code:?} {signal:?}", w.id()));
+    let worker = fork("hog", "");
+    worker.on_error(|e| println!("error {}", e.code));
+    hive::run();
+}
+
 // ---- workers ----
 
 fn worker() {
@@ -392,6 +409,10 @@ fn worker() {
             }
         }
         "exit" => process::exit(var("WORKER_ARGS").parse().unwrap()),
+        "hog" => {
+            let v = std::hint::black_box(vec![1u8; 16 << 20]);
+            println!("hog: got {}", v.len());
+        }
         "restarts-then-exit" => {
             let me = process::subtree().remove(0);
             process::send(&format!("restarts {}", me.restarts)).unwrap();

@@ -352,11 +352,9 @@ fn options(
     SetupOptions {
         exec,
         args,
-        exec_argv: None,
-        exec_path: None,
-        serialization: None,
         silent,
         scheduling_policy: policy,
+        ..Default::default()
     }
 }
 
