@@ -195,19 +195,22 @@ impl ChildProcessView<'_> {
         request.restarts = options.restarts;
         // A child never sees a channel that is not its own.
         request.env.retain(|(name, _)| !node::is_channel_var(name));
-        self.may_spawn(&mut request)?;
         let serialization = match options.serialization {
             WitSerialization::Json => Serialization::Json,
             WitSerialization::Advanced => Serialization::Advanced,
         };
-        let child = self.start_os(
-            &request,
-            options.timeout_ms,
-            kill_signal,
-            Output::Streams,
-            Some(serialization),
-            worker,
-        )?;
+        // The PATH search and the exec touch what the guest named.
+        let child = crate::runtime::blocking(|| {
+            self.may_spawn(&mut request)?;
+            self.start_os(
+                &request,
+                options.timeout_ms,
+                kill_signal,
+                Output::Streams,
+                Some(serialization),
+                worker,
+            )
+        })?;
         Ok(self.table.push(child)?)
     }
 }

@@ -35,7 +35,8 @@ impl Host for ChildProcessView<'_> {
         args: Vec<String>,
         options: SpawnOptions,
     ) -> Result<Resource<Child>, HostError> {
-        ChildProcessView::spawn(self, command, args, options)
+        // The cwd, the PATH search and the exec touch what the guest named.
+        crate::runtime::blocking(|| ChildProcessView::spawn(self, command, args, options))
     }
 
     fn exec(
@@ -47,7 +48,9 @@ impl Host for ChildProcessView<'_> {
             .shell
             .clone()
             .unwrap_or_else(|| DEFAULT_SHELL.into());
-        ChildProcessView::exec(self, &command, &[], Some(shell), options)
+        crate::runtime::blocking(|| {
+            ChildProcessView::exec(self, &command, &[], Some(shell), options)
+        })
     }
 
     fn exec_file(
@@ -57,7 +60,7 @@ impl Host for ChildProcessView<'_> {
         options: ExecOptions,
     ) -> Result<Resource<Child>, HostError> {
         let shell = options.shell.clone();
-        ChildProcessView::exec(self, &file, &args, shell, options)
+        crate::runtime::blocking(|| ChildProcessView::exec(self, &file, &args, shell, options))
     }
 
     async fn spawn_sync(

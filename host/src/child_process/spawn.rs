@@ -382,18 +382,22 @@ impl ChildProcessView<'_> {
         options: SyncOptions,
     ) -> Result<(Completed, Request, Signal), HostError> {
         let kill_signal = kill_signal(options.kill_signal.as_deref())?;
-        let mut request = Request::new(
-            command,
-            args,
-            shell.as_deref(),
-            options.argv0,
-            options.cwd,
-            options.env.unwrap_or_else(|| self.ctx.env.clone()),
-            [StdioKind::Pipe, StdioKind::Pipe, options.stderr],
-            false,
-        )?;
+        let env = options.env.unwrap_or_else(|| self.ctx.env.clone());
+        // The cwd, the PATH search and the exec touch what the guest named.
+        let mut request = crate::runtime::blocking(|| {
+            Request::new(
+                command,
+                args,
+                shell.as_deref(),
+                options.argv0,
+                options.cwd,
+                env,
+                [StdioKind::Pipe, StdioKind::Pipe, options.stderr],
+                false,
+            )
+        })?;
         let limits = self.child_caps(&options.limits)?.limits;
-        self.may_spawn(&mut request)?;
+        crate::runtime::blocking(|| self.may_spawn(&mut request))?;
         request.limits = limits.into();
         // Counted like every other child, for as long as it runs.
         let _slot = self.ctx.me.budget.charge_program()?;
@@ -401,7 +405,10 @@ impl ChildProcessView<'_> {
         // die with the dropped future, so these children kill on drop.
         let rt = self.ctx.hive.runtime().clone();
         let join = join_cgroup(&rt, &self.ctx.me.budget)?;
-        let done = match os::start(&request, &self.ctx.stdio, true, None, join.as_ref()) {
+        let started = crate::runtime::blocking(|| {
+            os::start(&request, &self.ctx.stdio, true, None, join.as_ref())
+        });
+        let done = match started {
             Ok(started) => {
                 let (pid, group) = (started.pid, started.group);
                 if group {

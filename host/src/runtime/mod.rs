@@ -39,6 +39,20 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use table::ProcessTable;
 
+/// Runs `f`, which may block in the file system or the kernel on what a
+/// guest named (a `cwd`, a `PATH`, the program a spawn execs), without
+/// holding up the other tasks of this runtime worker: they move to another
+/// thread meanwhile (`block_in_place`, ~µs). Outside a multi-threaded
+/// runtime, `f` just runs.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 /// The host-wide runtime: the process table and what every process shares.
 /// Cheap to clone.
 #[derive(Clone)]
@@ -211,5 +225,39 @@ impl Runtime {
             }
             let _ = tokio::time::timeout_at(deadline, removed).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    /// With one worker thread, a task blocked in `blocking` leaves the
+    /// other tasks running: they tick while it sleeps.
+    #[test]
+    fn blocking_keeps_the_worker_s_other_tasks_going() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let ticks = rt.block_on(async {
+            let ticker = tokio::spawn(async {
+                let mut ticks = 0;
+                let until = Instant::now() + Duration::from_millis(300);
+                while Instant::now() < until {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    ticks += 1;
+                }
+                ticks
+            });
+            let blocked = tokio::spawn(async {
+                super::blocking(|| std::thread::sleep(Duration::from_millis(250)));
+            });
+            blocked.await.unwrap();
+            ticker.await.unwrap()
+        });
+        // Starved, it would tick only after the sleep: ~5 times.
+        assert!(ticks >= 15, "{ticks} ticks");
     }
 }
