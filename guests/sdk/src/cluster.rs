@@ -310,7 +310,9 @@ pub fn disconnect(cb: impl FnOnce() + 'static) {
 /// disconnect, is replaced after the policy's backoff; past `max_restarts`
 /// within `window` it stays dead and a line on stderr says so. The
 /// replacement is a new worker (new id), with the same environment, and
-/// emits `fork`, `online`, `listening` as any.
+/// emits `fork`, `online`, `listening` as any. While one is pending, a
+/// listener whose last worker died stays open for it (the longest backoff
+/// and a second more), so clients wait instead of being refused.
 pub use crate::supervisor::RestartPolicy;
 
 /// How many workers the restart policy has forked again so far.
@@ -321,6 +323,10 @@ pub fn restarts() -> u32 {
 /// Sets (or with `None` removes) the restart policy: the setup-primary
 /// option Node lacks.
 pub fn set_restart_policy(policy: Option<RestartPolicy>) {
+    let hold = policy.as_ref().map_or(Duration::ZERO, |p| {
+        p.initial_delay.max(p.max_delay) + Duration::from_secs(1)
+    });
+    wit::hold_listeners_on_crash(hold.as_millis().min(u128::from(u32::MAX)) as u32);
     *primary().restart.borrow_mut() = policy.map(Intensity::new);
 }
 

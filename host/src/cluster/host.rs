@@ -150,6 +150,15 @@ impl Host for ChildProcessView<'_> {
         Ok(self.table.push(Worker { record, child })?)
     }
 
+    fn hold_listeners_on_crash(&mut self, ms: u32) -> wasmtime::Result<()> {
+        if self.cluster().is_ok() {
+            let hold = std::time::Duration::from_millis(u64::from(ms));
+            let registry = self.ctx.hive.runtime().listeners();
+            registry.hold_on_crash(self.ctx.me.pid, hold);
+        }
+        Ok(())
+    }
+
     fn set_listener_policy(&mut self, port: u16, policy: SchedulingPolicy) -> wasmtime::Result<()> {
         if let Ok(cluster) = self.cluster() {
             cluster.set_port_policy(port, policy.into());

@@ -42,6 +42,12 @@ pub struct Cluster {
     port_policies: Mutex<HashMap<u16, Policy>>,
 }
 
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.registry.forget(self.primary);
+    }
+}
+
 impl Cluster {
     /// A cluster for primary `primary`, whose listeners use `policy`.
     pub fn new(primary: u32, registry: Arc<Registry>, policy: Policy) -> Arc<Cluster> {

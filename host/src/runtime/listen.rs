@@ -87,6 +87,9 @@ pub struct Key {
 #[derive(Default)]
 pub struct Registry {
     listeners: Mutex<HashMap<Key, Weak<Shared>>>,
+    /// Per cluster (its primary's pid): how long a listener whose last
+    /// worker died stays open for a replacement ([`Registry::hold_on_crash`]).
+    holds: Mutex<HashMap<u32, std::time::Duration>>,
 }
 
 /// A connection handed to a worker. Counts as open for
@@ -180,6 +183,26 @@ pub struct Shared {
 }
 
 impl Registry {
+    /// Beyond Node, for a primary with a restart policy: when the last
+    /// worker on one of `cluster`'s listeners dies (ends without leaving
+    /// it first, as a disconnect does), the listener stays open up to
+    /// `hold` for a replacement to join, its connections waiting in the
+    /// queue (Node closes the port, and clients are refused until a worker
+    /// listens again). Zero: Node's behaviour, the default.
+    pub fn hold_on_crash(&self, cluster: u32, hold: std::time::Duration) {
+        let mut holds = self.holds.lock().unwrap();
+        if hold.is_zero() {
+            holds.remove(&cluster);
+        } else {
+            holds.insert(cluster, hold);
+        }
+    }
+
+    /// Forgets `cluster`'s hold (its primary ended).
+    pub fn forget(&self, cluster: u32) {
+        self.holds.lock().unwrap().remove(&cluster);
+    }
+
     /// Joins `worker` to the listener `key`, creating it (bound and
     /// listening, with `policy`) if this is the first worker. A listener
     /// that exists keeps its policy. Fails as the bind or listen would
@@ -604,7 +627,8 @@ impl Membership {
         self.left.load(Ordering::Acquire)
     }
 
-    fn remove(&self) {
+    /// Takes this worker off the list; whether it was the last.
+    fn remove(&self) -> bool {
         let mut state = self.shared.state.lock().unwrap();
         if let Some(index) = state
             .members
@@ -620,13 +644,36 @@ impl Membership {
                 state.cursor -= 1;
             }
             self.shared.dispatch(&mut state);
+            return state.members.is_empty();
         }
+        false
     }
 }
 
 impl Drop for Membership {
     fn drop(&mut self) {
-        self.remove();
+        let last = self.remove();
+        // Died as a member (a leave comes first otherwise): hold the
+        // listener for a replacement, if the primary asked.
+        let hold = self.shared.registry.upgrade().and_then(|r| {
+            r.holds
+                .lock()
+                .unwrap()
+                .get(&self.shared.key.cluster)
+                .copied()
+        });
+        if let (true, false, Some(hold), Ok(rt)) = (
+            last,
+            self.has_left(),
+            hold,
+            tokio::runtime::Handle::try_current(),
+        ) {
+            let shared = self.shared.clone();
+            rt.spawn(async move {
+                tokio::time::sleep(hold).await;
+                drop(shared);
+            });
+        }
     }
 }
 

@@ -418,6 +418,37 @@ fn seed_cluster_with_node_workers() {
     let _ = host.wait();
 }
 
+/// Beyond Node: under a restart policy, a port whose only worker was
+/// killed stays open while the replacement starts (300 ms of backoff), and
+/// a client connecting in the gap is answered by it instead of refused.
+#[test]
+fn a_restart_policy_holds_the_port() {
+    use std::io::BufRead;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let port_env = format!("PORT={port}");
+    let (_host, mut out) = crate::util::spawn_host([
+        "run",
+        "--allow-net",
+        "--env",
+        &port_env,
+        CLUSTER_CASES,
+        "restart-hold",
+    ]);
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "killed");
+    let asked = std::time::Instant::now();
+    assert!(get_body(port).starts_with("[worker:"));
+    // It waited for the replacement, which came after its backoff.
+    assert!(asked.elapsed() >= std::time::Duration::from_millis(200));
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "replacement listening");
+}
+
 /// `setup_primary`'s `limits`: more than the primary has is refused; a
 /// worker past its `max-memory` ends with `ERR_WORKER_OUT_OF_MEMORY`.
 #[test]
@@ -887,7 +918,7 @@ fn host_ps_shows_the_tree() {
 
 /// Cluster chaos, short (the long run is `just chaos`): a random worker
 /// SIGKILLed every 100 ms (wasm) or 300 ms (Node, whose replacement takes
-/// 50-130 ms: both dead at once would close the port, as in Node) for 2 s
+/// 50-250 ms; both dead at once, the restart policy holds the port) for 2 s
 /// while four keep-alive clients load the port, under a restart policy
 /// that re-forks at once. Every kill is replaced, a client loses at most the
 /// request it had in flight on a killed worker, and the host neither

@@ -29,6 +29,7 @@ fn main() {
         "reload" => reload(arg(2).parse().unwrap_or(10)),
         "restart" => restart(),
         "limits" => limits(),
+        "restart-hold" => restart_hold(),
         "mixed" => mixed(&arg(2), &arg(3)),
         "exclusive" => exclusive(),
         "listen-close" => listen_close(arg(2).parse().unwrap_or(1000)),
@@ -352,6 +353,29 @@ fn restart() {
     fork("restarts-then-exit", "3");
     hive::run();
     println!("restarts {}", cluster::restarts());
+}
+
+/// A restart policy holds the port while the replacement starts: the
+/// only worker is killed once it listens (`killed`), and is forked again
+/// 300 ms later; a client connecting meanwhile waits for it.
+fn restart_hold() {
+    cluster::set_restart_policy(Some(cluster::RestartPolicy {
+        max_restarts: 5,
+        window: std::time::Duration::from_secs(60),
+        initial_delay: std::time::Duration::from_millis(300),
+        max_delay: std::time::Duration::from_millis(300),
+    }));
+    let first = std::cell::Cell::new(true);
+    cluster::on_listening(move |w, _| {
+        if first.replace(false) {
+            w.kill("SIGKILL").unwrap();
+            println!("killed");
+        } else {
+            println!("replacement listening");
+        }
+    });
+    fork("http-on", "");
+    hive::run();
 }
 
 /// `setup_primary`'s `limits` narrow every worker's (more than the
