@@ -3,6 +3,7 @@
 //            with a line that is not JSON after every hundredth (50, 150,
 //            ...), then disconnects.
 //   echo:    sends back every message until its parent disconnects.
+//   limits:  sends its soft open-files limit (from /proc/self/limits).
 'use strict';
 const fs = require('node:fs');
 
@@ -31,5 +32,11 @@ function garbage(n) {
 switch (process.argv[2]) {
   case 'garbage': garbage(0); break;
   case 'echo': process.on('message', (m) => process.send(m)); break;
+  case 'limits': {
+    const line = fs.readFileSync('/proc/self/limits', 'utf8').split('\n')
+      .find((l) => l.startsWith('Max open files'));
+    process.send(`open files ${line.split(/\s+/)[3]}`, () => process.disconnect());
+    break;
+  }
   default: throw new Error(`unknown role ${process.argv[2]}`);
 }

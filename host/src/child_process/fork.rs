@@ -191,7 +191,6 @@ impl ChildProcessView<'_> {
         };
         let env = options.env.unwrap_or_else(|| self.ctx.env.clone());
         let mut request = Request::new(&exec_path, &argv, None, None, None, env, stdio, false)?;
-        request.limits = caps.limits.into();
         request.restarts = options.restarts;
         // A child never sees a channel that is not its own.
         request.env.retain(|(name, _)| !node::is_channel_var(name));
@@ -201,7 +200,7 @@ impl ChildProcessView<'_> {
         };
         // The PATH search and the exec touch what the guest named.
         let child = crate::runtime::blocking(|| {
-            self.may_spawn(&mut request)?;
+            self.may_spawn(&mut request, caps.limits)?;
             self.start_os(
                 &request,
                 options.timeout_ms,

@@ -56,8 +56,7 @@ impl ChildProcessView<'_> {
             options.detached,
         )?;
         let limits = self.child_caps(&options.limits)?.limits;
-        self.may_spawn(&mut request)?;
-        request.limits = limits.into();
+        self.may_spawn(&mut request, limits)?;
         request.restarts = options.restarts;
         let child = self.start_os(
             &request,
@@ -91,8 +90,7 @@ impl ChildProcessView<'_> {
             false,
         )?;
         let limits = self.child_caps(&options.limits)?.limits;
-        self.may_spawn(&mut request)?;
-        request.limits = limits.into();
+        self.may_spawn(&mut request, limits)?;
         let output = Output::Buffered {
             max_buffer: exec::max_buffer(options.max_buffer),
             cmd: exec_cmd(file, args),
@@ -153,9 +151,14 @@ impl ChildProcessView<'_> {
         Ok(done.exec_output(&cmd, &request.file, killed, kill_signal, true))
     }
 
-    /// Checks the spawn capability; a denial is logged with the flag that
-    /// would allow it.
-    pub(super) fn may_spawn(&self, request: &mut Request) -> Result<(), HostError> {
+    /// Checks the spawn capability and gives the request the program it
+    /// resolved to and `limits` (the child's, `child_caps`); a denial is
+    /// logged with the flag that would allow it.
+    pub(super) fn may_spawn(
+        &self,
+        request: &mut Request,
+        limits: crate::runtime::caps::Limits,
+    ) -> Result<(), HostError> {
         if let Ok(program) = self
             .ctx
             .caps
@@ -163,8 +166,7 @@ impl ChildProcessView<'_> {
             .program(&request.file, request.path_env())
         {
             request.program = program;
-            // Its limits are ours unless the caller narrows them.
-            request.limits = self.ctx.caps.limits.into();
+            request.limits = limits.into();
             return Ok(());
         }
         tracing::warn!(
@@ -397,8 +399,7 @@ impl ChildProcessView<'_> {
             )
         })?;
         let limits = self.child_caps(&options.limits)?.limits;
-        crate::runtime::blocking(|| self.may_spawn(&mut request))?;
-        request.limits = limits.into();
+        crate::runtime::blocking(|| self.may_spawn(&mut request, limits))?;
         // Counted like every other child, for as long as it runs.
         let _slot = self.ctx.me.budget.charge_program()?;
         // The guest may be killed while it waits here: then the child must

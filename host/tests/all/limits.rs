@@ -145,6 +145,22 @@ fn os_child_rlimits() {
     spawning("os-files-exec")
         .stdout("exec-sync 30\nexec 20\nerror None\n")
         .check();
+    // A forked Node child's limits are its fork options' (they were the
+    // parent's: the capability check set them again).
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../guests/test-programs/node/fault_child.js"
+    );
+    Test::new()
+        .args([
+            "run",
+            "--allow-spawn=node",
+            LIMITS_CASES,
+            "node-files",
+            script,
+        ])
+        .stdout("open files 100\nexit 0 null\n")
+        .check();
 }
 
 /// The root's limits are flags: `--max-cpu-ms` ends a spinning root with

@@ -93,6 +93,11 @@ fn main() {
             limits(|l| l.max_cpu_ms = Some(1000)),
         )),
         "os-files" => watch(spawn("ulimit -n", limits(|l| l.max_open_files = Some(20)))),
+        // A forked Node child (argv[2] its script) gets them too.
+        "node-files" => {
+            let options = options(limits(|l| l.max_open_files = Some(100)));
+            watch(hive::fork(&arg(2), &["limits"], options).expect("fork"));
+        }
         // The same limits through `exec` and `exec-sync`.
         "os-files-exec" => {
             let sync = hive::os::SyncOptions {
