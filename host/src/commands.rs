@@ -34,6 +34,9 @@ enum Command {
     Sentinel {
         #[arg(long)]
         grace_ms: u64,
+        /// Where the host's pids cgroups are (their common prefix).
+        #[arg(long)]
+        cgroups: Option<std::path::PathBuf>,
     },
 }
 
@@ -45,8 +48,9 @@ impl Cli {
             Command::Serve(serve) => serve.execute(),
             Command::Compile(compile) => compile.execute(),
             Command::Ps(ps) => ps.execute(),
-            Command::Sentinel { grace_ms } => {
-                crate::runtime::sentinel::serve(std::time::Duration::from_millis(grace_ms));
+            Command::Sentinel { grace_ms, cgroups } => {
+                let grace = std::time::Duration::from_millis(grace_ms);
+                crate::runtime::sentinel::serve(grace, cgroups);
                 Ok(ExitStatus::Code(0))
             }
         }

@@ -441,7 +441,8 @@ impl ChildProcessView<'_> {
 }
 
 /// What an OS program charged to `budget` writes to join the share's pids
-/// cgroup, if it has one (the sentinel told where they are first).
+/// cgroup, if it has one (the sentinel, which cleans cgroups up, started
+/// first).
 fn join_cgroup(
     rt: &crate::runtime::Runtime,
     budget: &crate::runtime::budget::Budget,

@@ -166,15 +166,10 @@ impl Runtime {
         }
     }
 
-    /// Has the sentinel end and remove this host's pids cgroups if the
-    /// host dies (once, before the first OS program joins one).
+    /// Starts the sentinel, if not yet, before an OS program joins a pids
+    /// cgroup: it ends and removes the host's cgroups if the host dies.
     pub fn watch_cgroups(&self) {
-        static TOLD: std::sync::Once = std::sync::Once::new();
-        TOLD.call_once(|| {
-            if let (Some(sentinel), Some(prefix)) = (self.sentinel(), cgroup::prefix()) {
-                sentinel.watch_cgroups(&prefix);
-            }
-        });
+        let _ = self.sentinel();
     }
 
     fn sentinel(&self) -> Option<&sentinel::Sentinel> {

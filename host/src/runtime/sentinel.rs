@@ -16,6 +16,7 @@
 //! again at each later spawn), so that a process id the kernel reuses
 //! later is never signalled.
 
+use super::cgroup;
 use super::signal::Signal;
 use super::unix;
 use std::collections::BTreeSet;
@@ -45,6 +46,10 @@ impl Sentinel {
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
+        // Where the pids cgroups of `max-procs` shares go, if anywhere.
+        if let Some(prefix) = cgroup::prefix() {
+            child.arg("--cgroups").arg(prefix);
+        }
         std::os::unix::process::CommandExt::process_group(&mut child, 0);
         let mut child = {
             let _spawning = unix::SPAWNING.read().unwrap_or_else(|e| e.into_inner());
@@ -83,12 +88,6 @@ impl Sentinel {
         }
     }
 
-    /// Tells the sentinel where this host's pids cgroups are (`prefix`).
-    pub fn watch_cgroups(&self, prefix: &std::path::Path) {
-        let mut state = self.state.lock().unwrap();
-        let _ = writeln!(state.pipe, "c{}", prefix.display());
-    }
-
     /// Group `pgid`'s leader was reaped: forget the group if it is empty,
     /// else keep it (its descendants still die with the host).
     pub fn reaped(&self, pgid: u32) {
@@ -101,19 +100,14 @@ impl Sentinel {
     }
 }
 
-/// `host __sentinel`: reads `+PGID`/`-PGID` lines (and `cPREFIX`, where
-/// the host's pids cgroups are) until EOF, then ends every group still
-/// listed: SIGTERM, up to `grace`, SIGKILL; then what is left in the
-/// cgroups, which it removes.
-pub fn serve(grace: Duration) {
+/// `host __sentinel`: reads `+PGID`/`-PGID` lines until EOF, then ends
+/// every group still listed: SIGTERM, up to `grace`, SIGKILL; then what is
+/// left in the host's pids cgroups (under `cgroups`, their prefix), which
+/// it removes.
+pub fn serve(grace: Duration, cgroups: Option<std::path::PathBuf>) {
     let mut groups = BTreeSet::new();
-    let mut cgroups = None;
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
-        if let Some(prefix) = line.strip_prefix('c') {
-            cgroups = Some(std::path::PathBuf::from(prefix));
-            continue;
-        }
         let (add, pgid) = line.split_at(1.min(line.len()));
         let Ok(pgid) = pgid.parse::<u32>() else {
             continue;
@@ -142,7 +136,7 @@ pub fn serve(grace: Duration) {
     }
     // What left its group but not its share's cgroup ends too.
     if let Some(prefix) = cgroups {
-        super::cgroup::end_all(&prefix, |pid| {
+        cgroup::end_all(&prefix, |pid| {
             let _ = unix::signal_pid(pid, Signal::KILL.number());
         });
     }
