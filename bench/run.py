@@ -240,19 +240,20 @@ RESTART_PORT = 18470
 
 def fault_section():
     """The sibling's rate under each fault (bench/faults.py)."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("faults_bench", os.path.join(ROOT, "bench/faults.py"))
-    faults = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(faults)
-    return faults.section()
+    return load_bench("faults_bench", os.path.join(ROOT, "bench/faults.py")).section()
 
 
-def load_http_harness():
+def load_bench(name, path):
+    """Another bench script, as a module."""
     import importlib.util
-    spec = importlib.util.spec_from_file_location("http_bench", HTTP_RUN)
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_http_harness():
+    return load_bench("http_bench", HTTP_RUN)
 
 
 def http_section():

@@ -3,6 +3,8 @@
 //! event order, and the four scheduling policies.
 
 use crate::util::Test;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use test_programs_artifacts::*;
 
 fn cluster(args: &[&str]) -> Test {
@@ -479,12 +481,41 @@ fn restart_policy_reforks_crashed_workers() {
         .check();
 }
 
+/// Four [`load`] clients on `port`, until [`Clients::finish`].
+struct Clients {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<(u64, u64, std::collections::BTreeSet<String>)>>,
+}
+
+impl Clients {
+    fn start(port: u16) -> Clients {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..4)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || load(port, stop))
+            })
+            .collect();
+        Clients { stop, threads }
+    }
+
+    /// Stops them: answered and failed requests, and who answered.
+    fn finish(self) -> (u64, u64, std::collections::BTreeSet<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (mut ok, mut failed, mut workers) = (0, 0, std::collections::BTreeSet::new());
+        for c in self.threads {
+            let (o, f, w) = c.join().unwrap();
+            ok += o;
+            failed += f;
+            workers.extend(w);
+        }
+        (ok, failed, workers)
+    }
+}
+
 /// One keep-alive HTTP client: GETs on one connection, reconnecting after
 /// `Connection: close`; counts answered and failed requests until `stop`.
-fn load(
-    port: u16,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> (u64, u64, std::collections::BTreeSet<String>) {
+fn load(port: u16, stop: Arc<AtomicBool>) -> (u64, u64, std::collections::BTreeSet<String>) {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::sync::atomic::Ordering;
     let (mut ok, mut failed, mut workers) = (0, 0, std::collections::BTreeSet::new());
@@ -569,8 +600,6 @@ fn load(
 fn rolling_reload_loses_no_request() {
     use std::io::BufRead;
 
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
     let (_host, mut out) = crate::util::spawn_host([
         "run",
         "--allow-net=127.0.0.1:*",
@@ -581,24 +610,11 @@ fn rolling_reload_loses_no_request() {
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     let port: u16 = line.trim().strip_prefix("port ").unwrap().parse().unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let stop = stop.clone();
-            std::thread::spawn(move || load(port, stop))
-        })
-        .collect();
+    let clients = Clients::start(port);
     line.clear();
     out.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "reloaded, replaced 20");
-    stop.store(true, Ordering::Relaxed);
-    let (mut ok, mut failed, mut workers) = (0, 0, std::collections::BTreeSet::new());
-    for c in clients {
-        let (o, f, w) = c.join().unwrap();
-        ok += o;
-        failed += f;
-        workers.extend(w);
-    }
+    let (ok, failed, workers) = clients.finish();
     assert_eq!(failed, 0, "{ok} answered");
     assert!(ok > 100, "only {ok} answered");
     assert!(workers.len() > 2, "answers came from {workers:?}");
@@ -927,8 +943,6 @@ fn host_ps_shows_the_tree() {
 #[test]
 fn workers_killed_at_random_are_replaced() {
     use std::io::BufRead;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../guests/examples/seed-cluster/node/cluster.js"
@@ -965,22 +979,10 @@ fn workers_killed_at_random_are_replaced() {
             }
         };
         until(|l| l == "ready");
-        let stop = Arc::new(AtomicBool::new(false));
-        let clients: Vec<_> = (0..4)
-            .map(|_| {
-                let stop = stop.clone();
-                std::thread::spawn(move || load(port, stop))
-            })
-            .collect();
+        let clients = Clients::start(port);
         let line = until(|l| l.starts_with('{'));
-        stop.store(true, Ordering::Relaxed);
+        let (ok, failed, _) = clients.finish();
         let report: serde_json::Value = serde_json::from_str(&line).unwrap();
-        let (mut ok, mut failed) = (0, 0);
-        for c in clients {
-            let (o, f, _) = c.join().unwrap();
-            ok += o;
-            failed += f;
-        }
         let kills = report["kills"].as_u64().unwrap();
         assert!(kills >= if node { 4 } else { 10 }, "node={node} {report}");
         assert!(
