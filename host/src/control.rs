@@ -12,7 +12,6 @@
 //! finds nobody listening on it.
 
 use crate::runtime::Runtime;
-use crate::runtime::proc::ProcKind;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
@@ -26,11 +25,7 @@ pub fn socket_dir() -> PathBuf {
 }
 
 fn uid() -> u32 {
-    // SAFETY: geteuid(2) has no preconditions and cannot fail.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::geteuid()
-    }
+    crate::runtime::unix::euid()
 }
 
 /// Creates (or checks) the socket directory: ours, mode 0700.
@@ -124,19 +119,14 @@ fn ps(rt: &Runtime) -> serde_json::Value {
     let processes: Vec<serde_json::Value> = procs
         .iter()
         .map(|p| {
-            let kind = match p.kind {
-                ProcKind::Wasm => "wasm",
-                ProcKind::Os { .. } => "os",
-            };
-            let wasm = p.kind == ProcKind::Wasm;
             serde_json::json!({
                 "pid": p.pid,
                 "ppid": p.parent_pid(),
-                "kind": kind,
+                "kind": if p.is_os() { "os" } else { "wasm" },
                 "name": p.name,
                 "state": if p.status().is_some() { "exited" } else { "running" },
-                "memory": wasm.then(|| p.memory.load(std::sync::atomic::Ordering::Relaxed)),
-                "cpu_ms": wasm.then(|| p.cpu_ns.load(std::sync::atomic::Ordering::Relaxed) / 1_000_000),
+                "memory": p.memory_bytes(),
+                "cpu_ms": p.cpu_us().map(|us| us / 1000),
                 "children": p.child_count(),
                 "restarts": p.restarts,
             })

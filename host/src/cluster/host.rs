@@ -269,15 +269,11 @@ impl HostWorker for ChildProcessView<'_> {
     }
 
     fn memory(&mut self, w: Resource<Worker>) -> wasmtime::Result<Option<u64>> {
-        Ok(self
-            .wasm_proc(w)?
-            .map(|p| p.memory.load(std::sync::atomic::Ordering::Relaxed)))
+        Ok(self.wasm_proc(w)?.and_then(|p| p.memory_bytes()))
     }
 
     fn cpu_us(&mut self, w: Resource<Worker>) -> wasmtime::Result<Option<u64>> {
-        Ok(self
-            .wasm_proc(w)?
-            .map(|p| p.cpu_ns.load(std::sync::atomic::Ordering::Relaxed) / 1000))
+        Ok(self.wasm_proc(w)?.and_then(|p| p.cpu_us()))
     }
 
     fn state(&mut self, w: Resource<Worker>) -> wasmtime::Result<WorkerState> {

@@ -155,18 +155,14 @@ impl Host for ProcessView<'_> {
         Ok(me
             .subtree()
             .into_iter()
-            .map(|p| {
-                let wasm = !p.is_os();
-                ProcessInfo {
-                    pid: p.pid,
-                    ppid: p.parent_pid().unwrap_or(self.ctx.ppid),
-                    os: !wasm,
-                    name: p.name.clone(),
-                    memory: wasm.then(|| p.memory.load(std::sync::atomic::Ordering::Relaxed)),
-                    cpu_us: wasm
-                        .then(|| p.cpu_ns.load(std::sync::atomic::Ordering::Relaxed) / 1000),
-                    restarts: p.restarts,
-                }
+            .map(|p| ProcessInfo {
+                pid: p.pid,
+                ppid: p.parent_pid().unwrap_or(self.ctx.ppid),
+                os: p.is_os(),
+                name: p.name.clone(),
+                memory: p.memory_bytes(),
+                cpu_us: p.cpu_us(),
+                restarts: p.restarts,
             })
             .collect())
     }

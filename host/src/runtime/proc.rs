@@ -269,6 +269,17 @@ impl Proc {
         matches!(self.kind, ProcKind::Os { .. })
     }
 
+    /// A wasm process's linear memory in bytes; `None` for an OS process,
+    /// which the host does not measure.
+    pub fn memory_bytes(&self) -> Option<u64> {
+        (!self.is_os()).then(|| self.memory.load(Ordering::Relaxed))
+    }
+
+    /// A wasm process's CPU time in microseconds; `None` for an OS one.
+    pub fn cpu_us(&self) -> Option<u64> {
+        (!self.is_os()).then(|| self.cpu_ns.load(Ordering::Relaxed) / 1000)
+    }
+
     /// Whether it is an OS process leading its own process group.
     pub fn leads_group(&self) -> bool {
         matches!(self.kind, ProcKind::Os { group: true, .. })

@@ -113,6 +113,12 @@ pub fn join_cgroup(command: &mut Command, procs: i32) {
     }
 }
 
+/// This process's effective uid.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// Whether this process may write in `dir` (`access(2)`, `W_OK`).
 pub fn writable(dir: &std::path::Path) -> bool {
     let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
