@@ -20,6 +20,8 @@ struct Process {
     signal: Listeners<str>,
     /// `down` events of monitored processes.
     down: Listeners<ProcessDown>,
+    /// Monitors whose `down` has not come yet.
+    monitors: RefCell<std::collections::HashSet<u32>>,
     /// Parent messages that arrived before any listener (Node replays them).
     pending: RefCell<VecDeque<Message>>,
     /// The parent channel as this process has seen it: open until the
@@ -51,8 +53,12 @@ impl Process {
 
 impl Handle for Process {
     /// While a message or disconnect listener exists and the channel is
-    /// open (Node refs the channel for those listeners).
+    /// open (Node refs the channel for those listeners), or a monitor's
+    /// `down` is still to come and there is a `down` listener for it.
     fn has_ref(&self) -> bool {
+        if !self.down.is_empty() && !self.monitors.borrow().is_empty() {
+            return true;
+        }
         // A cluster worker's channel is always listened to (Node's cluster
         // code does), so it keeps the worker alive until it disconnects.
         let listened =
@@ -75,7 +81,10 @@ impl Handle for Process {
                 self.disconnect.emit(&());
             }
             Event::Signal(name) => self.signal.emit(&name),
-            Event::Down(down) => self.down.emit(&down),
+            Event::Down(down) => {
+                self.monitors.borrow_mut().remove(&down.monitor);
+                self.down.emit(&down);
+            }
             Event::Child(_) | Event::Request(_) => {
                 unreachable!("child events and requests go to their own handles")
             }
@@ -177,12 +186,17 @@ pub fn subtree() -> Vec<ProcessInfo> {
 /// Asks for a `down` event when descendant `pid` ends (Erlang's
 /// `monitor`, beyond Node); returns the monitor's id, which [`on_down`]
 /// gets. Fails with `ESRCH` for a pid that is not a live descendant.
+/// While its `down` is to come, the monitor keeps the event loop alive if
+/// there is an [`on_down`] listener.
 pub fn monitor(pid: u32) -> Result<u32, Error> {
-    Ok(wit::monitor(pid)?)
+    let id = wit::monitor(pid)?;
+    handle().monitors.borrow_mut().insert(id);
+    Ok(id)
 }
 
 /// Cancels monitor `id`: its `down` will not come.
 pub fn demonitor(id: u32) {
+    handle().monitors.borrow_mut().remove(&id);
     wit::demonitor(id)
 }
 
