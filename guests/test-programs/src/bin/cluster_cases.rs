@@ -356,7 +356,8 @@ fn restart() {
 }
 
 /// A restart policy holds the port while the replacement starts: the
-/// only worker is killed once it listens (`killed`), and is forked again
+/// only worker is killed once it listens (`killed` once it exited), and is
+/// forked again
 /// 300 ms later; a client connecting meanwhile waits for it.
 fn restart_hold() {
     cluster::set_restart_policy(Some(cluster::RestartPolicy {
@@ -369,9 +370,16 @@ fn restart_hold() {
     cluster::on_listening(move |w, _| {
         if first.replace(false) {
             w.kill("SIGKILL").unwrap();
-            println!("killed");
         } else {
             println!("replacement listening");
+        }
+    });
+    // Once it is gone (off the listener too), not as the kill is sent: a
+    // connection in between would reach it as it dies.
+    let once = std::cell::Cell::new(true);
+    cluster::on_exit(move |_, _, _| {
+        if once.replace(false) {
+            println!("killed");
         }
     });
     fork("http-on", "");
