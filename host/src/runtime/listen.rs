@@ -88,9 +88,26 @@ pub struct Key {
 pub struct Registry {
     listeners: Mutex<HashMap<Key, Weak<Shared>>>,
     /// Per cluster (its primary's pid): how long a listener whose last
-    /// worker died stays open for a replacement ([`Registry::hold_on_crash`]).
-    holds: Mutex<HashMap<u32, std::time::Duration>>,
+    /// worker died stays open for a replacement ([`Registry::hold_on_crash`]),
+    /// and how many are held now.
+    holds: Mutex<HashMap<u32, CrashHold>>,
 }
+
+/// A cluster's hold on listeners whose last worker died.
+struct CrashHold {
+    duration: std::time::Duration,
+    /// Listeners held now (at most [`MAX_HELD`]).
+    held: Arc<AtomicUsize>,
+}
+
+/// The longest a listener is held for a replacement: a guest's
+/// `hold-listeners-on-crash` asks for at most this.
+pub const MAX_HOLD: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The most listeners one cluster has held at once: each is a socket no
+/// worker owns any more, so a primary killing workers on ever new ports
+/// must not pile them up (past it, a listener closes as in Node).
+pub const MAX_HELD: usize = 64;
 
 /// A connection handed to a worker. Counts as open for
 /// [`Policy::LeastConnections`] until dropped.
@@ -189,13 +206,35 @@ impl Registry {
     /// `hold` for a replacement to join, its connections waiting in the
     /// queue (Node closes the port, and clients are refused until a worker
     /// listens again). Zero: Node's behaviour, the default.
+    /// At most [`MAX_HOLD`], and [`MAX_HELD`] listeners at once.
     pub fn hold_on_crash(&self, cluster: u32, hold: std::time::Duration) {
         let mut holds = self.holds.lock().unwrap();
         if hold.is_zero() {
             holds.remove(&cluster);
         } else {
-            holds.insert(cluster, hold);
+            let duration = hold.min(MAX_HOLD);
+            holds
+                .entry(cluster)
+                .and_modify(|h| h.duration = duration)
+                .or_insert_with(|| CrashHold {
+                    duration,
+                    held: Arc::default(),
+                });
         }
+    }
+
+    /// Takes a place to hold one of `cluster`'s listeners: how long, and
+    /// the count to give the place back to; `None` if it holds none or
+    /// holds [`MAX_HELD`] already.
+    fn take_hold(&self, cluster: u32) -> Option<(std::time::Duration, Arc<AtomicUsize>)> {
+        let holds = self.holds.lock().unwrap();
+        let hold = holds.get(&cluster)?;
+        hold.held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_HELD).then_some(n + 1)
+            })
+            .ok()?;
+        Some((hold.duration, hold.held.clone()))
     }
 
     /// Forgets `cluster`'s hold (its primary ended).
@@ -655,23 +694,23 @@ impl Drop for Membership {
         let last = self.remove();
         // Died as a member (a leave comes first otherwise): hold the
         // listener for a replacement, if the primary asked.
-        let hold = self.shared.registry.upgrade().and_then(|r| {
-            r.holds
-                .lock()
-                .unwrap()
-                .get(&self.shared.key.cluster)
-                .copied()
-        });
-        if let (true, false, Some(hold), Ok(rt)) = (
-            last,
-            self.has_left(),
-            hold,
-            tokio::runtime::Handle::try_current(),
-        ) {
+        if !last || self.has_left() {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let hold = self
+            .shared
+            .registry
+            .upgrade()
+            .and_then(|r| r.take_hold(self.shared.key.cluster));
+        if let Some((duration, held)) = hold {
             let shared = self.shared.clone();
             rt.spawn(async move {
-                tokio::time::sleep(hold).await;
+                tokio::time::sleep(duration).await;
                 drop(shared);
+                held.fetch_sub(1, Ordering::AcqRel);
             });
         }
     }
@@ -703,6 +742,37 @@ mod tests {
         drop((a, b));
         // The last member leaving closes the listener.
         assert!(registry.stats(1).is_empty());
+    }
+
+    /// A hostile primary's hold: never longer than `MAX_HOLD`, and never
+    /// more than `MAX_HELD` listeners whose workers died, however many
+    /// ports it has its workers listen on and then kills them.
+    #[tokio::test]
+    async fn holds_are_bounded() {
+        let registry = Arc::new(Registry::default());
+        registry.hold_on_crash(1, std::time::Duration::MAX);
+        assert_eq!(registry.holds.lock().unwrap()[&1].duration, MAX_HOLD);
+        // A graceful leave is never held.
+        let left = registry.join(key(0), Policy::RoundRobin, 999).unwrap();
+        left.leave();
+        drop(left);
+        assert!(registry.stats(1).is_empty());
+        for worker in 0..(MAX_HELD as u8 + 10) {
+            // A worker that dies as a member (no leave), each on a
+            // listener of its own.
+            let own = Key {
+                cluster: 1,
+                requested: SocketAddr::from(([127, 0, 1, worker + 1], 0)),
+            };
+            drop(
+                registry
+                    .join(own, Policy::RoundRobin, u32::from(worker))
+                    .unwrap(),
+            );
+        }
+        let held = registry.holds.lock().unwrap()[&1].held.clone();
+        assert_eq!(held.load(Ordering::Acquire), MAX_HELD);
+        assert_eq!(registry.stats(1).len(), MAX_HELD);
     }
 
     #[tokio::test]
