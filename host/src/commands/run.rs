@@ -351,9 +351,7 @@ impl RunCommand {
         let defaults = HiveConfig::default();
         let config = HiveConfig {
             max_procs: self.max_procs,
-            max_memory: self
-                .max_memory
-                .next_multiple_of(crate::runtime::caps::WASM_PAGE),
+            max_memory: crate::runtime::caps::whole_pages(self.max_memory),
             kill_grace: std::time::Duration::from_millis(self.kill_grace_ms),
             cache_dir: match (self.no_cache, self.cache_dir) {
                 (true, _) => None,

@@ -8,6 +8,14 @@ use std::sync::Arc;
 /// One wasm page: linear memory grows in these.
 pub const WASM_PAGE: u64 = 64 * 1024;
 
+/// `bytes` rounded up to whole wasm pages; past the largest multiple a
+/// u64 holds, that multiple (a guest's or a flag's size never wraps).
+pub fn whole_pages(bytes: u64) -> u64 {
+    bytes
+        .checked_next_multiple_of(WASM_PAGE)
+        .unwrap_or(u64::MAX - u64::MAX % WASM_PAGE)
+}
+
 /// Everything a process was granted, shared with the children it forks.
 /// (No `Default`: every grant is chosen, never a permissive default.)
 #[derive(Debug, Clone)]
@@ -113,7 +121,7 @@ impl Capabilities {
             }
         }
         let mut caps = self.clone();
-        let memory = asked.max_memory.map(|m| m.next_multiple_of(WASM_PAGE));
+        let memory = asked.max_memory.map(whole_pages);
         caps.max_memory =
             within("max-memory", memory, Some(self.max_memory))?.expect("ours is set");
         let l = &self.limits;
@@ -461,7 +469,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         let delta = desired.saturating_sub(current) as u64;
         let total = self.used.saturating_add(delta);
         if total > self.max {
-            let (total, max) = (total.next_multiple_of(WASM_PAGE), self.max);
+            let (total, max) = (whole_pages(total), self.max);
             return self.refuse(format_args!(
                 "growing to {} of linear memory would pass its limit of {}; \
                  raise it with {}",
@@ -618,6 +626,15 @@ fn resolve(program: &str, path: Option<&str>) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sizes round up to pages and never wrap, however large.
+    #[test]
+    fn whole_pages_saturate() {
+        assert_eq!(whole_pages(0), 0);
+        assert_eq!(whole_pages(1), WASM_PAGE);
+        assert_eq!(whole_pages(WASM_PAGE), WASM_PAGE);
+        assert_eq!(whole_pages(u64::MAX), u64::MAX - u64::MAX % WASM_PAGE);
+    }
 
     #[test]
     fn policy() {

@@ -107,6 +107,7 @@ fn no_child_gets_more_than_its_parent() {
         .stderr_contains("`limits.max-memory` asks for 1T, more than this process's own")
         .stdout(
             "fork with 1T: ERR_INVALID_ARG_VALUE\n\
+             fork with u64::MAX: ERR_INVALID_ARG_VALUE\n\
              grandchild with 16M: ERR_INVALID_ARG_VALUE\n\
              grandchild error ERR_WORKER_OUT_OF_MEMORY\n\
              grandchild exit SIGABRT\n\

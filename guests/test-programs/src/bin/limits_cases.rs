@@ -58,6 +58,15 @@ fn main() {
                 Ok(_) => println!("fork with 1T: started"),
                 Err(e) => println!("fork with 1T: {e}"),
             }
+            // The most a u64 holds, which no page rounding may wrap to 0.
+            match hive::fork(
+                &me,
+                &["child", "nothing"],
+                options(limits(|l| l.max_memory = Some(u64::MAX))),
+            ) {
+                Ok(_) => println!("fork with u64::MAX: started"),
+                Err(e) => println!("fork with u64::MAX: {e}"),
+            }
             watch(fork(
                 &me,
                 "narrow",
