@@ -7,6 +7,7 @@ use crate::loader::cache::DiskCache;
 use crate::loader::{LoadedModule, Loader};
 use crate::node::Serialization;
 use crate::node::peer::{self, NodeReader, NodeWire};
+use crate::runtime::capacity::Capacity;
 use crate::runtime::caps::{
     AllowedDir, Capabilities, ForkPolicy, Limits, Preopen, SpawnPolicy, TotalMemory,
 };
@@ -46,6 +47,18 @@ pub const DEFAULT_MAX_MEMORY: u64 = 512 << 20;
 /// fork -> first message, even with reused fiber stacks), and the pool also
 /// enforces the per-guest table and memory limits.
 pub const DEFAULT_MAX_PROCS: u32 = 256;
+
+/// The largest `--max-procs` served by the pooling allocator. Past it,
+/// guests are allocated on demand: a pool costs start-up time and two
+/// memory mappings per slot (its stacks' guard pages) whether the slot is
+/// used or not, so 100,000 slots would cost 0.3 s and 200,000 of the
+/// kernel's 65,530 mappings before the first fork.
+pub const POOL_MAX_PROCS: u32 = 4096;
+
+/// The most elements a guest's table may have, in either allocation mode
+/// (the pool's default): a guest cannot grow a table of host memory
+/// without bound.
+pub const MAX_TABLE_ELEMENTS: usize = 20_000;
 
 /// Host-wide settings.
 #[derive(Debug, Clone)]
@@ -201,12 +214,20 @@ impl Hive {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         crate::filesystem::add_to_linker(&mut linker)?;
         crate::ctx::add_to_linker(&mut linker)?;
+        let on_demand = config.max_procs > POOL_MAX_PROCS;
+        let capacity = Capacity::new(
+            on_demand,
+            reserved_per_guest(config.max_memory),
+            config.max_procs,
+        );
+        capacity.warn_if_short(config.max_memory);
         let runtime = Runtime::new(
             RuntimeConfig {
                 max_procs: config.max_procs,
                 kill_grace: config.kill_grace,
                 max_total_memory: config.max_total_memory,
                 sentinel: config.sentinel,
+                capacity,
             },
             engine.clone(),
         );
@@ -535,15 +556,37 @@ fn cwd_preopen(dirs: &[Preopen], cwd: &str) -> anyhow::Result<Preopen> {
     })
 }
 
+/// The guard after (and before) every linear memory.
+const MEMORY_GUARD: u64 = 32 << 20;
+
+/// The address space one guest allocated on demand reserves: its memory
+/// (`--max-memory`) with a guard on each side, and its fiber stack.
+fn reserved_per_guest(max_memory: u64) -> u64 {
+    let stack = 2 << 20; // wasmtime's default async_stack_size, and a guard page
+    max_memory
+        .saturating_add(2 * MEMORY_GUARD)
+        .saturating_add(stack + 4096)
+}
+
 fn engine_config(config: &HiveConfig) -> Config {
     let mut c = Config::new();
     c.epoch_interruption(true);
-    // Linear memories reserve only what they may use, so that the pool fits
-    // `max_procs` guests in the address space (the 4 GiB default would not).
+    // Linear memories reserve only what they may use, so that `max_procs`
+    // guests fit in the address space (the 4 GiB default would not). Both
+    // allocation strategies get the same tunables, so they share compiled
+    // code (and its cache).
     c.memory_reservation(config.max_memory);
-    c.memory_guard_size(32 << 20);
+    c.memory_guard_size(MEMORY_GUARD);
     c.memory_reservation_for_growth(0);
     let n = config.max_procs.max(1);
+    if n > POOL_MAX_PROCS {
+        // On demand: nothing reserved up front, so start-up stays flat at
+        // any --max-procs; each fork maps its own memory (copy-on-write from
+        // the module's image, as in the pool) and reuses a cached stack.
+        c.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+        c.with_host_stack(Arc::new(crate::stacks::StackCache::default()));
+        return c;
+    }
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(n)
         .total_core_instances(n.saturating_mul(8))
@@ -553,6 +596,7 @@ fn engine_config(config: &HiveConfig) -> Config {
         .max_core_instances_per_component(64)
         .max_memories_per_component(8)
         .max_tables_per_component(16)
+        .table_elements(MAX_TABLE_ELEMENTS)
         .max_memory_size(config.max_memory as usize);
     c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     c

@@ -45,13 +45,15 @@ mod os;
 pub mod process;
 pub mod runtime;
 mod sockets;
+mod stacks;
 mod stdio;
 mod types;
 mod wasm;
 
 pub use error::{ErrorChain, LoadError, MAX_MODULE_BYTES};
 pub use hive::{
-    DEFAULT_MAX_MEMORY, DEFAULT_MAX_PROCS, Hive, HiveConfig, NodeParent, RunOptions, ServeOptions,
+    DEFAULT_MAX_MEMORY, DEFAULT_MAX_PROCS, Hive, HiveConfig, MAX_TABLE_ELEMENTS, NodeParent,
+    POOL_MAX_PROCS, RunOptions, ServeOptions,
 };
 pub use node::Serialization;
 pub use runtime::caps::Preopen;

@@ -13,7 +13,7 @@ use crate::loader::{LoadedModule, Program};
 use crate::process::ProcessCtx;
 use crate::runtime::budget::{Budget, TooManyProcesses};
 use crate::runtime::caps::Preopen;
-use crate::runtime::caps::{Capabilities, Limit, LimitReached, MemoryLimiter};
+use crate::runtime::caps::{Capabilities, Limit, LimitReached, MemoryLimiter, Reserved};
 use crate::runtime::cluster::WorkerLink;
 use crate::runtime::exit::ExitStatus;
 use crate::runtime::lifecycle::{self, Link, NewProc};
@@ -25,6 +25,7 @@ use crate::sockets::SocketsCtx;
 use crate::stdio::Stdio;
 use futures_util::future::Either;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::Store;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::StdoutStream;
@@ -73,7 +74,14 @@ pub struct WasmSpec {
 /// before its guest code can run.
 pub fn start(hive: &Hive, mut spec: WasmSpec) -> Result<Arc<Proc>, TooManyProcesses> {
     let rt = hive.runtime();
+    rt.capacity().admit(rt.processes().budget.used())?;
     let slot = spec.budget.charge()?;
+    // A module instantiated before says what memory it starts with.
+    let needs = match &spec.module {
+        ModuleSource::Ready(module) => module.initial_memory.load(Ordering::Relaxed),
+        ModuleSource::Pending(_) => 0,
+    };
+    let reserved = rt.capacity().admit_memory(rt.total_memory(), needs)?;
     let proc = lifecycle::register(
         rt,
         NewProc {
@@ -88,7 +96,7 @@ pub fn start(hive: &Hive, mut spec: WasmSpec) -> Result<Arc<Proc>, TooManyProces
         },
     );
     let stderr = spec.stdio.stderr.clone();
-    let body = match prepare(hive, &proc, spec) {
+    let body = match prepare(hive, &proc, spec, reserved) {
         Ok((start, module)) => Either::Left(run(hive.clone(), proc.clone(), module, start, stderr)),
         // A preopen vanished between check and use: report it as the
         // process failing, on its own stderr, like any other start-up
@@ -115,7 +123,7 @@ struct Start {
 
 impl Start {
     /// A component's host state (a core module has its own, `CoreState`).
-    fn host_state(mut self) -> HostState {
+    fn host_state(mut self: Box<Self>) -> HostState {
         let mut table = ResourceTable::new();
         table.set_max_capacity(self.child_process.caps.limits.max_resources as usize);
         HostState {
@@ -130,7 +138,12 @@ impl Start {
     }
 }
 
-fn prepare(hive: &Hive, proc: &Arc<Proc>, spec: WasmSpec) -> anyhow::Result<(Start, ModuleSource)> {
+fn prepare(
+    hive: &Hive,
+    proc: &Arc<Proc>,
+    spec: WasmSpec,
+    reserved: Option<Reserved>,
+) -> anyhow::Result<(Box<Start>, ModuleSource)> {
     let mut wasi = WasiCtx::builder();
     wasi.args(&spec.argv)
         .envs(&spec.env)
@@ -158,9 +171,9 @@ fn prepare(hive: &Hive, proc: &Arc<Proc>, spec: WasmSpec) -> anyhow::Result<(Sta
         who,
         hive.runtime().total_memory().clone(),
     );
-    let limiter = limiter.for_process(proc.clone());
+    let limiter = limiter.for_process(proc.clone()).prepaid(reserved);
     let cluster = crate::cluster::ClusterCtx::new(spec.cluster.clone(), &spec.argv, &spec.env);
-    let start = Start {
+    let start = Box::new(Start {
         wasi,
         process: ProcessCtx {
             me: proc.clone(),
@@ -186,7 +199,7 @@ fn prepare(hive: &Hive, proc: &Arc<Proc>, spec: WasmSpec) -> anyhow::Result<(Sta
             servers: Default::default(),
         },
         serve: spec.serve,
-    };
+    });
     Ok((start, spec.module))
 }
 
@@ -209,7 +222,7 @@ fn new_store<T: 'static>(
     // tick within one (1 ms), whatever it runs.
     store.epoch_deadline_callback(move |_| {
         if let Some((proc, max_ns)) = &cpu
-            && proc.cpu_ns.load(std::sync::atomic::Ordering::Relaxed) > *max_ns
+            && proc.cpu_ns.load(Ordering::Relaxed) > *max_ns
         {
             proc.reached(Limit::Cpu);
             return Err(LimitReached(Limit::Cpu).into());
@@ -228,8 +241,19 @@ fn new_store<T: 'static>(
 async fn run_program(
     hive: &Hive,
     program: Program,
-    mut start: Start,
+    mut start: Box<Start>,
+    initial_memory: &AtomicU64,
 ) -> wasmtime::Result<Result<(), ()>> {
+    // The guest's own handle table (wasmtime's cap: 100,000) holds each of
+    // its host resources and then some: a guest may hold `max-resources`.
+    let handles = (start.child_process.caps.limits.max_resources as usize)
+        .saturating_add(1_000)
+        .max(100_000);
+    let me = start.process.me.clone();
+    let instantiated = || {
+        let bytes = me.memory_bytes().unwrap_or(0);
+        initial_memory.fetch_max(bytes, Ordering::Relaxed);
+    };
     let cpu = start
         .child_process
         .caps
@@ -240,7 +264,9 @@ async fn run_program(
         Program::Component(pre) => {
             let state = start.host_state();
             let mut store = new_store(hive, state, |s| &mut s.limiter, cpu);
-            let guest = pre.instantiate_async(&mut store).await?;
+            store.set_max_component_handles(handles);
+            let guest = Box::pin(pre.instantiate_async(&mut store)).await?;
+            instantiated();
             if let Some(worker) = &store.data().sockets.cluster {
                 worker.online();
             }
@@ -250,11 +276,13 @@ async fn run_program(
             let serve = start.serve.take();
             let state = start.host_state();
             let mut store = new_store(hive, state, |s| &mut s.limiter, cpu);
-            let proxy = pre.instantiate_async(&mut store).await?;
+            store.set_max_component_handles(handles);
+            let proxy = Box::pin(pre.instantiate_async(&mut store)).await?;
+            instantiated();
             let Some(membership) = serve else {
                 wasmtime::bail!("a wasi:http proxy component is served by `host serve`");
             };
-            serve_proxy(&mut store, &proxy, membership).await
+            Box::pin(serve_proxy(&mut store, &proxy, membership)).await
         }
         Program::Core(pre) => {
             let state = CoreState {
@@ -262,9 +290,10 @@ async fn run_program(
                 limiter: start.limiter,
             };
             let mut store = new_store(hive, state, |s| &mut s.limiter, cpu);
-            let instance = pre.instantiate_async(&mut store).await?;
+            let instance = Box::pin(pre.instantiate_async(&mut store)).await?;
+            instantiated();
             let main = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-            main.call_async(&mut store, ()).await.map(Ok)
+            Box::pin(main.call_async(&mut store, ())).await.map(Ok)
         }
     }
 }
@@ -306,7 +335,7 @@ async fn run(
     hive: Hive,
     proc: Arc<Proc>,
     module: ModuleSource,
-    start: Start,
+    start: Box<Start>,
     stderr: Arc<dyn StdoutStream + Sync>,
 ) -> ExitStatus {
     // A `host serve` instance runs the module's HTTP handler.
@@ -314,10 +343,10 @@ async fn run(
         (Some(_), Some(proxy)) => Program::Proxy(proxy.clone()),
         _ => module.program.clone(),
     };
-    let program = match module {
-        ModuleSource::Ready(module) => pick(&module),
-        ModuleSource::Pending(path) => match hive.load(&path).await {
-            Ok(module) => pick(&module),
+    let module = match module {
+        ModuleSource::Ready(module) => module,
+        ModuleSource::Pending(path) => match Box::pin(hive.load(&path)).await {
+            Ok(module) => module,
             Err(err) => {
                 // Like a Node child whose script does not compile: it
                 // started, says why on its stderr, and exits 1.
@@ -328,8 +357,13 @@ async fn run(
             }
         },
     };
+    let program = pick(&module);
     let start_caps = start.child_process.caps.limits;
-    match run_program(&hive, program, start).await {
+    // Boxed, as every future here that is only awaited for a while: a
+    // process's task is allocated for its largest state, for as long as it
+    // lives, and an idle guest is a small state of a large future.
+    let program = Box::pin(run_program(&hive, program, start, &module.initial_memory));
+    match program.await {
         Ok(Ok(())) => ExitStatus::Code(0),
         Ok(Err(())) => ExitStatus::Code(1),
         Err(e) => match e.downcast_ref::<wasmtime_wasi::I32Exit>() {

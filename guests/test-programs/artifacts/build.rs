@@ -89,6 +89,9 @@ const SUITES: &[(&str, Run)] = &[
     ("supervisor", Run::ByName(&["host/tests/all"])),
     // `limits_cases`: children past their limits (host/tests/all/limits.rs).
     ("limits", Run::ByName(&["host/tests/all"])),
+    // `capacity_cases`: forks refused where the host is full
+    // (host/tests/all/capacity.rs).
+    ("capacity", Run::ByName(&["host/tests/all"])),
     // `http_cases`: responses a guest gets wrong, streamed and whole
     // (host/tests/all/http.rs).
     ("http", Run::ByName(&["host/tests/all"])),

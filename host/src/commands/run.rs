@@ -99,9 +99,11 @@ pub struct RunCommand {
 
     /// The most host resources (handles: children, streams, pollables, HTTP
     /// requests, ...) the guest and each process it forks may hold at
-    /// once; one more ends the process with one line naming this flag.
-    #[arg(long, value_name = "N", default_value_t = crate::runtime::caps::DEFAULT_MAX_RESOURCES)]
-    max_resources: u32,
+    /// once; one more ends the process with one line naming this flag
+    /// [default: 100,000, or `--max-procs` + 10,000 if more, so that a
+    /// parent can hold a handle to every process the host may run].
+    #[arg(long, value_name = "N")]
+    max_resources: Option<u32>,
 
     /// Let the guest start OS programs (`spawn`, `exec`, ...): any program,
     /// or only those listed, by name (`ls`) or path (`/bin/ls`). Children
@@ -411,7 +413,9 @@ impl RunCommand {
             max_memory: None,
             limits: crate::runtime::caps::Limits {
                 max_cpu_ms: self.max_cpu_ms,
-                max_resources: self.max_resources,
+                max_resources: self
+                    .max_resources
+                    .unwrap_or_else(|| crate::runtime::caps::default_max_resources(self.max_procs)),
                 ..Default::default()
             },
             cwd: self.cwd,

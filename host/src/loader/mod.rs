@@ -37,6 +37,10 @@ pub struct LoadedModule {
     /// serve` calls; a component may export `wasi:cli/run` too).
     pub proxy: Option<wasmtime_wasi_http::p2::bindings::ProxyPre<HostState>>,
     stamp: (u64, Option<SystemTime>),
+    /// The linear memory an instance has once instantiated, learnt from
+    /// the first (0 until then): what a fork of it needs from
+    /// `--max-total-memory` before it starts.
+    pub initial_memory: std::sync::atomic::AtomicU64,
 }
 
 /// A prepared program, and its HTTP handler if it has one.
@@ -134,6 +138,7 @@ impl Loader {
             program,
             proxy,
             stamp,
+            initial_memory: Default::default(),
         });
         let mut modules = self.modules.lock().unwrap();
         modules.insert(id, module.clone());

@@ -144,6 +144,7 @@ mod tests {
                 kill_grace: Duration::from_secs(1),
                 max_total_memory: 1 << 30,
                 sentinel: None,
+                capacity: crate::runtime::capacity::Capacity::new(false, 0, 8),
             },
             wasmtime::Engine::default(),
         );

@@ -13,12 +13,19 @@ use super::cgroup::{self, Pids};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Spawning would exceed `--max-procs`, or a subtree's `max-procs`.
+/// Spawning would exceed `--max-procs`, a subtree's `max-procs`, or what
+/// the host can hold (`runtime::capacity`): `EAGAIN`.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "too many processes: at most {0} may be alive at once here (the host's `--max-procs`, or a fork's `max-procs`)"
-)]
-pub struct TooManyProcesses(pub u32);
+pub enum TooManyProcesses {
+    /// At most this many may be alive at once here.
+    #[error(
+        "too many processes: at most {0} may be alive at once here (the host's `--max-procs`, or a fork's `max-procs`)"
+    )]
+    Limit(u32),
+    /// What of the host's capacity is used up, and how to raise it.
+    #[error("{0}")]
+    Capacity(String),
+}
 
 /// A bound on live processes, wasm and OS alike: the host's
 /// (`--max-procs`) at the top, and nested under it the share a parent gave
@@ -124,6 +131,11 @@ impl Budget {
         })
     }
 
+    /// Live processes charged here.
+    pub fn used(&self) -> u32 {
+        self.used.load(Ordering::Acquire)
+    }
+
     /// Whether this is a fork's `max-procs` share (not the host's own).
     pub fn is_share(&self) -> bool {
         self.parent.is_some()
@@ -155,7 +167,7 @@ impl Budget {
     pub fn share(parent: &Arc<Budget>, limit: u32) -> Result<Arc<Budget>, TooManyProcesses> {
         let left = parent.left();
         if limit > left {
-            return Err(TooManyProcesses(left));
+            return Err(TooManyProcesses::Limit(left));
         }
         Ok(Arc::new(Budget {
             limit,
@@ -261,7 +273,7 @@ impl Budget {
                 for c in charged {
                     c.give_back(kind);
                 }
-                return Err(TooManyProcesses(b.limit));
+                return Err(TooManyProcesses::Limit(b.limit));
             }
             charged.push(b);
             at = b.parent.as_ref();

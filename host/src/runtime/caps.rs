@@ -39,6 +39,12 @@ pub struct Capabilities {
 /// own default (1,000,000) would let each guest take 100 MB.
 pub const DEFAULT_MAX_RESOURCES: u32 = 100_000;
 
+/// `--max-resources` when not given: [`DEFAULT_MAX_RESOURCES`], or enough
+/// for a parent to hold a handle to each of `max_procs` processes.
+pub fn default_max_resources(max_procs: u32) -> u32 {
+    DEFAULT_MAX_RESOURCES.max(max_procs.saturating_add(10_000))
+}
+
 /// A process's limits besides linear memory (the WIT's `limits`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -384,6 +390,16 @@ impl TotalMemory {
         total.map_or(u64::MAX, |bytes| bytes / 4 * 3)
     }
 
+    /// The budget, in bytes.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Bytes taken now.
+    pub fn used(&self) -> u64 {
+        self.used.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     fn take(&self, bytes: u64) -> bool {
         use std::sync::atomic::Ordering;
         self.used
@@ -396,6 +412,30 @@ impl TotalMemory {
     fn give_back(&self, bytes: u64) {
         self.used
             .fetch_sub(bytes, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Takes `bytes` now for a guest that will grow into them
+    /// ([`MemoryLimiter::prepaid`]); `None` if they do not fit.
+    pub fn reserve(self: &Arc<Self>, bytes: u64) -> Option<Reserved> {
+        self.take(bytes).then(|| Reserved {
+            total: self.clone(),
+            bytes,
+        })
+    }
+}
+
+/// Bytes of [`TotalMemory`] taken for a guest before it starts, so that
+/// forks in a row cannot all pass a check its instantiation then fails;
+/// given back if it never starts.
+#[derive(Debug)]
+pub struct Reserved {
+    total: Arc<TotalMemory>,
+    bytes: u64,
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        self.total.give_back(self.bytes);
     }
 }
 
@@ -411,6 +451,8 @@ pub struct MemoryLimiter {
     who: String,
     /// The host's budget for all guests, which `used` is charged to too.
     total: Arc<TotalMemory>,
+    /// Bytes taken from `total` at the fork, which growth uses first.
+    prepaid: u64,
     /// The process it limits: `used` is published in its metrics, and a
     /// refusal marked as the limit it reached.
     proc: Option<Arc<super::proc::Proc>>,
@@ -424,6 +466,15 @@ impl MemoryLimiter {
         self
     }
 
+    /// Grows into `reserved` before it takes from the host's budget.
+    pub fn prepaid(mut self, reserved: Option<Reserved>) -> MemoryLimiter {
+        if let Some(mut reserved) = reserved {
+            // The bytes move here; this limiter's drop gives them back.
+            self.prepaid += std::mem::take(&mut reserved.bytes);
+        }
+        self
+    }
+
     /// A limiter of `max` bytes for the process `who`, charged to `total` too.
     pub fn new(max: u64, who: String, total: Arc<TotalMemory>) -> MemoryLimiter {
         MemoryLimiter {
@@ -432,6 +483,7 @@ impl MemoryLimiter {
             warned: false,
             who,
             total,
+            prepaid: 0,
             proc: None,
         }
     }
@@ -450,7 +502,7 @@ impl MemoryLimiter {
 
 impl Drop for MemoryLimiter {
     fn drop(&mut self) {
-        self.total.give_back(self.used);
+        self.total.give_back(self.used + self.prepaid);
     }
 }
 
@@ -481,7 +533,8 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
                 },
             ));
         }
-        if !self.total.take(delta) {
+        let prepaid = delta.min(self.prepaid);
+        if !self.total.take(delta - prepaid) {
             let limit = self.total.limit;
             return self.refuse(format_args!(
                 "all guests together would pass the host's limit of {} of linear memory; \
@@ -491,6 +544,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         }
         // A grow we allowed that then fails (the OS is out of memory) stays
         // counted: conservative, and it only happens once memory is short.
+        self.prepaid -= prepaid;
         self.used = total;
         if let Some(proc) = &self.proc {
             proc.memory
@@ -502,11 +556,11 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn table_growing(
         &mut self,
         _current: usize,
-        _desired: usize,
+        desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        // Tables are bounded by the pool's per-table capacity.
-        Ok(true)
+        // The pool bounds its tables itself; on demand, nothing else would.
+        Ok(desired <= crate::hive::MAX_TABLE_ELEMENTS)
     }
 }
 
@@ -696,5 +750,25 @@ mod tests {
         assert!(!b.memory_growing(0, 4 * page, None).unwrap());
         drop(a);
         assert!(b.memory_growing(0, 4 * page, None).unwrap());
+    }
+
+    /// Memory reserved at the fork is what the guest grows into first;
+    /// all of it is given back when it ends, used or not.
+    #[test]
+    fn a_guest_grows_into_what_its_fork_reserved() {
+        let page = WASM_PAGE as usize;
+        let host = TotalMemory::new(8 * WASM_PAGE);
+        let reserved = host.reserve(4 * WASM_PAGE).unwrap();
+        assert!(host.reserve(5 * WASM_PAGE).is_none());
+        let mut a = MemoryLimiter::new(u64::MAX, "a".into(), host.clone()).prepaid(Some(reserved));
+        assert_eq!(host.used(), 4 * WASM_PAGE);
+        assert!(a.memory_growing(0, 3 * page, None).unwrap());
+        assert_eq!(host.used(), 4 * WASM_PAGE);
+        assert!(a.memory_growing(3 * page, 6 * page, None).unwrap());
+        assert_eq!(host.used(), 6 * WASM_PAGE);
+        drop(a);
+        assert_eq!(host.used(), 0);
+        drop(host.reserve(WASM_PAGE));
+        assert_eq!(host.used(), 0);
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod argv;
 pub mod budget;
+pub mod capacity;
 pub mod caps;
 pub mod cgroup;
 pub mod cluster;
@@ -71,6 +72,9 @@ struct Inner {
     sentinel: OnceLock<Option<sentinel::Sentinel>>,
     /// Every listening socket cluster workers share.
     listeners: Arc<listen::Registry>,
+    /// What the host can hold past `--max-procs` (kernel mappings,
+    /// address space).
+    capacity: capacity::Capacity,
 }
 
 /// What the runtime is built from.
@@ -83,6 +87,8 @@ pub struct RuntimeConfig {
     pub max_total_memory: u64,
     /// The `host` binary to run as the sentinel, if any.
     pub sentinel: Option<PathBuf>,
+    /// What the host can hold past `max_procs`.
+    pub capacity: capacity::Capacity,
 }
 
 impl Runtime {
@@ -99,7 +105,13 @@ impl Runtime {
             sentinel_program: config.sentinel,
             sentinel: OnceLock::new(),
             listeners: Arc::default(),
+            capacity: config.capacity,
         }))
+    }
+
+    /// What the host can hold past `--max-procs`.
+    pub fn capacity(&self) -> &capacity::Capacity {
+        &self.0.capacity
     }
 
     /// Every live process.
@@ -135,13 +147,16 @@ impl Runtime {
         let proc_cpu = proc.cpu_ns.clone();
         let me = proc.clone();
         let task = async move {
+            // Pinned in place: moved into `select!`, it would be stored
+            // twice in this future (the capture and the select's own).
+            tokio::pin!(body);
             let mut fatal = proc.fatal.subscribe();
             let status = tokio::select! {
                 biased;
                 signal = fatal.wait_for(Option::is_some) => ExitStatus::Signal(
                     signal.map(|s| s.expect("waited for some")).unwrap_or(Signal::KILL),
                 ),
-                status = body => status,
+                status = &mut body => status,
             };
             tracing::debug!(pid = proc.pid, %status, "process ended");
             lifecycle::ended(&rt, &proc, status);

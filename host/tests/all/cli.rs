@@ -1,7 +1,7 @@
 //! `host run`: WASI 0.2 command components, their I/O, exit statuses, traps,
 //! bad input, and the compiled-component cache.
 
-use crate::util::{Test, temp_dir};
+use crate::util::{Test, temp_dir, wat_file};
 // The `cli_net` guest's tests live in net.rs.
 use crate::net::cli_net;
 use test_programs_artifacts::*;
@@ -152,13 +152,6 @@ fn truncated_component() {
         ))
         .status(1)
         .check();
-}
-
-/// Writes the module or component `wat` describes to a fresh file.
-fn wat_file(name: &str, wat: &str) -> String {
-    let path = temp_dir(name).join(format!("{name}.wasm"));
-    std::fs::write(&path, wat::parse_str(wat).unwrap()).unwrap();
-    path.display().to_string()
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! stdout, stderr and exit status. One test binary (the wasmtime pattern).
 
 mod bridge;
+mod capacity;
 mod cli;
 mod cluster;
 mod faults;

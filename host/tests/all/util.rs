@@ -67,6 +67,13 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// Writes the module or component `wat` describes to a fresh file.
+pub fn wat_file(name: &str, wat: &str) -> String {
+    let path = temp_dir(name).join(format!("{name}.wasm"));
+    std::fs::write(&path, wat::parse_str(wat).unwrap()).unwrap();
+    path.display().to_string()
+}
+
 #[must_use]
 pub struct Test {
     args: Vec<String>,

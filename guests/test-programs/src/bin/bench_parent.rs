@@ -1,5 +1,5 @@
 //! Fork and messaging micro-benchmarks, measured inside the guest.
-//! `bench_parent <fork|rtt|throughput|idle|hostcall|...> [N] [SIZE]`; prints one line
+//! `bench_parent <fork|rtt|throughput|idle|population|cycles|hostcall|...> [N] [SIZE]`; prints one line
 //! `name median_us=.. p99_us=..` or `name msgs_per_s=..`.
 use hive::{ForkOptions, Message, fork};
 use std::time::Instant;
@@ -275,6 +275,61 @@ fn main() {
             // Hold them until stdin closes, so the harness can read our RSS.
             let mut line = String::new();
             let _ = std::io::stdin().read_line(&mut line);
+        }
+        "population" => {
+            // n idle children live, then fork -> first message `size` times
+            // beside them (the sweep of the 100,000-processes issue).
+            let start = Instant::now();
+            let children: Vec<_> = (0..n)
+                .map(|_| fork(&path, &["idle"], ForkOptions::default()).unwrap())
+                .collect();
+            for child in &children {
+                child.recv().unwrap();
+            }
+            let fork_all_ms = start.elapsed().as_secs_f64() * 1e3;
+            let samples = time_then(
+                size,
+                || {
+                    let child = fork(&path, &["ready"], ForkOptions::default()).unwrap();
+                    child.recv().unwrap();
+                    child
+                },
+                |child| {
+                    child.disconnect().unwrap();
+                    child.wait();
+                },
+            );
+            let (median, p99) = percentiles(samples);
+            println!(
+                "population {n} ready median_us={median:.1} p99_us={p99:.1} fork_all_ms={fork_all_ms:.0}"
+            );
+            // Hold them until stdin closes, then return with all of them
+            // live: the host ends them (the teardown the harness times).
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+            std::mem::forget(children);
+        }
+        "cycles" => {
+            // `size` cycles of n idle children forked, then all ended; a
+            // line after each, answered on stdin once the harness has read
+            // our RSS.
+            for cycle in 0..size {
+                let children: Vec<_> = (0..n)
+                    .map(|_| fork(&path, &["idle"], ForkOptions::default()).unwrap())
+                    .collect();
+                for child in &children {
+                    child.recv().unwrap();
+                }
+                for child in &children {
+                    child.disconnect().unwrap();
+                }
+                for child in &children {
+                    child.wait();
+                }
+                println!("cycle {cycle} done");
+                let mut line = String::new();
+                let _ = std::io::stdin().read_line(&mut line);
+            }
         }
         "fanin-merged" | "fanin-poll" => {
             // n children each send `size` messages; the parent takes them
