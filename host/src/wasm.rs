@@ -138,6 +138,34 @@ impl Start {
     }
 }
 
+/// `wasi:random`'s secure source: the OS's, read when asked. Stateless,
+/// where wasmtime-wasi's default keeps a ChaCha generator (320 bytes) in
+/// every process.
+struct OsRandom;
+
+impl rand_core::TryRng for OsRandom {
+    type Error = std::convert::Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        let mut bytes = [0; 4];
+        self.try_fill_bytes(&mut bytes)?;
+        Ok(u32::from_ne_bytes(bytes))
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        let mut bytes = [0; 8];
+        self.try_fill_bytes(&mut bytes)?;
+        Ok(u64::from_ne_bytes(bytes))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        // getrandom(2) does not fail once the kernel's pool is ready, which
+        // it is long before a host runs.
+        getrandom::fill(dst).expect("the OS's random source failed");
+        Ok(())
+    }
+}
+
 fn prepare(
     hive: &Hive,
     proc: &Arc<Proc>,
@@ -145,6 +173,7 @@ fn prepare(
     reserved: Option<Reserved>,
 ) -> anyhow::Result<(Box<Start>, ModuleSource)> {
     let mut wasi = WasiCtx::builder();
+    wasi.secure_random(OsRandom);
     wasi.args(&spec.argv)
         .envs(&spec.env)
         .stdin(spec.stdio.stdin.clone())

@@ -18,6 +18,7 @@ pub mod event;
 pub mod exit;
 pub mod flow;
 pub mod inbox;
+pub mod latch;
 pub mod lifecycle;
 pub mod listen;
 pub mod message;
@@ -150,12 +151,9 @@ impl Runtime {
             // Pinned in place: moved into `select!`, it would be stored
             // twice in this future (the capture and the select's own).
             tokio::pin!(body);
-            let mut fatal = proc.fatal.subscribe();
             let status = tokio::select! {
                 biased;
-                signal = fatal.wait_for(Option::is_some) => ExitStatus::Signal(
-                    signal.map(|s| s.expect("waited for some")).unwrap_or(Signal::KILL),
-                ),
+                signal = proc.fatal.wait() => ExitStatus::Signal(signal),
                 status = &mut body => status,
             };
             tracing::debug!(pid = proc.pid, %status, "process ended");

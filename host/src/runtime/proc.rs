@@ -5,6 +5,7 @@ use super::budget::{Budget, Slot};
 use super::event::{Event, Taken};
 use super::exit::ExitStatus;
 use super::inbox::Inbox;
+use super::latch::Latch;
 use super::lifecycle::channel::Channel;
 use super::pipe::Pipe;
 use super::signal::{DefaultAction, Signal};
@@ -12,7 +13,6 @@ use super::unix;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use tokio::sync::watch;
 
 /// What a process runs. Every kind has the same events, signals and
 /// budget; only how a signal is delivered and how it is reaped differ.
@@ -80,8 +80,8 @@ pub struct Proc {
     pub(super) parent: Option<Weak<Proc>>,
     handled: Mutex<HashSet<Signal>>,
     /// The pending fatal signal, which the process's task obeys.
-    pub(super) fatal: watch::Sender<Option<Signal>>,
-    status: watch::Sender<Option<ExitStatus>>,
+    pub(super) fatal: Latch<Signal>,
+    status: Latch<ExitStatus>,
     /// Live children, ended when this process ends.
     pub(super) children: Mutex<HashMap<u32, Arc<Proc>>>,
     /// Set once `close` was queued to the parent: no more events will come.
@@ -137,8 +137,8 @@ impl Proc {
             channel,
             parent: parent.map(Arc::downgrade),
             handled: Mutex::default(),
-            fatal: watch::Sender::new(None),
-            status: watch::Sender::new(None),
+            fatal: Latch::default(),
+            status: Latch::default(),
             children: Mutex::default(),
             closed: AtomicBool::new(false),
             killed: AtomicBool::new(false),
@@ -298,13 +298,7 @@ impl Proc {
 
     /// Records how the process ended. Only the first status counts.
     pub(super) fn set_status(&self, status: ExitStatus) -> bool {
-        self.status.send_if_modified(|now| {
-            let first = now.is_none();
-            if first {
-                *now = Some(status);
-            }
-            first
-        })
+        self.status.set(status)
     }
 
     /// Forgets a child that has closed.
@@ -319,17 +313,12 @@ impl Proc {
 
     /// How the process ended, once it has.
     pub fn status(&self) -> Option<ExitStatus> {
-        *self.status.borrow()
+        self.status.get()
     }
 
     /// Waits for the process to end.
     pub async fn wait(&self) -> ExitStatus {
-        let mut rx = self.status.subscribe();
-        let status = rx
-            .wait_for(Option::is_some)
-            .await
-            .expect("sender lives in self");
-        status.expect("waited for some")
+        self.status.wait().await
     }
 
     /// Installs or removes a handler for `signal`.
@@ -362,9 +351,7 @@ impl Proc {
         }
         if signal == Signal::KILL || signal.default_action() == DefaultAction::Terminate {
             // The first fatal signal wins; the task reports it as the status.
-            self.fatal.send_if_modified(|pending| {
-                pending.is_none().then(|| *pending = Some(signal)).is_some()
-            });
+            self.fatal.set(signal);
         }
         true
     }
