@@ -66,6 +66,12 @@ bench-faults: setup
     cargo build --release -p host -p test-programs-artifacts
     python3 bench/faults.py
 
+# The population sweep: fork cost and memory per idle guest at 1,000, 10,000 and 100,000 live guests, host exit time, 10 fork/exit cycles (~4 min; raises vm.max_map_count for the run as root).
+[group('bench')]
+bench-population: setup
+    cargo build --release -p host -p test-programs-artifacts
+    python3 bench/population.py
+
 # The soak: 10^6 messages down a chain of 10 guests and back, the middle killed at random (a few minutes).
 [group('bench')]
 soak: setup

@@ -36,7 +36,9 @@ NODE = os.path.join(ROOT, "bench/node/bench.js")
 NODE_CHILD = os.path.join(ROOT, "bench/node/child.js")
 REPEATS = int(os.environ.get("REPEATS", "5"))
 FLOOR = os.path.join(ROOT, "target/release/spawn-floor")
-ENV = dict(os.environ, HOST_CACHE_DIR=os.path.join(ROOT, "target/hive-cache"), HOST_MAX_PROCS="10002")
+# A pool of 1,024 (the pooled allocator, as a default host has): memory per
+# idle guest and populations past the pool are bench/population.py's section.
+ENV = dict(os.environ, HOST_CACHE_DIR=os.path.join(ROOT, "target/hive-cache"), HOST_MAX_PROCS="1024")
 
 # (label, key, unit, higher_is_better, hive args, node args)
 WORKLOADS = [
@@ -92,37 +94,6 @@ def node(*args):
         args = args[:-1]
     return parse(subprocess.run(["node", NODE, *map(str, args)], check=True, env=env,
                                 capture_output=True, text=True).stdout)
-
-
-def memory_kib(pid):
-    """(RSS, USS) in KiB. USS is private memory only: what the process alone
-    costs. RSS also counts every page it maps from shared files — for a Hive
-    guest, the pages it reads of its module's copy-on-write memory image,
-    which all guests of that module share."""
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        fields = dict(re.findall(r"^(\w+):\s+(\d+) kB", f.read(), re.M))
-    return int(fields["Rss"]), int(fields["Private_Clean"]) + int(fields["Private_Dirty"])
-
-
-def children(pid):
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        return [int(p) for p in f.read().split()]
-
-
-def idle(cmd, n, per_child_procs):
-    """(RSS, USS) KiB per idle child: Hive = host growth / n; Node = mean child."""
-    proc = subprocess.Popen(cmd + [str(n)], env=ENV, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    assert "ready" in proc.stdout.readline()
-    time.sleep(0.3)
-    if per_child_procs:
-        kids = [memory_kib(k) for k in children(proc.pid)]
-        value = tuple(statistics.mean(k[i] for k in kids) for i in (0, 1))
-    else:
-        value = memory_kib(proc.pid)
-    proc.stdin.close()
-    proc.wait()
-    return value
 
 
 HELLO = os.path.join(ROOT, "target/guests/hello.wasm")
@@ -212,11 +183,12 @@ def spinner_share_rows(cache):
     return rows
 
 
-def spawn_and_memory_rows(cache):
-    """The posix_spawn floor and memory per idle child."""
-    rows = []
-    # The floor: a raw posix_spawn loop in Rust (std, stdio piped).
-    return rows
+def spawn_floor_rows(cache):
+    """Hive's spawn against a raw posix_spawn loop in Rust (std, stdio piped)."""
+    spawn_hive = statistics.median(r["median_us"] for r in cache[("hive", ("spawn", 300))])
+    f, ftext = fmt([floor(300)["median_us"] for _ in range(REPEATS)])
+    return [("spawn /bin/true, raw posix_spawn floor (µs) — Hive/floor in ratio column",
+             f"{spawn_hive:,.2f}", ftext, spawn_hive / f)]
 
 
 HTTP_RUN = os.path.join(ROOT, "bench/http/run.py")
@@ -236,6 +208,11 @@ HIVE_HTTP_ROWS = [
 RESTART_KILLS = int(os.environ.get("RESTART_KILLS", "30"))
 RESTART_REPEATS = int(os.environ.get("RESTART_REPEATS", "3"))
 RESTART_PORT = 18470
+
+
+def population_section():
+    """Fork cost and memory per guest at 1k, 10k, 100k live (bench/population.py)."""
+    return load_bench("population_bench", os.path.join(ROOT, "bench/population.py")).section()
 
 
 def fault_section():
@@ -387,7 +364,7 @@ def main():
         rows.append((f"{label} ({unit})", htext, ntext, ratio))
     if workloads:
         rows += spinner_share_rows(cache)
-        rows += spawn_and_memory_rows(cache)
+        rows += spawn_floor_rows(cache)
     start_rows = startup_rows()
 
     lines = [
@@ -412,6 +389,7 @@ def main():
     ]
     lines += [f"| {l} | {h} | {n} | {r:,.2f}× |" for l, h, n, r in start_rows]
     if not os.environ.get("START_ONLY"):
+        lines += [""] + population_section()
         lines += [""] + fault_section()
     if not os.environ.get("SKIP_HTTP") and not os.environ.get("START_ONLY"):
         lines += [""] + http_sections()

@@ -267,9 +267,18 @@ impl Hive {
 
     /// Ends every process this host runs: wasm processes at once, OS
     /// children with SIGTERM, then SIGKILL after the grace period; waits
-    /// until every OS child that is not detached has been reaped.
+    /// until every wasm process has ended (its store dropped) and every OS
+    /// child that is not detached has been reaped.
     pub async fn shutdown(&self) {
-        self.inner.runtime.shutdown().await
+        self.inner.runtime.shutdown(true).await
+    }
+
+    /// [`Hive::shutdown`] for a host about to exit: waits only for the OS
+    /// children. The wasm processes are killed, and the process's exit
+    /// takes their memory back far faster than dropping each store would
+    /// (100,000 idle guests: 1.3 s, against 4.2 s).
+    pub async fn shutdown_to_exit(&self) {
+        self.inner.runtime.shutdown(false).await
     }
 
     /// Runs the root guest to completion and returns its exit status. When it

@@ -458,7 +458,7 @@ impl RunCommand {
             }
             // The root is gone: end whatever is left (OS children get
             // SIGTERM, then SIGKILL after the grace period).
-            hive.shutdown().await;
+            hive.shutdown_to_exit().await;
             forwarding.abort();
             Ok(status)
         });

@@ -110,7 +110,7 @@ impl ServeCommand {
                 _ = term.recv() => ExitStatus::Signal(Signal::TERM),
                 _ = int.recv() => ExitStatus::Signal(Signal::INT),
             };
-            hive.shutdown().await;
+            hive.shutdown_to_exit().await;
             anyhow::Ok(status)
         });
         runtime.shutdown_background();

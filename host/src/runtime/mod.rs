@@ -147,15 +147,18 @@ impl Runtime {
         let rt = self.clone();
         let proc_cpu = proc.cpu_ns.clone();
         let me = proc.clone();
+        // Boxed: moved into `select!` unboxed, it would be stored twice in
+        // the task (the capture and the select's own); and it must be
+        // dropped before the parent hears.
+        let body = Box::pin(body);
         let task = async move {
-            // Pinned in place: moved into `select!`, it would be stored
-            // twice in this future (the capture and the select's own).
-            tokio::pin!(body);
+            let mut body = body;
             let status = tokio::select! {
                 biased;
                 signal = proc.fatal.wait() => ExitStatus::Signal(signal),
                 status = &mut body => status,
             };
+            drop(body);
             tracing::debug!(pid = proc.pid, %status, "process ended");
             lifecycle::ended(&rt, &proc, status);
         };
@@ -213,16 +216,23 @@ impl Runtime {
 
     /// Ends every process: wasm processes at once, OS children with
     /// SIGTERM, then SIGKILL after the grace period; waits until every OS
-    /// child that is not detached has been reaped.
-    pub async fn shutdown(&self) {
+    /// child that is not detached has been reaped, and with `wasm` until
+    /// every wasm process has ended too (its store dropped, its end
+    /// reported).
+    pub async fn shutdown(&self, wasm: bool) {
         // Every process that ends SIGTERMs its OS children and SIGKILLs them
         // after the grace period (`lifecycle::ended`): here we only wait for
         // them to be reaped, with a margin for the kill to land.
+        let killed = self.processes().wasm_count();
         self.processes().kill_wasm();
         let deadline = tokio::time::Instant::now() + self.0.kill_grace + Duration::from_millis(500);
         loop {
             let removed = self.processes().removal();
-            if self.processes().attached_os().is_empty() {
+            // Counts, not the table: walking it at every one of 100,000
+            // removals would be quadratic.
+            let wasm_left = wasm && self.processes().wasm_count() > 0;
+            if !wasm_left && self.processes().attached_os_count() == 0 {
+                tracing::debug!(killed, waited_for_wasm = wasm, "processes ended");
                 return;
             }
             if tokio::time::Instant::now() >= deadline {

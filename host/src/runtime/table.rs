@@ -5,7 +5,7 @@ use super::budget::Budget;
 use super::proc::{Proc, ProcKind};
 use super::signal::Signal;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
@@ -19,6 +19,11 @@ pub struct ProcessTable {
     next_pid: AtomicU32,
     /// Woken whenever a process leaves the table.
     removed: Notify,
+    /// How many of them are wasm processes, OS processes that end with the
+    /// host, and detached OS processes.
+    wasm: AtomicUsize,
+    attached: AtomicUsize,
+    detached: AtomicUsize,
     /// `--max-procs`: every live process, wasm or OS, is charged here.
     pub budget: Arc<Budget>,
 }
@@ -30,6 +35,9 @@ impl ProcessTable {
             procs: Mutex::default(),
             next_pid: AtomicU32::new(FIRST_VIRTUAL_PID),
             removed: Notify::new(),
+            wasm: AtomicUsize::new(0),
+            attached: AtomicUsize::new(0),
+            detached: AtomicUsize::new(0),
             budget: Budget::root(max_procs),
         }
     }
@@ -40,12 +48,38 @@ impl ProcessTable {
     }
 
     pub(super) fn insert(&self, proc: Arc<Proc>) {
+        self.count(&proc).fetch_add(1, Ordering::AcqRel);
         self.procs.lock().unwrap().insert(proc.pid, proc);
     }
 
     pub(super) fn remove(&self, pid: u32) {
-        self.procs.lock().unwrap().remove(&pid);
+        let gone = self.procs.lock().unwrap().remove(&pid);
+        if let Some(proc) = gone {
+            self.count(&proc).fetch_sub(1, Ordering::AcqRel);
+        }
         self.removed.notify_waiters();
+    }
+
+    /// The counter `proc` is one of.
+    fn count(&self, proc: &Proc) -> &AtomicUsize {
+        match proc.kind {
+            ProcKind::Wasm => &self.wasm,
+            ProcKind::Os {
+                detached: false, ..
+            } => &self.attached,
+            ProcKind::Os { detached: true, .. } => &self.detached,
+        }
+    }
+
+    /// Live wasm processes (without walking the table).
+    pub fn wasm_count(&self) -> usize {
+        self.wasm.load(Ordering::Acquire)
+    }
+
+    /// Live OS processes that end with the host (without walking the
+    /// table).
+    pub fn attached_os_count(&self) -> usize {
+        self.attached.load(Ordering::Acquire)
     }
 
     /// The live processes that `keep` selects.

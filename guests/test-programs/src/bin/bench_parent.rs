@@ -326,6 +326,7 @@ fn main() {
                 for child in &children {
                     child.wait();
                 }
+                drop(children);
                 println!("cycle {cycle} done");
                 let mut line = String::new();
                 let _ = std::io::stdin().read_line(&mut line);
