@@ -37,6 +37,24 @@ fn time_then<T>(n: usize, timed: impl Fn() -> T, after: impl Fn(T)) -> Vec<f64> 
         .collect()
 }
 
+/// Fork -> first message of `path ready`, `n` times (each child ended
+/// before the next, untimed): the median and p99 in microseconds.
+fn fork_to_first_message(path: &str, n: usize) -> (f64, f64) {
+    let samples = time_then(
+        n,
+        || {
+            let child = fork(path, &["ready"], ForkOptions::default()).unwrap();
+            child.recv().unwrap();
+            child
+        },
+        |child| {
+            child.disconnect().unwrap();
+            child.wait();
+        },
+    );
+    percentiles(samples)
+}
+
 /// Writes `total` bytes to `sink` while reading `source`; returns bytes read.
 fn pump_through(
     sink: hive::io::OutputStream,
@@ -110,19 +128,7 @@ fn main() {
             warm.recv();
             warm.disconnect().unwrap();
             warm.wait();
-            let samples = time_then(
-                n,
-                || {
-                    let child = fork(&path, &["ready"], ForkOptions::default()).unwrap();
-                    child.recv().unwrap();
-                    child
-                },
-                |child| {
-                    child.disconnect().unwrap();
-                    child.wait();
-                },
-            );
-            let (median, p99) = percentiles(samples);
+            let (median, p99) = fork_to_first_message(&path, n);
             println!("fork_first_message median_us={median:.1} p99_us={p99:.1}");
         }
         "forkexit" => {
@@ -287,19 +293,7 @@ fn main() {
                 child.recv().unwrap();
             }
             let fork_all_ms = start.elapsed().as_secs_f64() * 1e3;
-            let samples = time_then(
-                size,
-                || {
-                    let child = fork(&path, &["ready"], ForkOptions::default()).unwrap();
-                    child.recv().unwrap();
-                    child
-                },
-                |child| {
-                    child.disconnect().unwrap();
-                    child.wait();
-                },
-            );
-            let (median, p99) = percentiles(samples);
+            let (median, p99) = fork_to_first_message(&path, size);
             println!(
                 "population {n} ready median_us={median:.1} p99_us={p99:.1} fork_all_ms={fork_all_ms:.0}"
             );
