@@ -449,11 +449,14 @@ fn spinners_do_not_starve_a_waiting_guest() {
 /// A child's flood of unread messages does not slow taking another child's
 /// events (the inbox indexes each child's events): the index keeps the
 /// round trips at their unloaded rate, a scan of the flood cut them to
-/// ~6%. A gross bound, as timed tests on shared machines must be: 25%.
+/// ~6%. A gross bound, as timed tests on shared machines must be: 25%, of
+/// the best of three runs each (the other tests running beside this one
+/// only ever lower a rate: one run next to a flood once measured 20%).
 #[test]
 fn a_flood_does_not_slow_the_other_children() {
-    let unloaded = round_trip_rate(&["rtt-spin", "1000", "16", "0"]);
-    let flooded = round_trip_rate(&["rtt-flood", "1000", "16", "50000"]);
+    let best = |args: &[&str]| (0..3).map(|_| round_trip_rate(args)).fold(0.0, f64::max);
+    let unloaded = best(&["rtt-spin", "1000", "16", "0"]);
+    let flooded = best(&["rtt-flood", "1000", "16", "50000"]);
     assert!(
         flooded >= unloaded / 4.0,
         "next to a flood {flooded:.0} round trips/s, else {unloaded:.0}"
