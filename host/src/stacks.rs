@@ -10,9 +10,11 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use wasmtime::{StackCreator, StackMemory};
 
-/// Stacks kept for reuse. Each keeps the pages its last guest touched
-/// (a few KiB for an idle guest), so the list is bounded: 256 stacks are
-/// at most a few MiB, and enough for a burst of forks after a burst of exits.
+/// Stacks kept for reuse, enough for a burst of forks after a burst of
+/// exits. Each keeps the pages its last guest touched — a few KiB for most,
+/// the whole 2 MiB for one that recursed to its limit — so what the list
+/// holds is bounded by 256 stacks (at most 512 MiB, as a pool of 256 holds
+/// with its stacks' dirty pages kept too), not by what guests do.
 const KEEP: usize = 256;
 
 /// Hands out fiber stacks, reusing those of ended guests.

@@ -74,14 +74,14 @@ pub struct WasmSpec {
 /// before its guest code can run.
 pub fn start(hive: &Hive, mut spec: WasmSpec) -> Result<Arc<Proc>, TooManyProcesses> {
     let rt = hive.runtime();
-    rt.capacity().admit(rt.processes().budget.used())?;
-    let slot = spec.budget.charge()?;
     // A module instantiated before says what memory it starts with.
     let needs = match &spec.module {
         ModuleSource::Ready(module) => module.initial_memory.load(Ordering::Relaxed),
         ModuleSource::Pending(_) => 0,
     };
-    let reserved = rt.capacity().admit_memory(rt.total_memory(), needs)?;
+    let live = rt.processes().budget.used();
+    let reserved = rt.capacity().admit(live, rt.total_memory(), needs)?;
+    let slot = spec.budget.charge()?;
     let proc = lifecycle::register(
         rt,
         NewProc {

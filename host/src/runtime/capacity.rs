@@ -116,8 +116,25 @@ impl Capacity {
         }
     }
 
-    /// Whether one more guest fits beside `live` processes.
-    pub fn admit(&self, live: u32) -> Result<(), TooManyProcesses> {
+    /// Admits one more guest beside `live` processes, or refuses it: it
+    /// must fit the address space and the kernel's mappings, and the
+    /// `needs` bytes of linear memory it starts with are taken from `total`
+    /// (`--max-total-memory`) now, given back if it never starts.
+    pub fn admit(
+        &self,
+        live: u32,
+        total: &Arc<TotalMemory>,
+        needs: u64,
+    ) -> Result<Option<Reserved>, TooManyProcesses> {
+        self.fits(live)?;
+        let reserved = self.reserve(total, needs)?;
+        // Admitted: the next refusal is a new stretch, and says so.
+        self.warned.store(false, Ordering::Relaxed);
+        Ok(reserved)
+    }
+
+    /// Whether one more guest fits the address space and the mappings.
+    fn fits(&self, live: u32) -> Result<(), TooManyProcesses> {
         if live >= self.by_address {
             return self.refuse(format!(
                 "no address space left for another guest: {} guests each reserve their \
@@ -149,7 +166,6 @@ impl Capacity {
             }
         }
         if fits(&c) {
-            self.warned.store(false, Ordering::Relaxed);
             return Ok(());
         }
         c.refused = true;
@@ -164,9 +180,8 @@ impl Capacity {
     }
 
     /// Takes the `needs` bytes of linear memory a guest starts with from
-    /// `total` (`--max-total-memory`), or refuses the fork: refused here,
-    /// not trapped at its instantiation.
-    pub fn admit_memory(
+    /// `total`: refused here, not trapped at its instantiation.
+    fn reserve(
         &self,
         total: &Arc<TotalMemory>,
         needs: u64,
@@ -247,16 +262,21 @@ mod tests {
         }
     }
 
+    /// Admits `live` + 1 with no memory to take.
+    fn admit(c: &Capacity, live: u32) -> Result<(), TooManyProcesses> {
+        c.admit(live, &TotalMemory::new(0), 0).map(drop)
+    }
+
     /// Far from the limit, a fork is admitted on the estimate alone; near
     /// it, on a count of this process's mappings.
     #[test]
     fn near_the_limit_the_mappings_are_counted() {
         let c = counted(|| Some(65_530), 200);
-        assert!(c.admit(0).is_ok());
-        assert!(c.admit(7_000).is_ok());
+        assert!(admit(&c, 0).is_ok());
+        assert!(admit(&c, 7_000).is_ok());
         // 200 + 7,700 × 8 + 8 + 4,096 > 65,530: this test process, counted,
         // has far fewer.
-        assert!(c.admit(7_700).is_ok());
+        assert!(admit(&c, 7_700).is_ok());
         let counted = c.maps.as_ref().unwrap().lock().unwrap().maps;
         assert!(counted < 4_000, "{counted}");
     }
@@ -267,14 +287,14 @@ mod tests {
     #[test]
     fn forks_stop_before_the_kernel_s_mapping_limit() {
         let c = counted(|| Some(1_000), 0);
-        let err = c.admit(10).unwrap_err().to_string();
+        let err = admit(&c, 10).unwrap_err().to_string();
         assert!(err.contains("vm.max_map_count 1000"), "{err}");
         assert!(
             err.contains("sudo sysctl -w vm.max_map_count=1048576"),
             "{err}"
         );
         let at = c.maps.as_ref().unwrap().lock().unwrap().at;
-        assert!(c.admit(10).is_err());
+        assert!(admit(&c, 10).is_err());
         assert_eq!(c.maps.as_ref().unwrap().lock().unwrap().at, at);
     }
 
@@ -283,8 +303,8 @@ mod tests {
     fn forks_stop_where_the_address_space_ends() {
         let c = Capacity::new(true, 1 << 40, 1_000);
         assert_eq!(c.by_address, 127);
-        assert!(c.admit(126).is_ok());
-        let err = c.admit(127).unwrap_err().to_string();
+        assert!(admit(&c, 126).is_ok());
+        let err = admit(&c, 127).unwrap_err().to_string();
         assert!(err.contains("--max-memory"), "{err}");
     }
 
@@ -294,12 +314,12 @@ mod tests {
     fn forks_stop_at_the_total_memory() {
         let c = Capacity::new(false, 0, 10);
         let total = TotalMemory::new(10 << 20);
-        let first = c.admit_memory(&total, 6 << 20).unwrap();
+        let first = c.admit(0, &total, 6 << 20).unwrap();
         // Taken at the fork: a second fork does not fit until it ends.
-        let err = c.admit_memory(&total, 6 << 20).unwrap_err().to_string();
+        let err = c.admit(1, &total, 6 << 20).unwrap_err().to_string();
         assert!(err.contains("--max-total-memory"), "{err}");
         drop(first);
-        assert!(c.admit_memory(&total, 6 << 20).is_ok());
+        assert!(c.admit(0, &total, 6 << 20).is_ok());
     }
 
     #[test]

@@ -19,11 +19,10 @@ pub struct ProcessTable {
     next_pid: AtomicU32,
     /// Woken whenever a process leaves the table.
     removed: Notify,
-    /// How many of them are wasm processes, OS processes that end with the
-    /// host, and detached OS processes.
+    /// How many of them are wasm processes, and OS processes that end with
+    /// the host.
     wasm: AtomicUsize,
     attached: AtomicUsize,
-    detached: AtomicUsize,
     /// `--max-procs`: every live process, wasm or OS, is charged here.
     pub budget: Arc<Budget>,
 }
@@ -37,7 +36,6 @@ impl ProcessTable {
             removed: Notify::new(),
             wasm: AtomicUsize::new(0),
             attached: AtomicUsize::new(0),
-            detached: AtomicUsize::new(0),
             budget: Budget::root(max_procs),
         }
     }
@@ -48,26 +46,28 @@ impl ProcessTable {
     }
 
     pub(super) fn insert(&self, proc: Arc<Proc>) {
-        self.count(&proc).fetch_add(1, Ordering::AcqRel);
+        if let Some(count) = self.count(&proc) {
+            count.fetch_add(1, Ordering::AcqRel);
+        }
         self.procs.lock().unwrap().insert(proc.pid, proc);
     }
 
     pub(super) fn remove(&self, pid: u32) {
         let gone = self.procs.lock().unwrap().remove(&pid);
-        if let Some(proc) = gone {
-            self.count(&proc).fetch_sub(1, Ordering::AcqRel);
+        if let Some(count) = gone.as_deref().and_then(|p| self.count(p)) {
+            count.fetch_sub(1, Ordering::AcqRel);
         }
         self.removed.notify_waiters();
     }
 
-    /// The counter `proc` is one of.
-    fn count(&self, proc: &Proc) -> &AtomicUsize {
+    /// The counter `proc` is one of (detached OS processes have none).
+    fn count(&self, proc: &Proc) -> Option<&AtomicUsize> {
         match proc.kind {
-            ProcKind::Wasm => &self.wasm,
+            ProcKind::Wasm => Some(&self.wasm),
             ProcKind::Os {
                 detached: false, ..
-            } => &self.attached,
-            ProcKind::Os { detached: true, .. } => &self.detached,
+            } => Some(&self.attached),
+            ProcKind::Os { detached: true, .. } => None,
         }
     }
 
