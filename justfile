@@ -72,6 +72,12 @@ bench-population: setup
     cargo build --release -p host -p test-programs-artifacts
     python3 bench/population.py
 
+# worker_threads on Hive and Node: start, port round trip, 1 MiB transfer, Atomics.add, wait/notify (~2 min).
+[group('bench')]
+bench-threads: setup
+    cargo build --release -p host -p test-programs-artifacts
+    python3 bench/threads.py
+
 # The soak: 10^6 messages down a chain of 10 guests and back, the middle killed at random (a few minutes).
 [group('bench')]
 soak: setup

@@ -215,6 +215,11 @@ def population_section():
     return load_bench("population_bench", os.path.join(ROOT, "bench/population.py")).section()
 
 
+def threads_section():
+    """worker_threads on Hive and Node (bench/threads.py)."""
+    return load_bench("threads_bench", os.path.join(ROOT, "bench/threads.py")).section()
+
+
 def fault_section():
     """The sibling's rate under each fault (bench/faults.py)."""
     return load_bench("faults_bench", os.path.join(ROOT, "bench/faults.py")).section()
@@ -390,6 +395,7 @@ def main():
     lines += [f"| {l} | {h} | {n} | {r:,.2f}× |" for l, h, n, r in start_rows]
     if not os.environ.get("START_ONLY"):
         lines += [""] + population_section()
+        lines += [""] + threads_section()
         lines += [""] + fault_section()
     if not os.environ.get("SKIP_HTTP") and not os.environ.get("START_ONLY"):
         lines += [""] + http_sections()

@@ -33,6 +33,8 @@ mod generated {
             "hive:process/child-process.spawn-sync": async | trappable,
             "hive:process/child-process.exec-sync": async | trappable,
             "hive:process/child-process.exec-file-sync": async | trappable,
+            "hive:process/worker-threads.[method]message-port.post-message": async | trappable,
+            "hive:process/worker-threads.[method]shared-buffer.wait": async | trappable,
             default: trappable,
         },
         exports: { default: async },
@@ -58,6 +60,10 @@ mod generated {
             "wasi:sockets/tcp.tcp-socket": crate::sockets::TcpSocket,
             "hive:process/child-process.child": crate::child_process::Child,
             "hive:process/cluster.worker": crate::cluster::Worker,
+            "hive:process/worker-threads.array-buffer": crate::worker_threads::ArrayBuffer,
+            "hive:process/worker-threads.shared-buffer": crate::worker_threads::SharedBuffer,
+            "hive:process/worker-threads.message-port": crate::worker_threads::MessagePort,
+            "hive:process/worker-threads.worker": crate::worker_threads::Worker,
         },
     });
 }

@@ -1,12 +1,13 @@
 //! The per-process host state (the `Store`'s `T`): one context per
 //! interface, and the linker lines that give each interface its own view.
 
-use crate::bindings::hive::process::{child_process, cluster, process, types};
+use crate::bindings::hive::process::{child_process, cluster, process, types, worker_threads};
 use crate::child_process::{ChildProcessCtx, ChildProcessView, HiveChildProcess};
 use crate::process::{HiveProcess, ProcessCtx, ProcessView};
 use crate::runtime::caps::MemoryLimiter;
 use crate::sockets::{SocketsCtx, SocketsView};
 use crate::types::HiveTypes;
+use crate::worker_threads::{HiveWorkerThreads, WorkerThreadsView};
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -25,6 +26,8 @@ pub struct HostState {
     pub sockets: SocketsCtx,
     /// `wasi:http/types`, for the requests of its HTTP servers.
     pub http: crate::http::HttpState,
+    /// `hive:process/worker-threads`: a worker's parent port and data.
+    pub threads: crate::worker_threads::ThreadCtx,
 }
 
 impl wasmtime_wasi_http::WasiHttpView for HostState {
@@ -63,6 +66,11 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     })?;
     cluster::add_to_linker::<_, HiveChildProcess>(linker, |s| ChildProcessView {
         ctx: &mut s.child_process,
+        table: &mut s.table,
+    })?;
+    worker_threads::add_to_linker::<_, HiveWorkerThreads>(linker, |s| WorkerThreadsView {
+        ctx: &mut s.threads,
+        child_process: &mut s.child_process,
         table: &mut s.table,
     })?;
     // Outgoing requests are linked (proxy components import them) and

@@ -384,6 +384,7 @@ impl Hive {
             cluster: None,
             serve: None,
             restarts: 0,
+            thread: None,
         };
         let root = crate::wasm::start(self, spec)?;
         if let (Some(reader), Some(channel)) = (reader, &root.channel) {
@@ -465,6 +466,7 @@ impl Hive {
                 cluster: None,
                 serve: Some(membership),
                 restarts: 0,
+                thread: None,
             };
             crate::wasm::start(self, spec).map_err(anyhow::Error::from)
         };

@@ -49,6 +49,7 @@ mod stacks;
 mod stdio;
 mod types;
 mod wasm;
+pub mod worker_threads;
 
 pub use error::{ErrorChain, LoadError, MAX_MODULE_BYTES};
 pub use hive::{

@@ -23,6 +23,7 @@ use crate::runtime::proc::{Proc, ProcKind};
 use crate::runtime::signal::Signal;
 use crate::sockets::SocketsCtx;
 use crate::stdio::Stdio;
+use crate::worker_threads::{ThreadCtx, ThreadStart};
 use futures_util::future::Either;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,11 +69,20 @@ pub struct WasmSpec {
     pub serve: Option<Arc<Membership>>,
     /// How many times it replaces one that ended (`fork-options.restarts`).
     pub restarts: u32,
+    /// Set for a worker thread: its port to its parent and its `workerData`.
+    pub thread: Option<ThreadStart>,
 }
 
-/// Starts a wasm process: in the table and its parent's `spawn` queued
-/// before its guest code can run.
-pub fn start(hive: &Hive, mut spec: WasmSpec) -> Result<Arc<Proc>, TooManyProcesses> {
+/// A place for a new process, taken before anything of it exists: in
+/// `--max-procs`, in its parent's share, and the memory it starts with.
+pub struct Admitted {
+    reserved: Option<Reserved>,
+    slot: crate::runtime::budget::Slot,
+}
+
+/// Takes a place for the process `spec` describes, or says why there is
+/// none (`EAGAIN`).
+pub fn admit(hive: &Hive, spec: &WasmSpec) -> Result<Admitted, TooManyProcesses> {
     let rt = hive.runtime();
     // A module instantiated before says what memory it starts with.
     let needs = match &spec.module {
@@ -82,6 +92,20 @@ pub fn start(hive: &Hive, mut spec: WasmSpec) -> Result<Arc<Proc>, TooManyProces
     let live = rt.processes().budget.used();
     let reserved = rt.capacity().admit(live, rt.total_memory(), needs)?;
     let slot = spec.budget.charge()?;
+    Ok(Admitted { reserved, slot })
+}
+
+/// Starts a wasm process: in the table and its parent's `spawn` queued
+/// before its guest code can run.
+pub fn start(hive: &Hive, spec: WasmSpec) -> Result<Arc<Proc>, TooManyProcesses> {
+    let admitted = admit(hive, &spec)?;
+    Ok(launch(hive, spec, admitted))
+}
+
+/// [`start`] in a place [`admit`] took.
+pub fn launch(hive: &Hive, mut spec: WasmSpec, admitted: Admitted) -> Arc<Proc> {
+    let rt = hive.runtime();
+    let Admitted { reserved, slot } = admitted;
     let proc = lifecycle::register(
         rt,
         NewProc {
@@ -107,7 +131,7 @@ pub fn start(hive: &Hive, mut spec: WasmSpec) -> Result<Arc<Proc>, TooManyProces
         }),
     };
     rt.run_task(proc.clone(), body);
-    Ok(proc)
+    proc
 }
 
 /// A process's state before its program is known to be a component or a
@@ -119,6 +143,7 @@ struct Start {
     limiter: MemoryLimiter,
     sockets: SocketsCtx,
     serve: Option<Arc<Membership>>,
+    threads: ThreadCtx,
 }
 
 impl Start {
@@ -134,6 +159,7 @@ impl Start {
             limiter: self.limiter,
             sockets: self.sockets,
             http: Default::default(),
+            threads: self.threads,
         }
     }
 }
@@ -202,6 +228,10 @@ fn prepare(
     );
     let limiter = limiter.for_process(proc.clone()).prepaid(reserved);
     let cluster = crate::cluster::ClusterCtx::new(spec.cluster.clone(), &spec.argv, &spec.env);
+    let threads = match spec.thread {
+        Some(start) => ThreadCtx::worker(proc.pid, start),
+        None => ThreadCtx::default(),
+    };
     let start = Box::new(Start {
         wasi,
         process: ProcessCtx {
@@ -228,6 +258,7 @@ fn prepare(
             servers: Default::default(),
         },
         serve: spec.serve,
+        threads,
     });
     Ok((start, spec.module))
 }
@@ -298,6 +329,9 @@ async fn run_program(
             instantiated();
             if let Some(worker) = &store.data().sockets.cluster {
                 worker.online();
+            }
+            if store.data().threads.is_worker() {
+                lifecycle::online(&me);
             }
             guest.wasi_cli_run().call_run(&mut store).await
         }
@@ -388,6 +422,7 @@ async fn run(
     };
     let program = pick(&module);
     let start_caps = start.child_process.caps.limits;
+    let thread = start.threads.is_worker();
     // Boxed, as every future here that is only awaited for a while: a
     // process's task is allocated for its largest state, for as long as it
     // lives, and an idle guest is a small state of a large future.
@@ -417,6 +452,11 @@ async fn run(
                     }
                     None => {
                         write_report(&*stderr, &trap_report(&proc, &e)).await;
+                        // A limit's own `error` comes from `report_end`.
+                        if thread && proc.limit_reached().is_none() {
+                            // Node's Worker emits the uncaught error.
+                            lifecycle::uncaught(&proc, e.root_cause().to_string());
+                        }
                         ExitStatus::Signal(Signal::ABRT)
                     }
                 }

@@ -106,6 +106,11 @@ enum Kind {
     ClusterWasm,
     /// `host run conf_cluster.wasm` as the primary, forking `node/cluster.js`.
     ClusterWasmNode,
+    /// `node/threads.js` (`"kind": "threads"`): the reference of the
+    /// worker_threads column.
+    ThreadsNode,
+    /// `host run conf_threads.wasm`, its workers the same module.
+    ThreadsWasm,
 }
 
 struct Column {
@@ -159,6 +164,14 @@ const COLUMNS: &[Column] = &[
         name: "cluster wasm→node",
         kind: Kind::ClusterWasmNode,
     },
+    Column {
+        name: "threads node",
+        kind: Kind::ThreadsNode,
+    },
+    Column {
+        name: "threads wasm",
+        kind: Kind::ThreadsWasm,
+    },
 ];
 
 /// Whether a scenario's (or `KNOWN_FAILURES`') key names `column`: a key
@@ -197,6 +210,10 @@ impl Case {
         self.json["kind"].as_str() == Some("cluster")
     }
 
+    fn is_threads(&self) -> bool {
+        self.json["kind"].as_str() == Some("threads")
+    }
+
     /// Why the scenario is `n/a` in `column`, if it says so.
     fn not_applicable(&self, column: &str) -> Option<String> {
         let na = self.json["na"].as_object()?;
@@ -219,9 +236,12 @@ impl Case {
             check_columns(key, &format!("{name}: `differs`"));
             assert!(
                 COLUMNS.iter().all(|c| !covers(key, c.name)
-                    || matches!(c.kind, Kind::NodeWasm(_) | Kind::ClusterWasm)),
+                    || matches!(
+                        c.kind,
+                        Kind::NodeWasm(_) | Kind::ClusterWasm | Kind::ThreadsWasm
+                    )),
                 "{name}: `differs` is for the columns with wasm children compared to Node \
-                 children (node→wasm, cluster wasm): {key:?}"
+                 children (node→wasm, cluster wasm, threads wasm): {key:?}"
             );
             assert!(
                 differs["why"].as_str().is_some(),
@@ -240,7 +260,7 @@ impl Case {
                 self.json.get("hive_extra").is_none() && self.json.get("hive_instead").is_none(),
                 "{name}: `expect` is Hive's own trace: no `hive_extra` or `hive_instead`"
             );
-        } else if !self.is_os() && !has_reference {
+        } else if !self.is_os() && !self.is_threads() && !has_reference {
             panic!("{name}: without a node→node reference the scenario needs `expect`");
         }
     }
@@ -392,6 +412,13 @@ impl Runner<'_> {
         if cluster_column {
             return self.cluster_cell(case, column);
         }
+        let threads_column = matches!(column.kind, Kind::ThreadsNode | Kind::ThreadsWasm);
+        if threads_column != case.is_threads() {
+            return Outcome::NotApplicable(None);
+        }
+        if threads_column {
+            return self.threads_cell(case, column);
+        }
         match (column.kind, case.is_os()) {
             (Kind::WasmOs, true) => {
                 let node = run_node(&self.dir.join("node/spawn.js"), &case.json.to_string());
@@ -449,9 +476,12 @@ impl Runner<'_> {
                 let got = run_node(&self.dir.join("node/parent.js"), &scenario.to_string());
                 self.compare_to_reference(case, column.name, mode, got.lines, false)
             }
-            Kind::WasmOs | Kind::ClusterNode | Kind::ClusterWasm | Kind::ClusterWasmNode => {
-                unreachable!()
-            }
+            Kind::WasmOs
+            | Kind::ClusterNode
+            | Kind::ClusterWasm
+            | Kind::ClusterWasmNode
+            | Kind::ThreadsNode
+            | Kind::ThreadsWasm => unreachable!(),
         }
     }
 
@@ -495,6 +525,36 @@ impl Runner<'_> {
             column.name,
             ("cluster node", &reference.lines),
             got.lines,
+            true,
+        )
+    }
+
+    /// A `"kind": "threads"` scenario: `node/threads.js` runs the case on
+    /// Node (the reference), `conf_threads.wasm` on Hive; each starts its
+    /// own workers from itself.
+    fn threads_cell(&self, case: &Case, column: &Column) -> Outcome {
+        if let Some(why) = case.not_applicable(column.name) {
+            return Outcome::NotApplicable(Some(why));
+        }
+        let script = self.dir.join("node/threads.js");
+        let reference = case.reference[Mode::Json.index()]
+            .get_or_init(|| run_node(&script, &case.json.to_string()));
+        if column.kind == Kind::ThreadsNode {
+            return if reference.ok {
+                Outcome::Reference
+            } else {
+                Outcome::Fail {
+                    reference: ("expected".into(), vec!["(a run to the end)".into()]),
+                    got: reference.lines.clone(),
+                }
+            };
+        }
+        let got = self.run_hive(test_programs_artifacts::CONF_THREADS, &case.json, false);
+        compare(
+            case,
+            column.name,
+            ("threads node", &reference.lines),
+            got,
             true,
         )
     }

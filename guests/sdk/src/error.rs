@@ -11,6 +11,14 @@ use crate::ErrorCode;
 pub enum Error {
     /// The host refused the call synchronously.
     Code(ErrorCode),
+    /// A worker-threads call failed (Node's `DataCloneError`, ...).
+    Thread(crate::worker_threads::ThreadError),
+}
+
+impl From<crate::worker_threads::ThreadError> for Error {
+    fn from(e: crate::worker_threads::ThreadError) -> Self {
+        Error::Thread(e)
+    }
 }
 
 impl From<ErrorCode> for Error {
@@ -27,6 +35,7 @@ impl std::fmt::Display for Error {
                 "EPERM: this guest may not start OS programs (run the host with `--allow-spawn`)"
             ),
             Error::Code(code) => write!(f, "{}", node_code(*code)),
+            Error::Thread(e) => f.write_str(crate::worker_threads::describe(*e)),
         }
     }
 }

@@ -38,7 +38,7 @@ pub(crate) trait Handle {
     /// A pollable ready when this handle has work the inbox does not
     /// announce; the loop blocks on these and on the inbox. `None` (the
     /// default) when its work arrives as inbox events.
-    fn pollable(&self) -> Option<Pollable> {
+    fn pollable(&self) -> Option<Rc<Pollable>> {
         None
     }
 
@@ -65,6 +65,8 @@ pub(crate) enum HandleId {
     Stream(u64),
     /// An HTTP server, by its id.
     Server(u32),
+    /// A message port, numbered in the order it joined the loop.
+    Port(u64),
     /// This process: its parent channel and its signals. Last, so that
     /// [`alive`] asks it (and the host whether the channel is open) only
     /// when nothing else keeps the loop alive.
@@ -100,8 +102,9 @@ impl Handle for Timers {
         !self.queue.is_empty()
     }
 
-    fn pollable(&self) -> Option<Pollable> {
-        self.next_deadline().map(monotonic_clock::subscribe_instant)
+    fn pollable(&self) -> Option<Rc<Pollable>> {
+        self.next_deadline()
+            .map(|at| Rc::new(monotonic_clock::subscribe_instant(at)))
     }
 }
 
@@ -148,6 +151,14 @@ pub(crate) fn register(id: HandleId, handle: Rc<dyn Handle>) {
 /// Forgets a handle: no more events for it, and it keeps nothing alive.
 pub(crate) fn unregister(id: HandleId) {
     with(|l| l.handles.remove(&id));
+}
+
+/// A fresh id for a port handle (later ids are read after earlier ones).
+pub(crate) fn next_port_id() -> HandleId {
+    with(|l| {
+        l.next_stream += 1;
+        HandleId::Port(l.next_stream)
+    })
 }
 
 /// A fresh id for a stream handle (later ids are read after earlier ones).
@@ -202,11 +213,12 @@ fn add_timer(ms: u64, interval: Option<u64>, callback: Callback) -> TimerId {
     })
 }
 
-/// Whether any handle, the timers included, keeps the loop alive.
+/// Whether any handle, the timers included, keeps the loop alive, or
+/// deferred work is left.
 fn alive() -> bool {
     let (timers, handles) = with(|l| {
         (
-            l.timers.has_ref(),
+            l.timers.has_ref() || !l.deferred.is_empty(),
             l.handles.values().cloned().collect::<Vec<_>>(),
         )
     });
@@ -258,6 +270,10 @@ pub fn run() {
                 None => return,
             }
         }
+        if with(|l| !l.deferred.is_empty()) {
+            // Work for the next turn (a port's `close`): no waiting first.
+            continue;
+        }
         wait();
     }
 }
@@ -297,12 +313,12 @@ fn wait() {
             .inbox
             .get_or_insert_with(|| Rc::new(wit::subscribe()))
             .clone();
-        let mut pollables: Vec<Pollable> = l.timers.pollable().into_iter().collect();
+        let mut pollables: Vec<Rc<Pollable>> = l.timers.pollable().into_iter().collect();
         pollables.extend(l.handles.values().filter_map(|h| h.pollable()));
         (inbox, pollables)
     });
     let mut all: Vec<&Pollable> = vec![&*inbox];
-    all.extend(&handles);
+    all.extend(handles.iter().map(|p| &**p));
     poll(&all);
 }
 

@@ -82,8 +82,11 @@ impl Handle for Reader {
     /// child's output as it comes, as Node does. The loop drops this
     /// pollable at the end of its wait, before it reads (and maybe drops)
     /// the stream — the host traps on a stream dropped before its pollable.
-    fn pollable(&self) -> Option<Pollable> {
-        self.state.borrow().as_ref().map(|s| s.stream.subscribe())
+    fn pollable(&self) -> Option<Rc<Pollable>> {
+        self.state
+            .borrow()
+            .as_ref()
+            .map(|s| Rc::new(s.stream.subscribe()))
     }
 
     /// Reads what the stream has, never blocking, and calls the listeners.

@@ -41,6 +41,7 @@ mod message;
 pub mod os;
 pub mod process;
 pub mod supervisor;
+pub mod worker_threads;
 
 pub use child::{Child, ChildEvent, ForkOptions, Limits, Serialization, fork, status_fields};
 pub use error::{Error, node_code};

@@ -98,6 +98,9 @@ const SUITES: &[(&str, Run)] = &[
     // `serve_hello`: a wasi:http proxy component for `host serve`
     // (host/tests/all/serve.rs).
     ("serve", Run::ByName(&["host/tests/all"])),
+    // `thread_cases`: worker threads, ports and buffers a hostile guest
+    // misuses (host/tests/all/threads.rs).
+    ("thread", Run::ByName(&["host/tests/all"])),
     // `os_cases`: OS children and signals (host/tests/all/{os,signals}.rs).
     ("os", Run::ByName(&["host/tests/all"])),
     // The conformance matrix's Hive side (tests/conformance); `conf_parent`

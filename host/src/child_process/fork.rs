@@ -19,6 +19,7 @@ use crate::runtime::pipe::{Pipe, SILENT_FORK_CAPACITY};
 use crate::runtime::signal::Signal;
 use crate::stdio::Stdio;
 use crate::wasm::{ModuleSource, WasmSpec};
+use crate::worker_threads::ThreadStart;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::io::DuplexStream;
@@ -40,17 +41,36 @@ impl ChildProcessView<'_> {
         args: Vec<String>,
         options: ForkOptions,
     ) -> Result<Resource<Child>, HostError> {
-        Ok(self.fork_child(module, args, options, None)?.0)
+        Ok(self.fork_child(module, args, options, None, &mut None)?.0)
     }
 
-    /// `fork`, as a plain child or (`worker`) as a cluster worker, whose
-    /// record is returned with it.
+    /// A worker thread (`worker-threads.worker`): a fork with no IPC
+    /// channel, whose `thread` holds its port to this process and its
+    /// `workerData`. On a refusal, `thread` comes back with the error.
+    pub(crate) fn fork_thread(
+        &mut self,
+        module: String,
+        args: Vec<String>,
+        options: ForkOptions,
+        thread: ThreadStart,
+    ) -> Result<Resource<Child>, (HostError, Option<ThreadStart>)> {
+        let mut thread = Some(thread);
+        match self.fork_child(module, args, options, None, &mut thread) {
+            Ok((child, _)) => Ok(child),
+            Err(e) => Err((e, thread)),
+        }
+    }
+
+    /// `fork`, as a plain child, (`worker`) as a cluster worker, whose
+    /// record is returned with it, or (`thread`) as a worker thread, which
+    /// takes `thread` once nothing can refuse it any more.
     pub(crate) fn fork_child(
         &mut self,
         module: String,
         args: Vec<String>,
         options: ForkOptions,
         worker: Option<AsWorker>,
+        thread: &mut Option<ThreadStart>,
     ) -> Result<(Resource<Child>, Option<Arc<WorkerRecord>>), HostError> {
         if module.is_empty()
             || has_nul(&module)
@@ -75,9 +95,11 @@ impl ChildProcessView<'_> {
             .chain(args)
             .collect();
         let worker_id = worker.as_ref().map(|w| w.id);
+        // A worker thread talks over its port: it has no IPC channel.
+        let channel = thread.is_none();
         let failed = |this: &mut Self, err: &LoadError, argv: Vec<String>| {
             let (error, errno) = fork_error(&module, err);
-            let started = lifecycle::failed_start(hive.runtime(), &me, error, errno, true);
+            let started = lifecycle::failed_start(hive.runtime(), &me, error, errno, channel);
             let record = worker_id.map(|id| WorkerRecord::new(id, started.0));
             let child = Child::failed(started, errno, &module, argv);
             Ok((this.table.push(child)?, record))
@@ -130,7 +152,7 @@ impl ChildProcessView<'_> {
             })
         });
         let record = link.as_ref().map(|l| l.record.clone());
-        let spec = WasmSpec {
+        let mut spec = WasmSpec {
             module: source,
             argv: argv.clone(),
             env: options.env.unwrap_or_else(|| self.ctx.env.clone()),
@@ -143,7 +165,11 @@ impl ChildProcessView<'_> {
             pid: Some(pid),
             ppid: me.pid,
             parent: Some(me.clone()),
-            link: Link::Parent(None),
+            link: if channel {
+                Link::Parent(None)
+            } else {
+                Link::None
+            },
             pipes: pipes
                 .iter()
                 .flat_map(|(out, err)| [out.clone(), err.clone()])
@@ -154,8 +180,11 @@ impl ChildProcessView<'_> {
             cluster: link,
             serve: None,
             restarts: options.restarts,
+            thread: None,
         };
-        let proc = crate::wasm::start(&hive, spec)?;
+        let admitted = crate::wasm::admit(&hive, &spec)?;
+        spec.thread = thread.take();
+        let proc = crate::wasm::launch(&hive, spec, admitted);
         lifecycle::kill_after(&proc, options.timeout_ms, kill_signal);
         let mut child = Child::started(proc, &module, argv);
         child.stdin = stdin;

@@ -131,6 +131,11 @@ impl Child {
         }
     }
 
+    /// Its id: its pid, or the id of one that never started.
+    pub(crate) fn id(&self) -> u32 {
+        self.id
+    }
+
     /// The running (or ended) process, if it started.
     pub(crate) fn proc(&self) -> Option<&Arc<Proc>> {
         self.proc.as_ref()

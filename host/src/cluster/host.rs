@@ -144,8 +144,13 @@ impl Host for ChildProcessView<'_> {
             limits: s.limits,
             restarts,
         };
-        let (child, record) =
-            self.fork_child(s.exec, s.args, options, Some(AsWorker { cluster, id }))?;
+        let (child, record) = self.fork_child(
+            s.exec,
+            s.args,
+            options,
+            Some(AsWorker { cluster, id }),
+            &mut None,
+        )?;
         let record = record.expect("a worker fork has a record");
         Ok(self.table.push(Worker { record, child })?)
     }

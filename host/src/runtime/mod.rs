@@ -10,6 +10,7 @@
 
 pub mod argv;
 pub mod budget;
+pub mod buffer;
 pub mod capacity;
 pub mod caps;
 pub mod cgroup;
@@ -24,6 +25,7 @@ pub mod listen;
 pub mod message;
 pub mod net;
 pub mod pipe;
+pub mod port;
 pub mod preempt;
 pub mod proc;
 pub mod sentinel;

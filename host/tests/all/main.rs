@@ -15,4 +15,5 @@ mod os;
 mod serve;
 mod signals;
 mod supervisor;
+mod threads;
 mod util;

@@ -95,6 +95,34 @@ pub fn register(rt: &Runtime, new: NewProc<'_>) -> Arc<Proc> {
     proc
 }
 
+/// A worker thread's instance exists: `online` for its parent.
+pub fn online(proc: &Proc) {
+    if let Some(parent) = proc.parent.as_ref().and_then(|p| p.upgrade()) {
+        parent
+            .inbox
+            .push(child_event(proc.pid, ChildEvent::Online), None);
+    }
+}
+
+/// A worker thread trapped (Node's uncaught exception): `error` with what
+/// trapped, before its `exit`.
+pub fn uncaught(proc: &Proc, message: String) {
+    if let Some(parent) = proc.parent.as_ref().and_then(|p| p.upgrade()) {
+        let error = StartError {
+            code: "ERR_UNCAUGHT_TRAP".into(),
+            errno: None,
+            syscall: None,
+            path: Some(proc.name.clone()),
+            message,
+            spawnargs: Vec::new(),
+        };
+        parent.inbox.push(
+            child_event(proc.pid, ChildEvent::Error(Box::new(error))),
+            None,
+        );
+    }
+}
+
 /// Records how `proc` ended, ends its children, and tells its parent, in
 /// Node's order: `disconnect` (if still connected), `exit`, `close`.
 pub fn ended(rt: &Runtime, proc: &Arc<Proc>, status: ExitStatus) {
