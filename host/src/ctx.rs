@@ -71,6 +71,7 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     worker_threads::add_to_linker::<_, HiveWorkerThreads>(linker, |s| WorkerThreadsView {
         ctx: &mut s.threads,
         child_process: &mut s.child_process,
+        process: &mut s.process,
         table: &mut s.table,
     })?;
     // Outgoing requests are linked (proxy components import them) and

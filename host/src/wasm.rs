@@ -239,6 +239,7 @@ fn prepare(
             ppid: spec.ppid,
             argv: spec.argv,
             watching: Default::default(),
+            transferred: None,
         },
         child_process: ChildProcessCtx {
             cluster,

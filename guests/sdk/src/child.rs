@@ -253,6 +253,11 @@ impl ChildInner {
 }
 
 impl Child {
+    /// The WIT handle (`worker_threads::send_to_child`).
+    pub(crate) fn wit(&self) -> &wit::Child {
+        &self.0.handle
+    }
+
     /// Wraps a new child handle and lets the event loop dispatch to it.
     /// `exec`: started by `exec`/`exec_file` (its `error` is not thrown).
     pub(crate) fn register(handle: wit::Child, exec: bool) -> Child {

@@ -573,6 +573,13 @@ impl Handle for WorkerInner {
 }
 
 impl Worker {
+    /// The WIT handle (`worker_threads::send_to_worker`).
+    pub(crate) fn wit(&self) -> &wit::Worker {
+        &self.0.handle
+    }
+}
+
+impl Worker {
     /// Its id: 1, 2, 3, ... in fork order.
     pub fn id(&self) -> u32 {
         self.0.id

@@ -317,8 +317,24 @@ fn wait() {
         pollables.extend(l.handles.values().filter_map(|h| h.pollable()));
         (inbox, pollables)
     });
-    let mut all: Vec<&Pollable> = vec![&*inbox];
+    let mut all: Vec<&Pollable> = Vec::with_capacity(handles.len() + 1);
+    // The inbox's pollable is ready too when no event can ever come (no
+    // channel, no child, no handled signal: a worker thread waiting on its
+    // port, a root guest on a timer). Waiting on it then would spin the
+    // guest on its worker thread; wait on the rest only. Nothing but this
+    // guest's own calls can make an event possible again, and it makes none
+    // while it waits.
+    if inbox.ready() {
+        if let Some(event) = wit::try_next_event() {
+            return dispatch(event);
+        }
+    } else {
+        all.push(&inbox);
+    }
     all.extend(handles.iter().map(|p| &**p));
+    if all.is_empty() {
+        return;
+    }
     poll(&all);
 }
 

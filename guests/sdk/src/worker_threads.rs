@@ -51,6 +51,10 @@ pub fn describe(e: ThreadError) -> &'static str {
         ThreadError::AllocationFailed => "RangeError: Array buffer allocation failed",
         ThreadError::InvalidJson => "ERR_INVALID_JSON",
         ThreadError::MessageTooLarge => "ERR_MESSAGE_TOO_LARGE",
+        ThreadError::ChannelClosed => "ERR_IPC_CHANNEL_CLOSED",
+        ThreadError::NotLocal => {
+            "DataCloneError: the receiver is not a process of this host (a Node program)"
+        }
     }
 }
 
@@ -362,6 +366,43 @@ impl Clone for SharedArrayBuffer {
     /// Another handle to the same bytes.
     fn clone(&self) -> Self {
         SharedArrayBuffer(self.0.clone())
+    }
+}
+
+/// Sends `msg` to the parent over this process's IPC channel (a fork's or
+/// a cluster worker's `process.send`), with what it moves and shares: the
+/// parent gets them with [`take_transferred`] in its message listener.
+/// `Ok(false)` is backpressure, as `process::send`.
+pub fn send_to_parent(msg: Outgoing<'_>) -> Result<bool, Error> {
+    let room = wit::send_to_parent(&msg.to_wit())?;
+    msg.sent();
+    Ok(room)
+}
+
+/// Sends `msg` to a forked child (`child.send`), with what it moves and
+/// shares.
+pub fn send_to_child(child: &crate::Child, msg: Outgoing<'_>) -> Result<bool, Error> {
+    let room = wit::send_to_child(child.wit(), &msg.to_wit())?;
+    msg.sent();
+    Ok(room)
+}
+
+/// Sends `msg` to a cluster worker (`worker.send`), with what it moves and
+/// shares.
+pub fn send_to_worker(worker: &crate::cluster::Worker, msg: Outgoing<'_>) -> Result<bool, Error> {
+    let room = wit::send_to_worker(worker.wit(), &msg.to_wit())?;
+    msg.sent();
+    Ok(room)
+}
+
+/// The ports, buffers and shared buffers of the IPC message being handled
+/// (call it in a `process::on_message` or `Child::on_message` listener;
+/// the next event drops them). Its `data` is empty: the value is the
+/// message's.
+pub fn take_transferred() -> Option<Received> {
+    match wit::take_transferred()? {
+        wit::Incoming::Message(m) => Some(m.into()),
+        wit::Incoming::MessageError(_) => None,
     }
 }
 

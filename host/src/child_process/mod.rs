@@ -131,6 +131,11 @@ impl Child {
         }
     }
 
+    /// Its IPC channel, if it has one (a fork).
+    pub(crate) fn channel(&self) -> Option<Arc<Channel>> {
+        self.channel.clone()
+    }
+
     /// Its id: its pid, or the id of one that never started.
     pub(crate) fn id(&self) -> u32 {
         self.id

@@ -73,7 +73,8 @@ pub struct Worker {
 }
 
 impl Worker {
-    fn child(&self) -> Resource<Child> {
+    /// Its `Child` resource, borrowed.
+    pub(crate) fn child(&self) -> Resource<Child> {
         Resource::new_borrow(self.child.rep())
     }
 }

@@ -4,7 +4,7 @@ use super::{InboxReady, ProcessView};
 use crate::bindings::hive::process::process::{Host, ProcessInfo};
 use crate::bindings::hive::process::types::HttpRequest;
 use crate::bindings::{ErrorCode, Event, HostError, Message};
-use crate::runtime::event::Event as RuntimeEvent;
+use crate::runtime::event::{ChildEvent, Event as RuntimeEvent};
 use crate::runtime::lifecycle::End;
 use crate::runtime::signal::Signal;
 use wasmtime::component::Resource;
@@ -80,7 +80,20 @@ impl Host for ProcessView<'_> {
     }
 
     fn try_next_event(&mut self) -> wasmtime::Result<Option<Event>> {
-        while let Some(event) = self.ctx.me.inbox.try_pop() {
+        // Handles of the last message not taken are dropped now.
+        self.ctx.transferred = None;
+        while let Some(mut event) = self.ctx.me.inbox.try_pop() {
+            let envelope = match &mut event {
+                RuntimeEvent::Message(envelope)
+                | RuntimeEvent::Child {
+                    event: ChildEvent::Message(envelope),
+                    ..
+                } => Some(envelope),
+                _ => None,
+            };
+            if let Some(handle) = envelope.and_then(|e| e.handles.pop()) {
+                self.ctx.transferred = handle.0.downcast().ok();
+            }
             if let RuntimeEvent::Down { monitor, .. } = &event
                 && self.ctx.watching.monitors.remove(monitor).is_none()
             {

@@ -19,6 +19,9 @@ pub struct ProcessCtx {
     pub argv: Vec<String>,
     /// What it monitors and is linked to (`process.monitor`, `link`).
     pub watching: Watching,
+    /// The handles of the message event it took last, until it takes
+    /// them (`worker-threads.take-transferred`) or its next event.
+    pub transferred: Option<Box<crate::runtime::port::PortMessage>>,
 }
 
 /// The processes a process watches: its monitors by id and its links.

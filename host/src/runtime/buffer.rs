@@ -409,13 +409,12 @@ mod tests {
             let s = s.clone();
             tokio::spawn(async move { s.wait(0, 0, None).await.unwrap() })
         };
-        // Until the waiter is registered, notify wakes nobody.
+        // Until the waiter is registered, notify wakes nobody (the word
+        // stays 0, so the waiter always gets to sleep).
         let mut woken = 0;
         while woken == 0 {
             tokio::task::yield_now().await;
-            s.store(0, 1).unwrap();
             woken = s.notify(0, Some(1)).unwrap();
-            s.store(0, 0).unwrap();
         }
         assert_eq!(waiter.await.unwrap(), WaitResult::Ok);
 

@@ -4,16 +4,17 @@
 //! A port's queue is its own, not its holder's inbox: moving an end to
 //! another process moves the queue with it (the messages already waiting
 //! in it included) and needs nothing of either process. Whoever holds an
-//! end waits on the queue's [`Notify`].
+//! end waits on the queue's waker: one process holds an end at a time, and
+//! a process is one task, so one waker is enough (as for an inbox).
 
 use super::buffer::{BufferBytes, SharedBytes};
 use super::event::Payload;
 use super::flow::Flow;
 use super::message::{self, SendError};
+use futures_util::task::AtomicWaker;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::Notify;
 
 /// What a handle moved with a message costs in the receiver's flow.
 const PER_HANDLE_COST: usize = 64;
@@ -39,10 +40,15 @@ impl PortMessage {
         }
     }
 
+    /// Whether it moves or shares anything.
+    pub fn has_handles(&self) -> bool {
+        !self.transferred.is_empty() || !self.shared.is_empty()
+    }
+
     /// What it costs in a port's flow: its payload, and a little for each
     /// handle (a transferred buffer's bytes are already charged to
     /// `--max-total-memory`).
-    fn cost(&self) -> usize {
+    pub fn cost(&self) -> usize {
         message::cost(&self.payload)
             + (self.transferred.len() + self.shared.len()) * PER_HANDLE_COST
     }
@@ -64,8 +70,9 @@ struct Queue {
     messages: Mutex<VecDeque<(PortMessage, usize)>>,
     /// Set when either end closes: nothing more will be queued.
     closed: AtomicBool,
-    /// Woken when a message is queued or the channel closes.
-    ready: Notify,
+    /// The holder's task while it waits: woken when a message is queued or
+    /// the channel closes.
+    ready: AtomicWaker,
     /// What the posting end has queued here.
     flow: Arc<Flow>,
 }
@@ -73,7 +80,7 @@ struct Queue {
 impl Queue {
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        self.ready.notify_waiters();
+        self.ready.wake();
     }
 
     /// Drops every queued message, giving their bytes back.
@@ -161,7 +168,7 @@ impl PortEnd {
         }
         messages.push_back((msg, cost));
         drop(messages);
-        to.ready.notify_waiters();
+        to.ready.wake();
     }
 
     /// Takes the oldest message posted to this end.
@@ -199,17 +206,24 @@ impl PortEnd {
     ///
     /// Cancel safe: it only waits.
     pub async fn ready(&self) {
-        loop {
-            let notified = self.incoming.ready.notified();
-            let mut notified = std::pin::pin!(notified);
-            notified.as_mut().enable();
-            if self.incoming.closed.load(Ordering::Acquire)
-                || !self.incoming.messages.lock().unwrap().is_empty()
-            {
-                return;
+        std::future::poll_fn(|cx| {
+            let ready = || {
+                self.incoming.closed.load(Ordering::Acquire)
+                    || !self.incoming.messages.lock().unwrap().is_empty()
+            };
+            if ready() {
+                return std::task::Poll::Ready(());
             }
-            notified.await;
-        }
+            // Register, then look again: a post between the two is either
+            // seen or wakes the registered task.
+            self.incoming.ready.register(cx.waker());
+            if ready() {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await
     }
 
     /// Bytes queued at this end, not yet taken.

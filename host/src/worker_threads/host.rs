@@ -11,10 +11,13 @@ use crate::bindings::hive::process::worker_threads::{
     Host, HostArrayBuffer, HostMessagePort, HostSharedBuffer, HostWorker, Incoming, Outgoing,
     PortMessage, ThreadError, WaitResult, WorkerError, WorkerOptions,
 };
-use crate::child_process::ChildProcessView;
+use crate::child_process::{Child, ChildProcessView};
 use crate::runtime::buffer::{self, AtomicOp, BufferBytes, SharedBytes};
+use crate::runtime::event::{Envelope, Handle, Payload};
+use crate::runtime::lifecycle::{Channel, End};
 use crate::runtime::port;
 use crate::runtime::signal::Signal;
+use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::Resource;
 use wasmtime_wasi::p2::DynPollable;
@@ -22,7 +25,7 @@ use wasmtime_wasi::p2::DynPollable;
 crate::types::types_host!(WorkerThreadsView<'_>);
 
 impl WorkerThreadsView<'_> {
-    fn total(&self) -> &std::sync::Arc<crate::runtime::caps::TotalMemory> {
+    fn total(&self) -> &Arc<crate::runtime::caps::TotalMemory> {
         self.child_process.hive.runtime().total_memory()
     }
 
@@ -119,6 +122,32 @@ impl Host for WorkerThreadsView<'_> {
         Ok(Ok((worker, port)))
     }
 
+    async fn send_to_parent(&mut self, msg: Outgoing) -> Fallible<bool> {
+        let channel = self.process.me.channel.clone();
+        self.send_over(channel, End::Child, msg).await
+    }
+
+    async fn send_to_child(&mut self, child: Resource<Child>, msg: Outgoing) -> Fallible<bool> {
+        let channel = self.table.get(&child)?.channel();
+        self.send_over(channel, End::Parent, msg).await
+    }
+
+    async fn send_to_worker(
+        &mut self,
+        worker: Resource<crate::cluster::Worker>,
+        msg: Outgoing,
+    ) -> Fallible<bool> {
+        let child = self.table.get(&worker)?.child();
+        self.send_to_child(child, msg).await
+    }
+
+    fn take_transferred(&mut self) -> wasmtime::Result<Option<Incoming>> {
+        match self.process.transferred.take() {
+            Some(msg) => Ok(Some(deliver(self.table, *msg)?)),
+            None => Ok(None),
+        }
+    }
+
     fn is_main_thread(&mut self) -> wasmtime::Result<bool> {
         Ok(!self.ctx.is_worker())
     }
@@ -147,6 +176,43 @@ impl Host for WorkerThreadsView<'_> {
 }
 
 impl WorkerThreadsView<'_> {
+    /// `send-to-*`: `msg` over an IPC channel from end `from`, its handles
+    /// in the envelope's handle slot (taken by `take-transferred`).
+    async fn send_over(
+        &mut self,
+        channel: Option<Arc<Channel>>,
+        from: End,
+        msg: Outgoing,
+    ) -> Fallible<bool> {
+        let Some(channel) = channel.filter(|c| c.connected()) else {
+            return Ok(Err(ThreadError::ChannelClosed));
+        };
+        let moves = !msg.transfer.is_empty() || !msg.share.is_empty();
+        if moves && !channel.to_inbox(from) {
+            return Ok(Err(ThreadError::NotLocal));
+        }
+        let total = self.total().clone();
+        let mut msg = match take_outgoing(self.table, &total, None, msg)? {
+            Ok(msg) => msg,
+            Err(e) => return Ok(Err(e)),
+        };
+        if !msg.has_handles() {
+            // A plain message: the channel's own send (Node's rules).
+            return Ok(channel.send(from, msg.payload).await.map_err(Into::into));
+        }
+        let cost = msg.cost();
+        // The value travels as the message; the handles beside it.
+        let payload = std::mem::replace(&mut msg.payload, Payload::Bytes(Vec::new()));
+        let envelope = Envelope {
+            payload,
+            handles: vec![Handle(Box::new(msg))],
+        };
+        Ok(channel
+            .forward(from, envelope, cost)
+            .await
+            .map_err(Into::into))
+    }
+
     fn data_alone(&self) -> Option<PortMessage> {
         self.ctx.data_payload.clone().map(|payload| PortMessage {
             data: payload.into(),

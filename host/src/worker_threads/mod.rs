@@ -88,6 +88,8 @@ pub struct WorkerThreadsView<'a> {
     pub ctx: &'a mut ThreadCtx,
     /// What a worker inherits, as a fork does.
     pub child_process: &'a mut ChildProcessCtx,
+    /// The process: its IPC channel, and the handles of its last message.
+    pub process: &'a mut crate::process::ProcessCtx,
     /// The store's resource table.
     pub table: &'a mut ResourceTable,
 }
@@ -122,10 +124,8 @@ impl From<SendError> for ThreadError {
     fn from(e: SendError) -> ThreadError {
         match e {
             SendError::TooLarge => ThreadError::MessageTooLarge,
-            // Ports never refuse for these: a closed port drops.
-            SendError::InvalidJson | SendError::ChannelClosed | SendError::NeverStarted => {
-                ThreadError::InvalidJson
-            }
+            SendError::InvalidJson => ThreadError::InvalidJson,
+            SendError::ChannelClosed | SendError::NeverStarted => ThreadError::ChannelClosed,
         }
     }
 }

@@ -276,6 +276,15 @@ fn readme_example() {
     let checkout = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap();
+    // Compiled first: the example disconnects its worker after 1 s, and a
+    // cold compile of it on a machine busy with the other tests can take
+    // longer (the worker then answers a closed channel and panics).
+    Test::new()
+        .args(["compile", "target/guests/worker.wasm"])
+        .cwd(checkout)
+        .any_stdout()
+        .any_stderr()
+        .check();
     let out = Test::run("target/guests/readme.wasm")
         .cwd(checkout)
         .any_stdout()

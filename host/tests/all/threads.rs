@@ -137,3 +137,20 @@ fn a_shared_buffer_outlives_its_maker() {
 fn a_buffer_round_trip_keeps_its_bytes() {
     case("round-trip", "back: 1048576 bytes, last [42]\n");
 }
+
+/// Ports and buffers over a fork's IPC channel (`send-to-child`,
+/// `send-to-parent`, `take-transferred`): a forked child gets a port and a
+/// shared buffer, talks on the port, sends a buffer back (detached on its
+/// side); the root, which has no channel, is refused.
+#[test]
+fn ports_and_buffers_travel_over_a_fork_s_channel() {
+    case_unordered(
+        "fork-transfer",
+        "root without a channel: channel-closed\n\
+         sent: Ok(true)\n\
+         child's buffer detached: true\n\
+         child sent bytes with 3 bytes: [1, 2, 3]; counter 5\n\
+         child exit Some(0)\n\
+         port from the parent's side got here through a port from a fork\n",
+    );
+}

@@ -211,8 +211,60 @@ fn main_thread(case: &str) {
                 w2.terminate();
             });
         }
+        // Ports and buffers over a fork's IPC channel, both ways: a forked
+        // child (not a worker) gets a port and a shared buffer, talks on
+        // the port, and sends a buffer back.
+        "fork-transfer" => {
+            let no_channel =
+                wt::send_to_parent(Outgoing::new(&1).share(&SharedArrayBuffer::new(4).unwrap()));
+            println!("root without a channel: {}", name(no_channel.err()));
+            let (port1, port2) = wt::message_channel();
+            let counter = SharedArrayBuffer::new(4).unwrap();
+            let child = hive::fork(&module(), &["fork-child"], Default::default()).unwrap();
+            let room = wt::send_to_child(
+                &child,
+                Outgoing::new(&"here").transfer_port(&port2).share(&counter),
+            );
+            println!("sent: {room:?}");
+            let p1 = port1.clone();
+            port1.on_message(move |m| {
+                println!("port from the parent's side got {}", m.data.text());
+                p1.close();
+            });
+            let c = counter.clone();
+            child.on_message(move |m| {
+                let back = wt::take_transferred().expect("a buffer came with it");
+                let buf = back.buffer(0).unwrap();
+                println!(
+                    "child sent {} with {} bytes: {:?}; counter {}",
+                    m.text(),
+                    buf.byte_length(),
+                    buf.to_vec().unwrap(),
+                    c.load(0).unwrap()
+                );
+            });
+            child.on_exit(|code, _| println!("child exit {code:?}"));
+        }
         other => panic!("unknown case {other}"),
     }
+    hive::run();
+}
+
+/// A forked child of `fork-transfer` (a process with an IPC channel).
+fn fork_child() {
+    process::on_message(|m| {
+        let got = wt::take_transferred().expect("handles came with it");
+        let port = got.port(0).unwrap();
+        let counter = got.shared.first().unwrap();
+        counter.add(0, 5).unwrap();
+        port.post_message(&format!("{} through a port from a fork", m.text()))
+            .unwrap();
+        let buf = ArrayBuffer::from_bytes(&[1, 2, 3]).unwrap();
+        wt::send_to_parent(Outgoing::new(&"bytes").transfer(&buf)).unwrap();
+        println!("child's buffer detached: {}", buf.detached());
+        port.close();
+        process::disconnect().unwrap();
+    });
     hive::run();
 }
 
@@ -299,7 +351,9 @@ fn name(e: Option<impl Into<Error>>) -> String {
 
 fn main() {
     let argv = process::argv();
-    if wt::is_main_thread() {
+    if argv[1] == "fork-child" {
+        fork_child();
+    } else if wt::is_main_thread() {
         main_thread(&argv[1]);
     } else {
         worker_side(&argv[1]);

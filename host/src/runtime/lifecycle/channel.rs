@@ -134,8 +134,9 @@ impl Channel {
         self.forward(from, Envelope::from(payload), cost).await
     }
 
-    /// Whether what end `from` sends goes to a local inbox.
-    fn to_inbox(&self, from: End) -> bool {
+    /// Whether what end `from` sends goes to a local inbox (a process of
+    /// this host, which can take handles), not across a wire.
+    pub fn to_inbox(&self, from: End) -> bool {
         match from {
             End::Parent => matches!(self.child, Some(Peer::Inbox(_))),
             End::Child => matches!(self.parent, Peer::Inbox(_)),
