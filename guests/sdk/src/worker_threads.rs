@@ -442,6 +442,31 @@ struct PortInner {
     referenced: Cell<bool>,
     /// Closed, or moved to another process: the loop has forgotten it.
     done: Cell<bool>,
+    /// Its entry in the loop.
+    watched: RefCell<std::rc::Weak<Watched>>,
+}
+
+/// A port as the loop holds it: weakly until it is started or listened
+/// to, so a port the program dropped without either closes (Node collects
+/// it); then strongly, until it is closed or moved.
+struct Watched {
+    kept: RefCell<Option<Rc<PortInner>>>,
+    port: std::rc::Weak<PortInner>,
+}
+
+impl Handle for Watched {
+    fn has_ref(&self) -> bool {
+        self.port.upgrade().is_some_and(|p| p.has_ref())
+    }
+
+    fn pollable(&self) -> Option<Rc<Pollable>> {
+        self.port.upgrade()?.pollable()
+    }
+
+    fn poll_io(&self) -> bool {
+        // Gone: the program dropped it (and with it the host's handle).
+        self.port.upgrade().is_some_and(|p| p.poll_io())
+    }
 }
 
 impl PortInner {
@@ -525,8 +550,14 @@ impl MessagePort {
             started: Cell::new(false),
             referenced: Cell::new(true),
             done: Cell::new(false),
+            watched: RefCell::default(),
         });
-        event_loop::register(id, inner.clone());
+        let watched = Rc::new(Watched {
+            kept: RefCell::new(None),
+            port: Rc::downgrade(&inner),
+        });
+        *inner.watched.borrow_mut() = Rc::downgrade(&watched);
+        event_loop::register(id, watched);
         MessagePort(inner)
     }
 
@@ -552,17 +583,28 @@ impl MessagePort {
     /// Calls `f` for a message that could not be delivered whole.
     pub fn on_message_error(&self, mut f: impl FnMut(&str) + 'static) {
         self.0.events.message_error.add(move |m| f(m));
+        self.keep();
     }
 
     /// Calls `f` once the channel has closed, after the last message.
     pub fn on_close(&self, mut f: impl FnMut() + 'static) {
         self.0.events.close.add(move |_| f());
+        self.keep();
     }
 
     /// Delivers queued and future messages to the listeners (Node's
     /// `start()`).
     pub fn start(&self) {
         self.0.started.set(true);
+        self.keep();
+    }
+
+    /// Started or listened to, the loop keeps it (Node: a port with a
+    /// listener stays alive when the program drops it).
+    fn keep(&self) {
+        if let Some(watched) = self.0.watched.borrow().upgrade() {
+            *watched.kept.borrow_mut() = Some(self.0.clone());
+        }
     }
 
     /// Closes the channel: the other end sees `close` after its queued

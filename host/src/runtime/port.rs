@@ -75,6 +75,8 @@ struct Queue {
     ready: AtomicWaker,
     /// What the posting end has queued here.
     flow: Arc<Flow>,
+    /// This queue's end is itself in a message, held by no process.
+    in_transit: AtomicBool,
 }
 
 impl Queue {
@@ -192,6 +194,23 @@ impl PortEnd {
         self.incoming.close();
         self.incoming.discard();
         self.outgoing.close();
+        if self.outgoing.in_transit.load(Ordering::Acquire) {
+            // The peer is inside a message, and nothing more can come to
+            // it: what it holds goes now. Two ends queued in each other's
+            // queues would otherwise keep each other (and every buffer
+            // with them, charged to --max-total-memory) for ever.
+            self.outgoing.discard();
+        }
+    }
+
+    /// This end is put in a message (a transfer).
+    pub fn depart(&self) {
+        self.incoming.in_transit.store(true, Ordering::Release);
+    }
+
+    /// This end is a process's again (taken out of a message).
+    pub fn arrive(&self) {
+        self.incoming.in_transit.store(false, Ordering::Release);
     }
 
     /// Whether this end was closed here (a port whose peer closed can
@@ -310,6 +329,27 @@ mod tests {
         drop(b);
         assert!(a.is_closed());
         assert_eq!(a.queued(), 0);
+    }
+
+    /// Two ends queued in each other's queues are freed once the ends
+    /// that posted them close: no cycle outlives its processes.
+    #[tokio::test]
+    async fn ends_in_each_other_s_queues_are_freed() {
+        let (x1, x2) = channel();
+        let (y1, y2) = channel();
+        let (weak_x, weak_y) = (Arc::downgrade(&x2.incoming), Arc::downgrade(&y1.incoming));
+        y1.depart();
+        let msg = |end| PortMessage {
+            payload: Payload::Json("1".into()),
+            transferred: vec![Transferred::Port(end)],
+            shared: Vec::new(),
+        };
+        x1.post(msg(y1)).await;
+        x2.depart();
+        y2.post(msg(x2)).await;
+        drop(x1);
+        drop(y2);
+        assert!(weak_x.upgrade().is_none() && weak_y.upgrade().is_none());
     }
 
     #[test]

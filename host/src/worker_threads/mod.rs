@@ -204,7 +204,9 @@ pub(crate) fn take_outgoing(
                 }
             }
             Transfer::Port(p) => {
-                Transferred::Port(table.get_mut(&p)?.0.take().expect("checked above"))
+                let end = table.get_mut(&p)?.0.take().expect("checked above");
+                end.depart();
+                Transferred::Port(end)
             }
         });
     }
@@ -233,6 +235,7 @@ pub(crate) fn give_back(table: &mut ResourceTable, reps: &[Transfer], msg: PortM
             }
             (Transfer::Port(p), Transferred::Port(end)) => {
                 if let Ok(port) = table.get_mut(p) {
+                    end.arrive();
                     port.0 = Some(end);
                 }
             }
@@ -265,6 +268,7 @@ pub(crate) fn deliver(table: &mut ResourceTable, msg: PortMessage) -> wasmtime::
                     wit::Transferred::ArrayBuffer(r)
                 }
                 Transferred::Port(end) => {
+                    end.arrive();
                     let r = table.push(MessagePort(Some(end)))?;
                     pushed.push(Pushed::Port(Resource::new_own(r.rep())));
                     wit::Transferred::Port(r)
