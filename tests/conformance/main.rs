@@ -432,17 +432,7 @@ impl Runner<'_> {
             return Outcome::NotApplicable(Some(why));
         }
         match column.kind {
-            Kind::NodeNode(mode) => {
-                let reference = self.reference(case, mode);
-                if reference.ok {
-                    Outcome::Reference
-                } else {
-                    Outcome::Fail {
-                        reference: ("expected".into(), vec!["(a run to the end)".into()]),
-                        got: reference.lines.clone(),
-                    }
-                }
-            }
+            Kind::NodeNode(mode) => reference_ran(self.reference(case, mode)),
             Kind::WasmWasm => {
                 let got = self.run_hive(test_programs_artifacts::CONF_PARENT, &case.json, false);
                 self.compare_to_reference(case, column.name, Mode::Json, got, true)
@@ -497,14 +487,7 @@ impl Runner<'_> {
         let reference = case.reference[Mode::Json.index()]
             .get_or_init(|| run_node(&script, &case.json.to_string()));
         if column.kind == Kind::ClusterNode {
-            return if reference.ok {
-                Outcome::Reference
-            } else {
-                Outcome::Fail {
-                    reference: ("expected".into(), vec!["(a run to the end)".into()]),
-                    got: reference.lines.clone(),
-                }
-            };
+            return reference_ran(reference);
         }
         let wasm = Path::new(test_programs_artifacts::GUESTS_DIR).join("conf_cluster.wasm");
         if !wasm.exists() {
@@ -540,14 +523,7 @@ impl Runner<'_> {
         let reference = case.reference[Mode::Json.index()]
             .get_or_init(|| run_node(&script, &case.json.to_string()));
         if column.kind == Kind::ThreadsNode {
-            return if reference.ok {
-                Outcome::Reference
-            } else {
-                Outcome::Fail {
-                    reference: ("expected".into(), vec!["(a run to the end)".into()]),
-                    got: reference.lines.clone(),
-                }
-            };
+            return reference_ran(reference);
         }
         let got = self.run_hive(test_programs_artifacts::CONF_THREADS, &case.json, false);
         compare(
@@ -625,6 +601,18 @@ impl Runner<'_> {
             Ok(Ok(_)) => {}
         }
         lines
+    }
+}
+
+/// A reference column's cell: it says only that the reference ran to its end.
+fn reference_ran(reference: &Trace) -> Outcome {
+    if reference.ok {
+        Outcome::Reference
+    } else {
+        Outcome::Fail {
+            reference: ("expected".into(), vec!["(a run to the end)".into()]),
+            got: reference.lines.clone(),
+        }
     }
 }
 

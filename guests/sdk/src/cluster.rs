@@ -208,7 +208,11 @@ pub fn is_primary() -> bool {
 
 /// Whether this process is a cluster worker (Node's `cluster.isWorker`).
 pub fn is_worker() -> bool {
-    wit::is_worker()
+    // Asked by the event loop at every turn; it never changes.
+    thread_local! {
+        static IS_WORKER: bool = wit::is_worker();
+    }
+    IS_WORKER.with(|w| *w)
 }
 
 /// In a worker, its id (Node's `cluster.worker.id`).

@@ -237,7 +237,7 @@ fn main_thread(case: &str) {
             let child = hive::fork(&module(), &["fork-child"], Default::default()).unwrap();
             let room = wt::send_to_child(
                 &child,
-                Outgoing::new(&"here").transfer_port(&port2).share(&counter),
+                Outgoing::new("here").transfer_port(&port2).share(&counter),
             );
             println!("sent: {room:?}");
             let p1 = port1.clone();
@@ -274,7 +274,7 @@ fn fork_child() {
         port.post_message(&format!("{} through a port from a fork", m.text()))
             .unwrap();
         let buf = ArrayBuffer::from_bytes(&[1, 2, 3]).unwrap();
-        wt::send_to_parent(Outgoing::new(&"bytes").transfer(&buf)).unwrap();
+        wt::send_to_parent(Outgoing::new("bytes").transfer(&buf)).unwrap();
         println!("child's buffer detached: {}", buf.detached());
         port.close();
         process::disconnect().unwrap();
