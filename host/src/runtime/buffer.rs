@@ -125,6 +125,17 @@ pub enum AtomicOp {
     Exchange,
 }
 
+/// `n` zero words, from zeroed pages (calloc: untouched until used), not
+/// written one by one: a 1 GiB buffer written word by word holds a
+/// runtime thread for a third of a second inside the host call.
+#[expect(unsafe_code, reason = "an all-zero AtomicU32 is a valid one")]
+fn zeroed_words(n: usize) -> Box<[AtomicU32]> {
+    let words = Box::<[AtomicU32]>::new_zeroed_slice(n);
+    // SAFETY: `AtomicU32` has the same in-memory representation as `u32`,
+    // for which all-zero bytes are a valid value.
+    unsafe { words.assume_init() }
+}
+
 /// One caller sleeping in `wait`.
 struct Waiter {
     index: u64,
@@ -154,11 +165,8 @@ impl SharedBytes {
     /// `len` zero bytes.
     pub fn zeroed(total: &Arc<TotalMemory>, len: u64) -> Result<Arc<SharedBytes>, BufferError> {
         let charge = charge(total, len)?;
-        let words = (len as usize).div_ceil(4);
         Ok(Arc::new(SharedBytes {
-            words: std::iter::repeat_with(|| AtomicU32::new(0))
-                .take(words)
-                .collect(),
+            words: zeroed_words((len as usize).div_ceil(4)),
             len: len as usize,
             waiters: Mutex::default(),
             next_waiter: AtomicU64::new(0),
