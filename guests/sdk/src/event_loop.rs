@@ -324,11 +324,18 @@ fn wait() {
     // guest on its worker thread; wait on the rest only. Nothing but this
     // guest's own calls can make an event possible again, and it makes none
     // while it waits.
-    if inbox.ready() {
+    let wait_on_inbox = if inbox.ready() {
         if let Some(event) = wit::try_next_event() {
             return dispatch(event);
         }
+        // Ready and empty after taking: nothing can come. Unless the take
+        // skipped stale events (a cancelled monitor's `down`) and left it
+        // not ready: then wait on it.
+        !inbox.ready()
     } else {
+        true
+    };
+    if wait_on_inbox {
         all.push(&inbox);
     }
     all.extend(handles.iter().map(|p| &**p));

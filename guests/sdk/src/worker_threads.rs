@@ -52,6 +52,7 @@ pub fn describe(e: ThreadError) -> &'static str {
         ThreadError::InvalidJson => "ERR_INVALID_JSON",
         ThreadError::MessageTooLarge => "ERR_MESSAGE_TOO_LARGE",
         ThreadError::ChannelClosed => "ERR_IPC_CHANNEL_CLOSED",
+        ThreadError::NestedTooDeep => "DataCloneError: ports nested more than 64 deep",
         ThreadError::NotLocal => {
             "DataCloneError: the receiver is not a process of this host (a Node program)"
         }

@@ -15,6 +15,11 @@ use tokio::sync::oneshot;
 /// The largest buffer of either kind: 1 GiB.
 pub const MAX_BUFFER_BYTES: u64 = 1 << 30;
 
+/// The most bytes one `read` copies out (a guest reads a larger buffer in
+/// pieces): a read is a host-side copy that `--max-total-memory` does not
+/// count, made on a runtime thread.
+pub const MAX_READ_BYTES: u64 = 64 << 20;
+
 /// Why a buffer call failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BufferError {
@@ -30,6 +35,15 @@ fn charge(total: &Arc<TotalMemory>, len: u64) -> Result<Reserved, BufferError> {
         return Err(BufferError::AllocationFailed);
     }
     total.reserve(len).ok_or(BufferError::AllocationFailed)
+}
+
+/// `offset..offset + len` for a read: within `size` and at most
+/// [`MAX_READ_BYTES`].
+fn read_range(size: usize, offset: u64, len: u64) -> Result<std::ops::Range<usize>, BufferError> {
+    if len > MAX_READ_BYTES {
+        return Err(BufferError::OutOfRange);
+    }
+    range(size, offset, len)
 }
 
 /// `offset..offset + len` if it lies within `size` bytes.
@@ -54,8 +68,7 @@ impl BufferBytes {
     pub fn zeroed(total: &Arc<TotalMemory>, len: u64) -> Result<BufferBytes, BufferError> {
         let charge = charge(total, len)?;
         Ok(BufferBytes {
-            // Zeroed pages come from the kernel untouched (calloc).
-            bytes: vec![0; len as usize],
+            bytes: zeroed::<u8>(len as usize)?.into_vec(),
             _charge: charge,
         })
     }
@@ -71,7 +84,16 @@ impl BufferBytes {
 
     /// A copy (what an untransferable buffer in a transfer list becomes).
     pub fn copy(&self, total: &Arc<TotalMemory>) -> Result<BufferBytes, BufferError> {
-        BufferBytes::from_vec(total, self.bytes.clone())
+        let charge = charge(total, self.bytes.len() as u64)?;
+        let mut bytes = Vec::new();
+        bytes
+            .try_reserve_exact(self.bytes.len())
+            .map_err(|_| BufferError::AllocationFailed)?;
+        bytes.extend_from_slice(&self.bytes);
+        Ok(BufferBytes {
+            bytes,
+            _charge: charge,
+        })
     }
 
     /// Its size in bytes.
@@ -86,7 +108,7 @@ impl BufferBytes {
 
     /// `len` bytes from `offset`.
     pub fn read(&self, offset: u64, len: u64) -> Result<&[u8], BufferError> {
-        Ok(&self.bytes[range(self.bytes.len(), offset, len)?])
+        Ok(&self.bytes[read_range(self.bytes.len(), offset, len)?])
     }
 
     /// Writes `bytes` at `offset`.
@@ -125,15 +147,32 @@ pub enum AtomicOp {
     Exchange,
 }
 
-/// `n` zero words, from zeroed pages (calloc: untouched until used), not
-/// written one by one: a 1 GiB buffer written word by word holds a
-/// runtime thread for a third of a second inside the host call.
-#[expect(unsafe_code, reason = "an all-zero AtomicU32 is a valid one")]
-fn zeroed_words(n: usize) -> Box<[AtomicU32]> {
-    let words = Box::<[AtomicU32]>::new_zeroed_slice(n);
-    // SAFETY: `AtomicU32` has the same in-memory representation as `u32`,
-    // for which all-zero bytes are a valid value.
-    unsafe { words.assume_init() }
+/// A type whose all-zero bytes are a valid value.
+trait Zeroable {}
+impl Zeroable for u8 {}
+impl Zeroable for AtomicU32 {}
+
+/// `n` zero values from zeroed pages (calloc: untouched until used, not
+/// written one by one — a 1 GiB buffer written word by word held a
+/// runtime thread ~0.3 s inside the host call), or `AllocationFailed`
+/// instead of aborting the host when the allocator has no room.
+#[expect(unsafe_code, reason = "a fallible zeroed allocation")]
+fn zeroed<T: Zeroable>(n: usize) -> Result<Box<[T]>, BufferError> {
+    let layout = std::alloc::Layout::array::<T>(n).map_err(|_| BufferError::AllocationFailed)?;
+    if layout.size() == 0 {
+        return Ok(std::iter::empty().collect());
+    }
+    // SAFETY: `layout` has a non-zero size. The pointer, if not null, is
+    // an allocation of `n` `T`s from the global allocator with `layout`,
+    // which is what `Box<[T]>` frees with; all-zero bytes are a valid `T`
+    // (`Zeroable`), so every element is initialised.
+    unsafe {
+        let at = std::alloc::alloc_zeroed(layout).cast::<T>();
+        if at.is_null() {
+            return Err(BufferError::AllocationFailed);
+        }
+        Ok(Box::from_raw(std::ptr::slice_from_raw_parts_mut(at, n)))
+    }
 }
 
 /// One caller sleeping in `wait`.
@@ -166,7 +205,7 @@ impl SharedBytes {
     pub fn zeroed(total: &Arc<TotalMemory>, len: u64) -> Result<Arc<SharedBytes>, BufferError> {
         let charge = charge(total, len)?;
         Ok(Arc::new(SharedBytes {
-            words: zeroed_words((len as usize).div_ceil(4)),
+            words: zeroed::<AtomicU32>((len as usize).div_ceil(4))?,
             len: len as usize,
             waiters: Mutex::default(),
             next_waiter: AtomicU64::new(0),
@@ -235,7 +274,7 @@ impl SharedBytes {
 
     /// `len` bytes from `offset`, each word read atomically.
     pub fn read(&self, offset: u64, len: u64) -> Result<Vec<u8>, BufferError> {
-        let at = range(self.len, offset, len)?;
+        let at = read_range(self.len, offset, len)?;
         let mut out = Vec::with_capacity(at.len());
         let mut i = at.start;
         while i < at.end {

@@ -62,10 +62,30 @@ impl QueueBudget {
     }
 }
 
+/// A sender counted in `Flow::waiting` for as long as it waits.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Waiting<'a> {
+        count.fetch_add(1, Ordering::AcqRel);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// One direction of a channel: how much its sender has queued.
 pub struct Flow {
     queued: AtomicUsize,
     drained: Notify,
+    /// Senders waiting in `reserve`: `release` wakes them whatever it
+    /// leaves queued (a large message waits for room below the hard limit
+    /// even when little is queued).
+    waiting: AtomicUsize,
     /// The budget this flow shares with others.
     budget: &'static QueueBudget,
 }
@@ -82,6 +102,7 @@ impl Flow {
         Flow {
             queued: AtomicUsize::new(0),
             drained: Notify::new(),
+            waiting: AtomicUsize::new(0),
             budget,
         }
     }
@@ -93,6 +114,9 @@ impl Flow {
     ///
     /// Cancel safe: nothing is reserved until the wait is over.
     pub async fn reserve(&self, cost: usize) -> bool {
+        // Counted while it waits, and uncounted if the wait is dropped; a
+        // `Notified` made after the count sees every release after it.
+        let _waiting = Waiting::new(&self.waiting);
         loop {
             let drained = self.drained.notified();
             let total_drained = self.budget.drained.notified();
@@ -126,8 +150,8 @@ impl Flow {
 
     /// Gives back `cost` bytes once the receiver took the message.
     pub fn release(&self, cost: usize) {
-        let before = self.queued.fetch_sub(cost, Ordering::AcqRel);
-        if before > HARD_LIMIT.saturating_sub(HIGH_WATER_MARK) {
+        self.queued.fetch_sub(cost, Ordering::AcqRel);
+        if self.waiting.load(Ordering::Acquire) > 0 {
             self.drained.notify_waiters();
         }
         self.budget.give_back(cost);
@@ -142,6 +166,28 @@ impl Flow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A large message waiting behind a small one goes once the small one
+    /// is taken, though little was queued (release woke waiters only past
+    /// 3 MiB queued: this sender waited for ever).
+    #[tokio::test]
+    async fn a_large_message_behind_a_small_one_goes() {
+        let flow = std::sync::Arc::new(Flow::default());
+        assert_eq!(flow.try_reserve(100), Some(true));
+        assert_eq!(flow.try_reserve(HARD_LIMIT), None);
+        let waiting = tokio::spawn({
+            let flow = flow.clone();
+            async move { flow.reserve(HARD_LIMIT).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished());
+        flow.release(100);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("woken when the small message was taken")
+            .unwrap();
+        assert_eq!(flow.waiting.load(Ordering::Acquire), 0);
+    }
 
     /// Channels share the host-wide budget: past half of it `send` says
     /// `false`, past all of it the next sender waits — even on an empty

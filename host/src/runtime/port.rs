@@ -14,10 +14,15 @@ use super::message::{self, SendError};
 use futures_util::task::AtomicWaker;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 /// What a handle moved with a message costs in the receiver's flow.
 const PER_HANDLE_COST: usize = 64;
+
+/// How deep ports may nest: a port inside a message on a port inside a
+/// message on a port, ..., none of them received yet. Dropping the outer
+/// one drops the chain recursively, so its depth is bounded.
+pub const MAX_NESTING: usize = 64;
 
 /// A message on a port: the value, what it moves and what it shares.
 #[derive(Debug)]
@@ -75,8 +80,9 @@ struct Queue {
     ready: AtomicWaker,
     /// What the posting end has queued here.
     flow: Arc<Flow>,
-    /// This queue's end is itself in a message, held by no process.
-    in_transit: AtomicBool,
+    /// While this queue's end is itself inside a message on a port: the
+    /// queue that message waits in (empty while a process holds the end).
+    held_in: Mutex<Weak<Queue>>,
 }
 
 impl Queue {
@@ -91,6 +97,7 @@ impl Queue {
         for (_, cost) in &dropped {
             self.flow.release(*cost);
         }
+        drop_messages(dropped.into_iter().map(|(msg, _)| msg).collect());
     }
 }
 
@@ -168,6 +175,20 @@ impl PortEnd {
             to.flow.release(cost);
             return;
         }
+        for item in &msg.transferred {
+            if let Transferred::Port(end) = item {
+                if reaches(to, &end.incoming) {
+                    // `to`'s own end is (through messages) inside this
+                    // port's queue: queued here, each would hold the other
+                    // for ever, unreadable. Nobody can ever take it: drop it
+                    // (its ports close), as Node's collector would.
+                    drop(messages);
+                    to.flow.release(cost);
+                    return;
+                }
+                *end.incoming.held_in.lock().unwrap() = Arc::downgrade(to);
+            }
+        }
         messages.push_back((msg, cost));
         drop(messages);
         to.ready.wake();
@@ -194,23 +215,30 @@ impl PortEnd {
         self.incoming.close();
         self.incoming.discard();
         self.outgoing.close();
-        if self.outgoing.in_transit.load(Ordering::Acquire) {
-            // The peer is inside a message, and nothing more can come to
-            // it: what it holds goes now. Two ends queued in each other's
-            // queues would otherwise keep each other (and every buffer
-            // with them, charged to --max-total-memory) for ever.
-            self.outgoing.discard();
-        }
-    }
-
-    /// This end is put in a message (a transfer).
-    pub fn depart(&self) {
-        self.incoming.in_transit.store(true, Ordering::Release);
     }
 
     /// This end is a process's again (taken out of a message).
     pub fn arrive(&self) {
-        self.incoming.in_transit.store(false, Ordering::Release);
+        *self.incoming.held_in.lock().unwrap() = Weak::new();
+    }
+
+    /// Whether `ports` may travel in a message posted on this end: the
+    /// queue it goes to is not already [`MAX_NESTING`] deep in messages.
+    pub fn check_nesting(&self, ports: &[&PortEnd]) -> Result<(), TransferError> {
+        if ports.is_empty() {
+            return Ok(());
+        }
+        let mut depth = 0;
+        let mut at = self.outgoing.clone();
+        loop {
+            let next = at.held_in.lock().unwrap().upgrade();
+            let Some(next) = next else { return Ok(()) };
+            depth += 1;
+            if depth >= MAX_NESTING {
+                return Err(TransferError::TooDeep);
+            }
+            at = next;
+        }
     }
 
     /// Whether this end was closed here (a port whose peer closed can
@@ -257,6 +285,56 @@ impl Drop for PortEnd {
     }
 }
 
+thread_local! {
+    /// Messages left to drop by the outermost `drop_messages` on this thread.
+    static DROPPING: std::cell::RefCell<Option<Vec<PortMessage>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Drops `messages`, and the ports inside them, and the messages queued in
+/// those, ... one after another rather than nested: a chain of ports each
+/// inside a message on the next would otherwise recurse as deep as it is
+/// long, and a guest can make it long enough to overflow a stack.
+fn drop_messages(messages: Vec<PortMessage>) {
+    let outermost = DROPPING.with(|d| {
+        let mut d = d.borrow_mut();
+        match d.as_mut() {
+            Some(left) => {
+                left.extend(messages);
+                None
+            }
+            None => {
+                *d = Some(Vec::new());
+                Some(messages)
+            }
+        }
+    });
+    let Some(mut batch) = outermost else { return };
+    while !batch.is_empty() {
+        // Each drop may close ports, whose queues land in `DROPPING`.
+        batch.clear();
+        batch = DROPPING.with(|d| std::mem::take(d.borrow_mut().as_mut().expect("set above")));
+    }
+    DROPPING.with(|d| *d.borrow_mut() = None);
+}
+
+/// Whether `queue` is `target`, or is (through the messages that hold its
+/// end, at most [`MAX_NESTING`] deep) inside it.
+fn reaches(queue: &Arc<Queue>, target: &Arc<Queue>) -> bool {
+    let mut at = queue.clone();
+    for _ in 0..=MAX_NESTING {
+        if Arc::ptr_eq(&at, target) {
+            return true;
+        }
+        let next = at.held_in.lock().unwrap().upgrade();
+        match next {
+            Some(next) => at = next,
+            None => return false,
+        }
+    }
+    false
+}
+
 /// Checks a transfer list as Node does, before anything moves: no item
 /// twice, not the port posted on (`source`).
 pub fn check_transfer<'a>(
@@ -286,6 +364,8 @@ pub enum TransferError {
     Duplicate,
     /// A port that moved already, or is closed.
     Detached,
+    /// It would nest ports deeper than [`MAX_NESTING`].
+    TooDeep,
 }
 
 #[cfg(test)]
@@ -331,25 +411,98 @@ mod tests {
         assert_eq!(a.queued(), 0);
     }
 
-    /// Two ends queued in each other's queues are freed once the ends
-    /// that posted them close: no cycle outlives its processes.
+    /// Two ends queued in each other's queues can never be read: the post
+    /// that would close the loop drops its message, and everything is
+    /// freed once the posting ends are gone.
     #[tokio::test]
     async fn ends_in_each_other_s_queues_are_freed() {
         let (x1, x2) = channel();
         let (y1, y2) = channel();
         let (weak_x, weak_y) = (Arc::downgrade(&x2.incoming), Arc::downgrade(&y1.incoming));
-        y1.depart();
         let msg = |end| PortMessage {
             payload: Payload::Json("1".into()),
             transferred: vec![Transferred::Port(end)],
             shared: Vec::new(),
         };
         x1.post(msg(y1)).await;
-        x2.depart();
+        assert_eq!(y2.check_nesting(&[&x2]), Ok(()));
         y2.post(msg(x2)).await;
         drop(x1);
         drop(y2);
         assert!(weak_x.upgrade().is_none() && weak_y.upgrade().is_none());
+    }
+
+    /// A port handed on while its peer closes still gets what the peer
+    /// posted before it closed (Node's hand-off).
+    #[tokio::test]
+    async fn a_port_in_transit_keeps_its_messages() {
+        let (a, b) = channel();
+        let (c, d) = channel();
+        a.post(PortMessage::plain(Payload::Json("x".into()))).await;
+        c.post(PortMessage {
+            payload: Payload::Json("port".into()),
+            transferred: vec![Transferred::Port(b)],
+            shared: Vec::new(),
+        })
+        .await;
+        a.close();
+        let mut got = d.try_receive().unwrap();
+        let Some(Transferred::Port(b)) = got.transferred.pop() else {
+            panic!("the port came")
+        };
+        b.arrive();
+        assert_eq!(text(b.try_receive()).as_deref(), Some("x"));
+        assert!(b.is_closed());
+    }
+
+    /// A long chain of ports, each inside a message on the next, drops
+    /// without recursing (it overflowed the stack at ~20,000 before).
+    #[tokio::test]
+    async fn a_long_chain_drops_iteratively() {
+        let (first, mut held) = channel();
+        let weak = Arc::downgrade(&held.incoming);
+        for _ in 0..100_000 {
+            let (a, b) = channel();
+            a.post(PortMessage {
+                payload: Payload::Json("1".into()),
+                transferred: vec![Transferred::Port(held)],
+                shared: Vec::new(),
+            })
+            .await;
+            drop(a);
+            held = b;
+        }
+        drop(held);
+        drop(first);
+        assert!(weak.upgrade().is_none());
+    }
+
+    /// Posting into a queue whose end is itself inside messages
+    /// `MAX_NESTING` deep is refused (walking the chain must stay cheap).
+    #[tokio::test]
+    async fn nesting_is_bounded() {
+        // c0's end is inside c1's queue, c1's inside c2's, ...
+        let (poster, mut inner) = channel();
+        let mut keep = Vec::new();
+        let mut refused = false;
+        for _ in 0..MAX_NESTING + 2 {
+            let (a, b) = channel();
+            let (x, _y) = channel();
+            if poster.check_nesting(&[&x]).is_err() {
+                refused = true;
+                break;
+            }
+            a.post(PortMessage {
+                payload: Payload::Json("1".into()),
+                transferred: vec![Transferred::Port(inner)],
+                shared: Vec::new(),
+            })
+            .await;
+            keep.push(a);
+            inner = b;
+        }
+        assert!(refused, "nesting past the limit is refused");
+        drop((keep, inner));
     }
 
     #[test]

@@ -377,10 +377,11 @@ impl HostSharedBuffer for WorkerThreadsView<'_> {
         timeout_ms: Option<f64>,
     ) -> Fallible<WaitResult> {
         let bytes = self.table.get(&r)?.0.clone();
-        // As `Atomics.wait`: NaN waits for ever, a negative timeout is 0.
+        // As `Atomics.wait`: NaN and +∞ wait for ever, a negative timeout
+        // (−∞ too) is 0; one too long for a `Duration` is for ever.
         let timeout = timeout_ms
-            .filter(|ms| !ms.is_nan() && ms.is_finite())
-            .map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+            .filter(|ms| !ms.is_nan())
+            .and_then(|ms| Duration::try_from_secs_f64(ms.max(0.0) / 1000.0).ok());
         Ok(match bytes.wait(index, expected, timeout).await {
             Ok(buffer::WaitResult::Ok) => Ok(WaitResult::Ok),
             Ok(buffer::WaitResult::NotEqual) => Ok(WaitResult::NotEqual),

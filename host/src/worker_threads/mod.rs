@@ -116,6 +116,7 @@ impl From<TransferError> for ThreadError {
             TransferError::SourcePort => ThreadError::SourcePort,
             TransferError::Duplicate => ThreadError::Duplicate,
             TransferError::Detached => ThreadError::PortDetached,
+            TransferError::TooDeep => ThreadError::NestedTooDeep,
         }
     }
 }
@@ -172,7 +173,10 @@ pub(crate) fn take_outgoing(
                 }
             }
         }
-        if let Err(e) = port::check_transfer(source, ports) {
+        if let Err(e) = port::check_transfer(source, ports.iter().copied()) {
+            return Ok(Err(e.into()));
+        }
+        if let Some(Err(e)) = source.map(|s| s.check_nesting(&ports)) {
             return Ok(Err(e.into()));
         }
     }
@@ -204,9 +208,7 @@ pub(crate) fn take_outgoing(
                 }
             }
             Transfer::Port(p) => {
-                let end = table.get_mut(&p)?.0.take().expect("checked above");
-                end.depart();
-                Transferred::Port(end)
+                Transferred::Port(table.get_mut(&p)?.0.take().expect("checked above"))
             }
         });
     }
