@@ -153,18 +153,18 @@ impl Host for WorkerThreadsView<'_> {
     }
 
     fn thread_id(&mut self) -> wasmtime::Result<u32> {
-        Ok(self.ctx.thread_id.unwrap_or(0))
+        Ok(self.ctx.0.as_ref().map_or(0, |w| w.thread_id))
     }
 
     fn parent_port(&mut self) -> wasmtime::Result<Option<Resource<MessagePort>>> {
-        match self.ctx.parent_port.take() {
+        match self.ctx.0.as_mut().and_then(|w| w.parent_port.take()) {
             Some(end) => Ok(Some(self.table.push(MessagePort(Some(end)))?)),
             None => Ok(None),
         }
     }
 
     fn worker_data(&mut self) -> wasmtime::Result<Option<PortMessage>> {
-        if let Some(data) = self.ctx.data.take() {
+        if let Some(data) = self.ctx.0.as_mut().and_then(|w| w.data.take()) {
             return match deliver(self.table, data)? {
                 Incoming::Message(msg) => Ok(Some(msg)),
                 // Its handles did not fit: the value alone.
@@ -214,7 +214,8 @@ impl WorkerThreadsView<'_> {
     }
 
     fn data_alone(&self) -> Option<PortMessage> {
-        self.ctx.data_payload.clone().map(|payload| PortMessage {
+        let payload = self.ctx.0.as_ref()?.data_payload.clone();
+        payload.map(|payload| PortMessage {
             data: payload.into(),
             transferred: Vec::new(),
             shared: Vec::new(),

@@ -52,12 +52,17 @@ pub struct ThreadStart {
     pub data: Option<PortMessage>,
 }
 
-/// What `hive:process/worker-threads` knows of the process it serves.
+/// What `hive:process/worker-threads` knows of the process it serves:
+/// nothing unless it is a worker (boxed: every process has one, and most
+/// are not workers).
 #[derive(Default)]
-pub struct ThreadCtx {
-    /// Set in a worker: its thread id (its pid).
-    thread_id: Option<u32>,
-    /// The worker's parent port, until the guest takes it.
+pub struct ThreadCtx(Option<Box<WorkerSelf>>);
+
+/// A worker's own side.
+struct WorkerSelf {
+    /// Its thread id (its pid).
+    thread_id: u32,
+    /// Its parent port, until the guest takes it.
     parent_port: Option<PortEnd>,
     /// `workerData` with its handles, until the guest first takes it.
     data: Option<PortMessage>,
@@ -68,17 +73,17 @@ pub struct ThreadCtx {
 impl ThreadCtx {
     /// The context of worker `thread_id`, started with `start`.
     pub fn worker(thread_id: u32, start: ThreadStart) -> ThreadCtx {
-        ThreadCtx {
-            thread_id: Some(thread_id),
+        ThreadCtx(Some(Box::new(WorkerSelf {
+            thread_id,
             parent_port: Some(start.port),
             data_payload: start.data.as_ref().map(|d| d.payload.clone()),
             data: start.data,
-        }
+        })))
     }
 
     /// Whether the process is a worker.
     pub fn is_worker(&self) -> bool {
-        self.thread_id.is_some()
+        self.0.is_some()
     }
 }
 
