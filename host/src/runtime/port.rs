@@ -10,7 +10,7 @@
 use super::buffer::{BufferBytes, SharedBytes};
 use super::event::Payload;
 use super::flow::Flow;
-use super::message::{self, SendError};
+use super::message;
 use futures_util::task::AtomicWaker;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,11 +43,6 @@ impl PortMessage {
             transferred: Vec::new(),
             shared: Vec::new(),
         }
-    }
-
-    /// Whether it moves or shares anything.
-    pub fn has_handles(&self) -> bool {
-        !self.transferred.is_empty() || !self.shared.is_empty()
     }
 
     /// What it costs in a port's flow: its payload, and a little for each
@@ -144,11 +139,6 @@ impl PortEnd {
     /// Whether `other` is this very end.
     pub fn is(&self, other: &PortEnd) -> bool {
         Arc::ptr_eq(&self.incoming, &other.incoming)
-    }
-
-    /// Checks a payload before anything is detached for it.
-    pub fn validate(payload: &Payload) -> Result<(), SendError> {
-        message::validate(payload).map(drop)
     }
 
     /// Queues `msg` at the other end. Dropped (with what it carries) when

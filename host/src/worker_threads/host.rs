@@ -187,8 +187,15 @@ impl WorkerThreadsView<'_> {
         let Some(channel) = channel.filter(|c| c.connected()) else {
             return Ok(Err(ThreadError::ChannelClosed));
         };
-        let moves = !msg.transfer.is_empty() || !msg.share.is_empty();
-        if moves && !channel.to_inbox(from) {
+        if msg.transfer.is_empty() && msg.share.is_empty() {
+            // A plain message: the channel's own send (its checks, Node's
+            // rules), nothing to take out of the table.
+            return Ok(channel
+                .send(from, msg.data.into())
+                .await
+                .map_err(Into::into));
+        }
+        if !channel.to_inbox(from) {
             return Ok(Err(ThreadError::NotLocal));
         }
         let total = self.total().clone();
@@ -196,10 +203,6 @@ impl WorkerThreadsView<'_> {
             Ok(msg) => msg,
             Err(e) => return Ok(Err(e)),
         };
-        if !msg.has_handles() {
-            // A plain message: the channel's own send (Node's rules).
-            return Ok(channel.send(from, msg.payload).await.map_err(Into::into));
-        }
         let cost = msg.cost();
         // The value travels as the message; the handles beside it.
         let payload = std::mem::replace(&mut msg.payload, Payload::Bytes(Vec::new()));

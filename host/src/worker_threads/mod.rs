@@ -150,17 +150,15 @@ pub(crate) fn take_outgoing(
     msg: Outgoing,
 ) -> Fallible<PortMessage> {
     let payload = crate::runtime::event::Payload::from(msg.data);
-    if let Err(e) = PortEnd::validate(&payload) {
+    if let Err(e) = crate::runtime::message::validate(&payload) {
         return Ok(Err(e.into()));
     }
-    // Duplicates, by the handle's place in the table.
-    let mut seen = std::collections::HashSet::new();
+    // A buffer twice, by its handle (a port twice is `check_transfer`'s).
+    let mut buffers = std::collections::HashSet::new();
     for item in &msg.transfer {
-        let rep = match item {
-            Transfer::ArrayBuffer(b) => (0, b.rep()),
-            Transfer::Port(p) => (1, p.rep()),
-        };
-        if !seen.insert(rep) {
+        if let Transfer::ArrayBuffer(b) = item
+            && !buffers.insert(b.rep())
+        {
             return Ok(Err(ThreadError::Duplicate));
         }
     }

@@ -8,7 +8,7 @@
 //! N` (`Atomics.add`), `pingpong N` (wait/notify between two threads).
 
 use hive::worker_threads::{
-    self as wt, ArrayBuffer, Outgoing, SharedArrayBuffer, Worker, WorkerOptions,
+    self as wt, ArrayBuffer, Outgoing, Received, SharedArrayBuffer, Worker, WorkerOptions,
 };
 use hive::{Message, process};
 use std::cell::{Cell, RefCell};
@@ -59,36 +59,13 @@ fn start(n: usize) {
     next(n, samples);
 }
 
-/// `n` round trips of a 16-byte message over the parent port.
-fn rtt(n: usize) {
-    let w = new_worker("echo", WorkerOptions::default());
-    let msg = Message::Json("\"0123456789abcd\"".into());
+/// `n` round trips with worker `w`: `send(None)` posts the first message,
+/// `send(Some(reply))` the next one, each timed until its reply.
+fn round_trips(w: Worker, n: usize, send: impl Fn(&Worker, Option<&Received>) + 'static) {
     let samples = Rc::new(RefCell::new(Vec::with_capacity(n)));
     let t0 = Rc::new(Cell::new(Instant::now()));
-    let (w2, s, t, m) = (w.clone(), samples.clone(), t0.clone(), msg.clone());
-    w.on_message(move |_| {
-        s.borrow_mut().push(t.get().elapsed().as_secs_f64() * 1e6);
-        if s.borrow().len() == n {
-            report(&mut s.borrow_mut(), "us");
-            w2.terminate();
-            return;
-        }
-        t.set(Instant::now());
-        w2.post_message(m.clone()).unwrap();
-    });
-    t0.set(Instant::now());
-    w.post_message(msg).unwrap();
-}
-
-/// `n` round trips of a 1 MiB buffer, transferred both ways.
-fn transfer(n: usize, read: bool) {
-    let w = new_worker(
-        if read { "bounce-read" } else { "bounce" },
-        WorkerOptions::default(),
-    );
-    let samples = Rc::new(RefCell::new(Vec::with_capacity(n)));
-    let t0 = Rc::new(Cell::new(Instant::now()));
-    let (w2, s, t) = (w.clone(), samples.clone(), t0.clone());
+    let send = Rc::new(send);
+    let (w2, s, t, next) = (w.clone(), samples.clone(), t0.clone(), send.clone());
     w.on_message(move |m| {
         s.borrow_mut().push(t.get().elapsed().as_secs_f64() * 1e6);
         if s.borrow().len() == n {
@@ -96,13 +73,31 @@ fn transfer(n: usize, read: bool) {
             w2.terminate();
             return;
         }
-        let buf = m.buffer(0).unwrap();
         t.set(Instant::now());
-        w2.post(Outgoing::new("b").transfer(&buf)).unwrap();
+        next(&w2, Some(m));
     });
-    let buf = ArrayBuffer::new(MIB).unwrap();
     t0.set(Instant::now());
-    w.post(Outgoing::new("b").transfer(&buf)).unwrap();
+    send(&w, None);
+}
+
+/// `n` round trips of a 16-byte message over the parent port.
+fn rtt(n: usize) {
+    let w = new_worker("echo", WorkerOptions::default());
+    let msg = Message::Json("\"0123456789abcd\"".into());
+    round_trips(w, n, move |w, _| w.post_message(msg.clone()).unwrap());
+}
+
+/// `n` round trips of a 1 MiB buffer, transferred both ways.
+fn transfer(n: usize, read: bool) {
+    let role = if read { "bounce-read" } else { "bounce" };
+    let w = new_worker(role, WorkerOptions::default());
+    round_trips(w, n, |w, reply| {
+        let buf = match reply {
+            Some(m) => m.buffer(0).unwrap(),
+            None => ArrayBuffer::new(MIB).unwrap(),
+        };
+        w.post(Outgoing::new("b").transfer(&buf)).unwrap();
+    });
 }
 
 /// `n` `Atomics.add`s on one word.

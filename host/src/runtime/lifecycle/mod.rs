@@ -95,32 +95,38 @@ pub fn register(rt: &Runtime, new: NewProc<'_>) -> Arc<Proc> {
     proc
 }
 
+/// Queues `event` about running child `proc` for its parent, if it has one.
+fn tell_parent(proc: &Proc, event: ChildEvent) {
+    if let Some(parent) = proc.parent.as_ref().and_then(|p| p.upgrade()) {
+        parent.inbox.push(child_event(proc.pid, event), None);
+    }
+}
+
+/// The `error` of a child that started and then failed (a limit, an
+/// uncaught trap): Node's Worker `error`, before its `exit`.
+fn running_error(proc: &Proc, code: String, message: String) -> ChildEvent {
+    ChildEvent::Error(Box::new(StartError {
+        code,
+        errno: None,
+        syscall: None,
+        path: Some(proc.name.clone()),
+        message,
+        spawnargs: Vec::new(),
+    }))
+}
+
 /// A worker thread's instance exists: `online` for its parent.
 pub fn online(proc: &Proc) {
-    if let Some(parent) = proc.parent.as_ref().and_then(|p| p.upgrade()) {
-        parent
-            .inbox
-            .push(child_event(proc.pid, ChildEvent::Online), None);
-    }
+    tell_parent(proc, ChildEvent::Online);
 }
 
 /// A worker thread trapped (Node's uncaught exception): `error` with what
 /// trapped, before its `exit`.
 pub fn uncaught(proc: &Proc, message: String) {
-    if let Some(parent) = proc.parent.as_ref().and_then(|p| p.upgrade()) {
-        let error = StartError {
-            code: "ERR_UNCAUGHT_TRAP".into(),
-            errno: None,
-            syscall: None,
-            path: Some(proc.name.clone()),
-            message,
-            spawnargs: Vec::new(),
-        };
-        parent.inbox.push(
-            child_event(proc.pid, ChildEvent::Error(Box::new(error))),
-            None,
-        );
-    }
+    tell_parent(
+        proc,
+        running_error(proc, "ERR_UNCAUGHT_TRAP".into(), message),
+    );
 }
 
 /// Records how `proc` ended, ends its children, and tells its parent, in
@@ -175,24 +181,15 @@ fn report_end(proc: Arc<Proc>, parent: Arc<Proc>, status: ExitStatus) {
         // A limit ended it (a guest that survives a refused grow does not
         // count): `error` naming the limit, then `exit`, as Node's Worker
         // emits ERR_WORKER_OUT_OF_MEMORY.
-        let error = StartError {
-            code: limit.code().to_owned(),
-            errno: None,
-            syscall: None,
-            path: Some(proc.name.clone()),
-            message: format!(
-                "`{}` (pid {}) was ended by its {}: raise it with {}",
-                proc.name,
-                proc.pid,
-                limit.what(),
-                limit.option()
-            ),
-            spawnargs: Vec::new(),
-        };
-        parent.inbox.push(
-            child_event(proc.pid, ChildEvent::Error(Box::new(error))),
-            None,
+        let message = format!(
+            "`{}` (pid {}) was ended by its {}: raise it with {}",
+            proc.name,
+            proc.pid,
+            limit.what(),
+            limit.option()
         );
+        let error = running_error(&proc, limit.code().to_owned(), message);
+        parent.inbox.push(child_event(proc.pid, error), None);
     }
     let exit = child_event(proc.pid, ChildEvent::Exit(status, proc.exit_taken.clone()));
     if proc.pipes().is_empty() {
