@@ -50,6 +50,10 @@ fn hostile_buffers_are_refused() {
          wait timed out: WaitResult::TimedOut\n\
          wait not equal: WaitResult::NotEqual\n\
          negative timeout: WaitResult::TimedOut\n\
+         timeout 1e300: WaitResult::NotEqual\n\
+         timeout inf: WaitResult::NotEqual\n\
+         timeout NaN: WaitResult::NotEqual\n\
+         timeout -inf: WaitResult::NotEqual\n\
          shared bytes: out-of-range\n",
     );
 }

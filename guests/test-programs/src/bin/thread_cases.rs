@@ -63,6 +63,11 @@ fn main_thread(case: &str) {
             println!("wait timed out: {:?}", s.wait(0, 0, Some(5.0)).unwrap());
             println!("wait not equal: {:?}", s.wait(0, 1, None).unwrap());
             println!("negative timeout: {:?}", s.wait(0, 0, Some(-1.0)).unwrap());
+            // Timeouts no `Duration` holds: converted before the word is
+            // looked at (1e300 ms panicked the host's conversion).
+            for ms in [1e300, f64::INFINITY, f64::NAN, f64::NEG_INFINITY] {
+                println!("timeout {ms:e}: {:?}", s.wait(0, 1, Some(ms)).unwrap());
+            }
             println!("shared bytes: {}", name(s.read(0, u64::MAX).err()));
         }
         // A worker gets more handles than it may hold: `messageerror`, and
